@@ -1,0 +1,147 @@
+//! Builds the application state and the router: the one place that wires parts together.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{Authenticator, ensure_global_key},
+    config::Config,
+    http::{self, health::HealthMonitor},
+    observability::Metrics,
+    ratelimit::{Limiter, Quota},
+    store::{self, Store},
+};
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub limiter: Arc<Limiter>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<HealthMonitor>,
+}
+
+/// The whole HTTP application, without a socket (tests call it directly).
+pub fn app(state: AppState) -> Router {
+    http::router(state)
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    pub state: AppState,
+    pub global_key_generated: bool,
+    cancel: CancellationToken,
+}
+
+impl App {
+    /// Connects storage and Redis, applies migrations, resolves the global key.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let (global_key, generated) =
+            ensure_global_key(config.global_api_key.as_deref(), &config.data_dir)
+                .map_err(|e| anyhow::anyhow!("GLOBAL_API_KEY: cannot keep a generated key in {}: {e}", config.data_dir.display()))?;
+        let store = store::connect(&store::ConnectOptions {
+            url: config.effective_database_url(),
+            max_connections: config.db_max_connections,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot open the {} database: {e:#}", config.database_kind()))?;
+        let metrics = Arc::new(Metrics::new());
+        let quota = Quota {
+            per_second: config.rate_limit_per_second,
+            burst: config.rate_limit_burst,
+        };
+        let limiter = Arc::new(match &config.redis_url {
+            Some(url) => Limiter::with_redis(quota, url, &config.redis_key_prefix, metrics.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
+            None => Limiter::local_only(quota, metrics.clone()),
+        });
+        let cancel = CancellationToken::new();
+        limiter.spawn_recovery(cancel.child_token());
+        spawn_sweeper(limiter.clone(), cancel.child_token());
+        let state = AppState {
+            auth: Arc::new(Authenticator::new(global_key, store.clone())),
+            health: Arc::new(HealthMonitor::new(metrics.clone())),
+            config: Arc::new(config),
+            store,
+            limiter,
+            metrics,
+        };
+        Ok(App {
+            state,
+            global_key_generated: generated,
+            cancel,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
+    /// within the configured deadline.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let deadline = self.state.config.shutdown_timeout;
+        let router = app(self.state.clone());
+        let stop = self.cancel.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stop.cancel();
+        };
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
+        let drained = self.cancel.clone();
+        tokio::select! {
+            r = server => r?,
+            _ = async move {
+                drained.cancelled().await;
+                tokio::time::sleep(deadline).await;
+            } => tracing::warn!(?deadline, "shutdown deadline passed; dropping remaining requests"),
+        }
+        self.cancel.cancel();
+        Ok(())
+    }
+}
+
+fn spawn_sweeper(limiter: Arc<Limiter>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => limiter.sweep(),
+            }
+        }
+    });
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

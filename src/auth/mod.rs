@@ -1,0 +1,104 @@
+//! Authentication: the global key reaches everything, a session key only its own session.
+//!
+//! Keys are compared in constant time. Session keys are found by their SHA-256 hash, so the
+//! database lookup itself never compares secrets.
+
+mod keys;
+
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::{
+    error::ApiError,
+    store::{Store, StoreError},
+};
+
+pub use keys::{ensure_global_key, generate_key, hash_key, keys_file_hint};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Global,
+    Session { id: Uuid, name: String },
+}
+
+impl Principal {
+    /// May this caller act on the session called `name`?
+    pub fn may_access(&self, name: &str) -> bool {
+        match self {
+            Principal::Global => true,
+            Principal::Session { name: own, .. } => own == name,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing Authorization header")]
+    Missing,
+    #[error("invalid authorization token")]
+    Invalid,
+    #[error("access denied to this session")]
+    Forbidden,
+    #[error("global API key required")]
+    GlobalRequired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing => ApiError::Unauthorized("missing Authorization header"),
+            AuthError::Invalid => ApiError::Unauthorized("invalid authorization token"),
+            AuthError::Forbidden => ApiError::Forbidden("access denied to this session"),
+            AuthError::GlobalRequired => ApiError::Forbidden("global API key required"),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+pub struct Authenticator {
+    global_key: String,
+    store: Arc<dyn Store>,
+}
+
+impl Authenticator {
+    pub fn new(global_key: String, store: Arc<dyn Store>) -> Self {
+        Authenticator { global_key, store }
+    }
+
+    /// Resolves the `Authorization` header (a raw key; a `Bearer ` prefix is tolerated).
+    pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<Principal, AuthError> {
+        let raw = header.ok_or(AuthError::Missing)?;
+        let key = raw.to_str().map_err(|_| AuthError::Invalid)?.trim();
+        let key = key.strip_prefix("Bearer ").map(str::trim).unwrap_or(key);
+        if key.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if bool::from(key.as_bytes().ct_eq(self.global_key.as_bytes())) {
+            return Ok(Principal::Global);
+        }
+        let Some(rec) = self.store.session_by_key_hash(&hash_key(key)).await? else {
+            return Err(AuthError::Invalid);
+        };
+        if bool::from(key.as_bytes().ct_eq(rec.api_key.as_bytes())) {
+            Ok(Principal::Session {
+                id: rec.id,
+                name: rec.name,
+            })
+        } else {
+            Err(AuthError::Invalid)
+        }
+    }
+}
+
+impl Authenticator {
+    /// The global key (to refuse it as a session key).
+    pub fn global_key(&self) -> &str {
+        &self.global_key
+    }
+}

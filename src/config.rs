@@ -1,0 +1,341 @@
+//! Configuration from the environment, with OnWapp's variable names.
+//!
+//! Every variable is validated at start-up; a bad value stops the process with one line naming it.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+
+/// A configuration error: always names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Console,
+    Json,
+}
+
+/// Which CORS origins are allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// `None` means: the default SQLite file under `data_dir`.
+    pub database_url: Option<String>,
+    /// `None` means: generate one and keep it in `data_dir` (see [`crate::auth::ensure_global_key`]).
+    pub global_api_key: Option<String>,
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several installations may share one Redis).
+    pub redis_key_prefix: String,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub trusted_proxies: Vec<IpNet>,
+    pub allowed_origins: AllowedOrigins,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub db_max_connections: u32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are never printed.
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database_kind())
+            .field("global_api_key", &self.global_api_key.as_ref().map(|_| "<set>"))
+            .field("redis", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// 140 MiB: a 100 MiB media file sent as base64 inside JSON fits.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 140 * 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 3000,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            global_api_key: None,
+            redis_url: None,
+            redis_key_prefix: "onwapp".into(),
+            rate_limit_per_second: 200,
+            rate_limit_burst: 500,
+            trusted_proxies: Vec::new(),
+            allowed_origins: AllowedOrigins::Any,
+            log_level: "info".into(),
+            log_format: LogFormat::Console,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: Duration::from_secs(120),
+            shutdown_timeout: Duration::from_secs(10),
+            db_max_connections: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get`; empty values count as unset (as in OnWapp).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mut c = Config::default();
+        if let Some(v) = get("PORT") {
+            c.port = parse_num("PORT", &v)?;
+        }
+        if let Some(v) = get("DATA_DIR") {
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            if !(v.starts_with("postgres://")
+                || v.starts_with("postgresql://")
+                || v.starts_with("sqlite:"))
+            {
+                return Err(err(
+                    "DATABASE_URL",
+                    &v,
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
+            }
+            c.database_url = Some(v);
+        }
+        c.global_api_key = get("GLOBAL_API_KEY");
+        if let Some(k) = &c.global_api_key
+            && k.len() < 16
+        {
+            return Err(err(
+                "GLOBAL_API_KEY",
+                "<hidden>",
+                "must be at least 16 characters",
+            ));
+        }
+        if let Some(v) = get("REDIS_URL") {
+            if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+                return Err(err("REDIS_URL", &v, "must start with redis:// or rediss://"));
+            }
+            c.redis_url = Some(v);
+        }
+        if let Some(v) = get("REDIS_KEY_PREFIX") {
+            c.redis_key_prefix = v;
+        }
+        for var in ["RATE_LIMIT_PER_SECOND", "RATE_LIMIT_REQUESTS_PER_SECOND"] {
+            if let Some(v) = get(var) {
+                c.rate_limit_per_second = parse_positive(var, &v)?;
+                break;
+            }
+        }
+        if let Some(v) = get("RATE_LIMIT_BURST") {
+            c.rate_limit_burst = parse_positive("RATE_LIMIT_BURST", &v)?;
+        }
+        if let Some(v) = get("TRUSTED_PROXIES") {
+            c.trusted_proxies = parse_proxies(&v)?;
+        }
+        if let Some(v) = get("ALLOWED_ORIGINS") {
+            c.allowed_origins = parse_origins(&v)?;
+        }
+        if let Some(v) = get("LOG_LEVEL") {
+            let l = v.to_ascii_lowercase();
+            if !["trace", "debug", "info", "warn", "error"].contains(&l.as_str()) {
+                return Err(err(
+                    "LOG_LEVEL",
+                    &v,
+                    "must be one of trace, debug, info, warn, error",
+                ));
+            }
+            c.log_level = l;
+        }
+        if let Some(v) = get("LOG_FORMAT") {
+            c.log_format = match v.to_ascii_lowercase().as_str() {
+                "console" => LogFormat::Console,
+                "json" => LogFormat::Json,
+                _ => return Err(err("LOG_FORMAT", &v, "must be console or json")),
+            };
+        }
+        if let Some(v) = get("MAX_BODY_BYTES") {
+            c.max_body_bytes = parse_positive::<usize>("MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("REQUEST_TIMEOUT_SECONDS") {
+            c.request_timeout =
+                Duration::from_secs(parse_positive("REQUEST_TIMEOUT_SECONDS", &v)?);
+        }
+        if let Some(v) = get("SHUTDOWN_TIMEOUT_SECONDS") {
+            c.shutdown_timeout =
+                Duration::from_secs(parse_positive("SHUTDOWN_TIMEOUT_SECONDS", &v)?);
+        }
+        if let Some(v) = get("DATABASE_MAX_CONNECTIONS") {
+            c.db_max_connections = parse_positive("DATABASE_MAX_CONNECTIONS", &v)?;
+        }
+        Ok(c)
+    }
+
+    /// The database URL in effect: the configured one or the default SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("onwapp.db").display()
+            ),
+        }
+    }
+
+    pub fn database_kind(&self) -> &'static str {
+        match &self.database_url {
+            Some(u) if u.starts_with("postgres") => "postgres",
+            _ => "sqlite",
+        }
+    }
+}
+
+fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        var,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.parse::<T>()
+        .map_err(|_| err(var, v, "must be a whole number in range"))
+}
+
+fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(
+    var: &'static str,
+    v: &str,
+) -> Result<T, ConfigError> {
+    let n: T = parse_num(var, v)?;
+    if n <= T::default() {
+        return Err(err(var, v, "must be greater than zero"));
+    }
+    Ok(n)
+}
+
+fn parse_proxies(v: &str) -> Result<Vec<IpNet>, ConfigError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| err("TRUSTED_PROXIES", s, "must be a comma-separated list of IPs or CIDRs"))
+        })
+        .collect()
+}
+
+fn parse_origins(v: &str) -> Result<AllowedOrigins, ConfigError> {
+    if v == "*" {
+        return Ok(AllowedOrigins::Any);
+    }
+    let mut list = Vec::new();
+    for o in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if o == "*" {
+            return Ok(AllowedOrigins::Any);
+        }
+        if !(o.starts_with("http://") || o.starts_with("https://")) || o.parse::<http::HeaderValue>().is_err() {
+            return Err(err(
+                "ALLOWED_ORIGINS",
+                o,
+                "must be * or a comma-separated list of http(s) origins",
+            ));
+        }
+        list.push(o.trim_end_matches('/').to_string());
+    }
+    Ok(AllowedOrigins::List(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.rate_limit_per_second, 200);
+        assert_eq!(c.rate_limit_burst, 500);
+        assert_eq!(c.database_kind(), "sqlite");
+        assert!(c.effective_database_url().starts_with("sqlite://./data/onwapp.db"));
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+    }
+
+    #[test]
+    fn both_rate_limit_names_are_accepted() {
+        assert_eq!(cfg(&[("RATE_LIMIT_PER_SECOND", "7")]).unwrap().rate_limit_per_second, 7);
+        assert_eq!(
+            cfg(&[("RATE_LIMIT_REQUESTS_PER_SECOND", "9")]).unwrap().rate_limit_per_second,
+            9
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("RATE_LIMIT_BURST", "0"),
+            ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("LOG_FORMAT", "xml"),
+            ("LOG_LEVEL", "loud"),
+            ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "localhost:6379"),
+            ("ALLOWED_ORIGINS", "example.com"),
+            ("GLOBAL_API_KEY", "short"),
+        ] {
+            let e = cfg(&[(k, v)]).err().unwrap_or_else(|| panic!("{k}={v} accepted"));
+            assert_eq!(e.var, k);
+            assert!(e.to_string().contains(k));
+        }
+    }
+
+    #[test]
+    fn proxies_and_origins_parse() {
+        let c = cfg(&[
+            ("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
+            ("ALLOWED_ORIGINS", "https://a.example,http://b.example/"),
+        ])
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert_eq!(
+            c.allowed_origins,
+            AllowedOrigins::List(vec!["https://a.example".into(), "http://b.example".into()])
+        );
+    }
+}

@@ -1,0 +1,920 @@
+//! Every endpoint of the OnWapp contract (`api-reference.md`), in the contract's order.
+//!
+//! This table is the single source of truth for routing status and for the OpenAPI document:
+//! paths use the contract spelling (`/:session/...`), schema names refer to
+//! [`crate::http::dto::schemas`] components.
+
+/// Whether an endpoint is served yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Done,
+    NotImplemented,
+}
+
+/// A query-string parameter of an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParam {
+    pub name: &'static str,
+    pub required: bool,
+    pub description: &'static str,
+}
+
+/// One method + path of the contract.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// `GET`, `POST`, `PUT` or `DELETE`.
+    pub method: &'static str,
+    /// Contract spelling, e.g. `/:session/message/send/text`.
+    pub path: &'static str,
+    /// Contract section title, e.g. `Messages - Send`.
+    pub section: &'static str,
+    /// Contract heading, e.g. `Send Text Message`.
+    pub summary: &'static str,
+    pub status: Status,
+    /// `false` only for `GET /`, `GET /health` and `POST /chatwoot/webhook/:sessionId`.
+    pub auth: bool,
+    /// DTO component of the JSON body.
+    pub request_body: Option<&'static str>,
+    pub query: &'static [QueryParam],
+    /// DTO component of the success body, where one is defined.
+    pub response: Option<&'static str>,
+}
+
+impl Endpoint {
+    const fn new(
+        method: &'static str,
+        path: &'static str,
+        section: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            section,
+            summary,
+            status: Status::NotImplemented,
+            auth: true,
+            request_body: None,
+            query: &[],
+            response: None,
+        }
+    }
+    const fn done(mut self) -> Self {
+        self.status = Status::Done;
+        self
+    }
+    const fn public(mut self) -> Self {
+        self.auth = false;
+        self
+    }
+    const fn body(mut self, schema: &'static str) -> Self {
+        self.request_body = Some(schema);
+        self
+    }
+    const fn query(mut self, params: &'static [QueryParam]) -> Self {
+        self.query = params;
+        self
+    }
+    const fn res(mut self, schema: &'static str) -> Self {
+        self.response = Some(schema);
+        self
+    }
+}
+
+const fn q(name: &'static str, required: bool, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        required,
+        description,
+    }
+}
+
+const GET: &str = "GET";
+const POST: &str = "POST";
+const PUT: &str = "PUT";
+const DELETE: &str = "DELETE";
+
+const HEALTH: &str = "Health & Status";
+const SESSIONS: &str = "Sessions";
+const PROFILE: &str = "Profile";
+const SETTINGS: &str = "Settings";
+const CONTACTS: &str = "Contacts";
+const PRESENCE: &str = "Presence";
+const CHAT: &str = "Chat";
+const SEND: &str = "Messages - Send";
+const ACTIONS: &str = "Messages - Actions";
+const GROUPS: &str = "Groups";
+const COMMUNITIES: &str = "Communities";
+const MEDIA: &str = "Media";
+const NEWSLETTERS: &str = "Newsletters (Channels)";
+const STATUS: &str = "Status (Stories)";
+const CALLS: &str = "Calls";
+const WEBHOOKS: &str = "Webhooks";
+const CHATWOOT: &str = "Chatwoot Integration";
+
+const Q_QR: &[QueryParam] = &[q(
+    "format",
+    false,
+    "`json` (default) or `image` for the raw PNG",
+)];
+const Q_PHONE: &[QueryParam] = &[q("phone", true, "Phone number or JID")];
+const Q_REVOKE: &[QueryParam] = &[q("revoke", false, "`true` to revoke the current link")];
+const Q_CHAT_LIST: &[QueryParam] = &[
+    q("limit", false, "Max results (default: 100, max: 500)"),
+    q("offset", false, "Offset for pagination (default: 0)"),
+    q("unread", false, "`true` to list only unread chats"),
+];
+const Q_CHAT_MESSAGES: &[QueryParam] = &[
+    q("chatId", true, "Chat JID"),
+    q("limit", false, "Max results (default: 50, max: 200)"),
+    q("offset", false, "Offset for pagination"),
+];
+const Q_CHAT_ID: &[QueryParam] = &[q("chatId", true, "Chat JID")];
+const Q_GROUP: &[QueryParam] = &[q("groupId", true, "Group JID")];
+const Q_INVITE_LINK: &[QueryParam] = &[
+    q("groupId", true, "Group JID"),
+    q(
+        "reset",
+        false,
+        "`true` to revoke the current link and create a new one",
+    ),
+];
+const Q_INVITE_INFO: &[QueryParam] = &[
+    q("inviteLink", true, "Invite URL or code"),
+    q("link", false, "0.2.8 spelling of `inviteLink`"),
+];
+const Q_COMMUNITY: &[QueryParam] = &[q("communityId", true, "Community JID")];
+const Q_MEDIA_LIST: &[QueryParam] = &[
+    q("limit", false, "Max results (default: 100)"),
+    q("offset", false, "Offset for pagination (default: 0)"),
+];
+const Q_MEDIA_PENDING: &[QueryParam] = &[q("limit", false, "Max results (default: 100)")];
+const Q_MEDIA_PROCESS: &[QueryParam] =
+    &[q("batchSize", false, "Downloads per batch (default: 10)")];
+const Q_MEDIA_DOWNLOAD: &[QueryParam] = &[q("messageId", true, "Message ID")];
+const Q_NEWSLETTER: &[QueryParam] = &[
+    q("newsletterId", true, "Newsletter JID"),
+    q("newsletterJid", false, "0.2.8 spelling of `newsletterId`"),
+];
+const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
+
+/// Every endpoint of the contract, in the contract's order.
+pub static ENDPOINTS: &[Endpoint] = &[
+    // Health & Status
+    Endpoint::new(GET, "/", HEALTH, "Get Health Status")
+        .public()
+        .done()
+        .res("HealthResponse"),
+    Endpoint::new(GET, "/health", HEALTH, "Get Health Status")
+        .public()
+        .done()
+        .res("HealthResponse"),
+    // Sessions
+    Endpoint::new(GET, "/sessions", SESSIONS, "List All Sessions")
+        .done()
+        .res("SessionListResponse"),
+    Endpoint::new(POST, "/sessions", SESSIONS, "Create Session")
+        .done()
+        .body("CreateSessionRequest")
+        .res("SessionResponse"),
+    Endpoint::new(GET, "/:session/status", SESSIONS, "Get Session Status")
+        .done()
+        .res("SessionResponse"),
+    Endpoint::new(DELETE, "/:session", SESSIONS, "Delete Session")
+        .done()
+        .res("MessageResponse"),
+    Endpoint::new(POST, "/:session/connect", SESSIONS, "Connect Session").res("ConnectResponse"),
+    Endpoint::new(GET, "/:session/qr", SESSIONS, "Get QR Code")
+        .query(Q_QR)
+        .res("QrResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/pairphone",
+        SESSIONS,
+        "Pair with Phone Number",
+    )
+    .body("PairPhoneRequest")
+    .res("PairPhoneResponse"),
+    Endpoint::new(POST, "/:session/disconnect", SESSIONS, "Disconnect Session")
+        .res("MessageResponse"),
+    Endpoint::new(POST, "/:session/logout", SESSIONS, "Logout Session").res("MessageResponse"),
+    Endpoint::new(POST, "/:session/restart", SESSIONS, "Restart Session").res("MessageResponse"),
+    // Profile
+    Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile").res("ProfileResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/profile/status",
+        PROFILE,
+        "Set Status Message",
+    )
+    .body("SetStatusRequest")
+    .res("SetStatusResponse"),
+    Endpoint::new(POST, "/:session/profile/name", PROFILE, "Set Push Name")
+        .body("SetPushNameRequest")
+        .res("SetPushNameResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/profile/picture",
+        PROFILE,
+        "Set Profile Picture",
+    )
+    .body("SetProfilePictureRequest")
+    .res("PictureIdResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/profile/picture/remove",
+        PROFILE,
+        "Delete Profile Picture",
+    )
+    .res("MessageResponse"),
+    // Settings
+    Endpoint::new(GET, "/:session/settings", SETTINGS, "Get Settings")
+        .done()
+        .res("SettingsResponse"),
+    Endpoint::new(POST, "/:session/settings", SETTINGS, "Update Settings")
+        .done()
+        .body("UpdateSettingsRequest")
+        .res("SettingsResponse"),
+    // Contacts
+    Endpoint::new(GET, "/:session/contact/list", CONTACTS, "Get All Contacts")
+        .res("ContactListResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/contact/check",
+        CONTACTS,
+        "Check Phone Numbers",
+    )
+    .body("CheckPhonesRequest")
+    .res("CheckPhonesResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/contact/blocklist",
+        CONTACTS,
+        "Get Blocklist",
+    )
+    .res("BlocklistResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/contact/blocklist",
+        CONTACTS,
+        "Update Blocklist",
+    )
+    .body("UpdateBlocklistRequest")
+    .res("UpdateBlocklistResponse"),
+    Endpoint::new(GET, "/:session/contact/info", CONTACTS, "Get Contact Info")
+        .query(Q_PHONE)
+        .res("ContactInfoResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/contact/avatar",
+        CONTACTS,
+        "Get Contact Avatar",
+    )
+    .query(Q_PHONE)
+    .res("PictureUrlResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/contact/business",
+        CONTACTS,
+        "Get Business Profile",
+    )
+    .query(Q_PHONE)
+    .res("BusinessProfileResponse"),
+    Endpoint::new(GET, "/:session/contact/lid", CONTACTS, "Get Contact LID")
+        .query(Q_PHONE)
+        .res("ContactLidResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/contact/qrlink",
+        CONTACTS,
+        "Get Contact QR Link",
+    )
+    .query(Q_REVOKE)
+    .res("ContactQrLinkResponse"),
+    // Presence
+    Endpoint::new(POST, "/:session/presence", PRESENCE, "Set Presence")
+        .body("SetPresenceRequest")
+        .res("SimpleStatusResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/presence/subscribe",
+        PRESENCE,
+        "Subscribe to Presence",
+    )
+    .body("SubscribePresenceRequest")
+    .res("EmptyResponse"),
+    // Chat
+    Endpoint::new(
+        POST,
+        "/:session/chat/presence",
+        CHAT,
+        "Set Chat Presence (Typing)",
+    )
+    .body("ChatPresenceRequest")
+    .res("ChatPresenceResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/chat/markread",
+        CHAT,
+        "Mark Messages as Read",
+    )
+    .body("MarkReadRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(POST, "/:session/chat/unread", CHAT, "Mark Chat as Unread")
+        .body("MarkUnreadRequest")
+        .res("SimpleStatusResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/chat/archive",
+        CHAT,
+        "Archive/Unarchive Chat",
+    )
+    .body("ArchiveChatRequest")
+    .res("SimpleStatusResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/chat/disappearing",
+        CHAT,
+        "Set Disappearing Timer",
+    )
+    .body("DisappearingTimerRequest")
+    .res("MessageResponse"),
+    Endpoint::new(GET, "/:session/chat/list", CHAT, "List All Chats")
+        .query(Q_CHAT_LIST)
+        .res("ChatListResponse"),
+    Endpoint::new(GET, "/:session/chat/messages", CHAT, "Get Chat Messages")
+        .query(Q_CHAT_MESSAGES)
+        .res("ChatMessagesResponse"),
+    Endpoint::new(GET, "/:session/chat/info", CHAT, "Get Chat Info")
+        .query(Q_CHAT_ID)
+        .res("ChatRecord"),
+    // Messages - Send
+    Endpoint::new(
+        POST,
+        "/:session/message/send/text",
+        SEND,
+        "Send Text Message",
+    )
+    .body("SendTextRequest")
+    .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/image", SEND, "Send Image")
+        .body("SendImageRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/audio", SEND, "Send Audio")
+        .body("SendAudioRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/video", SEND, "Send Video")
+        .body("SendVideoRequest")
+        .res("SendResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/message/send/document",
+        SEND,
+        "Send Document",
+    )
+    .body("SendDocumentRequest")
+    .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/sticker", SEND, "Send Sticker")
+        .body("SendStickerRequest")
+        .res("SendResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/message/send/location",
+        SEND,
+        "Send Location",
+    )
+    .body("SendLocationRequest")
+    .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/contact", SEND, "Send Contact")
+        .body("SendContactRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/poll", SEND, "Send Poll")
+        .body("SendPollRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/buttons", SEND, "Send Buttons")
+        .body("SendButtonsRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/send/list", SEND, "Send List")
+        .body("SendListRequest")
+        .res("SendResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/message/send/interactive",
+        SEND,
+        "Send Interactive",
+    )
+    .body("SendInteractiveRequest")
+    .res("SendResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/message/send/template",
+        SEND,
+        "Send Template",
+    )
+    .body("SendTemplateRequest")
+    .res("SendResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/message/send/carousel",
+        SEND,
+        "Send Carousel",
+    )
+    .body("SendCarouselRequest")
+    .res("SendResponse"),
+    // Messages - Actions
+    Endpoint::new(POST, "/:session/message/react", ACTIONS, "Send Reaction")
+        .body("SendReactionRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/delete", ACTIONS, "Delete Message")
+        .body("DeleteMessageRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/edit", ACTIONS, "Edit Message")
+        .body("EditMessageRequest")
+        .res("SendResponse"),
+    Endpoint::new(POST, "/:session/message/poll/vote", ACTIONS, "Vote on Poll")
+        .body("PollVoteRequest")
+        .res("SendResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/message/request-unavailable",
+        ACTIONS,
+        "Request Unavailable Message",
+    )
+    .body("RequestUnavailableRequest")
+    .res("RequestUnavailableResponse"),
+    // Groups
+    Endpoint::new(POST, "/:session/group/create", GROUPS, "Create Group")
+        .body("CreateGroupRequest")
+        .res("GroupInfoResponse"),
+    Endpoint::new(GET, "/:session/group/list", GROUPS, "Get Joined Groups")
+        .res("GroupListResponse"),
+    Endpoint::new(GET, "/:session/group/info", GROUPS, "Get Group Info")
+        .query(Q_GROUP)
+        .res("GroupInfoResponse"),
+    Endpoint::new(GET, "/:session/group/avatar", GROUPS, "Get Group Picture")
+        .query(Q_GROUP)
+        .res("PictureUrlResponse"),
+    Endpoint::new(POST, "/:session/group/leave", GROUPS, "Leave Group")
+        .body("GroupIdRequest")
+        .res("GroupIdResponse"),
+    Endpoint::new(POST, "/:session/group/name", GROUPS, "Update Group Name")
+        .body("UpdateGroupNameRequest")
+        .res("GroupIdResponse"),
+    Endpoint::new(POST, "/:session/group/topic", GROUPS, "Update Group Topic")
+        .body("UpdateGroupTopicRequest")
+        .res("GroupIdResponse"),
+    Endpoint::new(POST, "/:session/group/photo", GROUPS, "Set Group Picture")
+        .body("SetGroupPhotoRequest")
+        .res("PictureIdResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/photo/remove",
+        GROUPS,
+        "Delete Group Picture",
+    )
+    .body("GroupIdRequest")
+    .res("MessageResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/participants/add",
+        GROUPS,
+        "Add Participants",
+    )
+    .body("GroupParticipantsRequest")
+    .res("GroupParticipantsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/participants/remove",
+        GROUPS,
+        "Remove Participants",
+    )
+    .body("GroupParticipantsRequest")
+    .res("GroupParticipantsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/participants/promote",
+        GROUPS,
+        "Promote Participants",
+    )
+    .body("GroupParticipantsRequest")
+    .res("GroupParticipantsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/participants/demote",
+        GROUPS,
+        "Demote Participants",
+    )
+    .body("GroupParticipantsRequest")
+    .res("GroupParticipantsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/announce",
+        GROUPS,
+        "Set Group Announce Mode",
+    )
+    .body("GroupAnnounceRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/locked",
+        GROUPS,
+        "Set Group Locked Mode",
+    )
+    .body("GroupLockedRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/approval",
+        GROUPS,
+        "Set Group Approval Mode",
+    )
+    .body("GroupApprovalRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/memberadd",
+        GROUPS,
+        "Set Group Member Add Mode",
+    )
+    .body("GroupMemberAddModeRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/group/invitelink",
+        GROUPS,
+        "Get Group Invite Link",
+    )
+    .query(Q_INVITE_LINK)
+    .res("GroupInviteLinkResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/group/inviteinfo",
+        GROUPS,
+        "Get Group Info from Invite Link",
+    )
+    .query(Q_INVITE_INFO)
+    .res("GroupInfoResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/join",
+        GROUPS,
+        "Join Group via Invite Link",
+    )
+    .body("JoinGroupRequest")
+    .res("GroupIdResponse"),
+    Endpoint::new(GET, "/:session/group/requests", GROUPS, "Get Join Requests")
+        .query(Q_GROUP)
+        .res("GroupJoinRequestsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/requests/action",
+        GROUPS,
+        "Handle Join Requests",
+    )
+    .body("GroupRequestActionRequest")
+    .res("GroupParticipantsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/group/send/text",
+        GROUPS,
+        "Send Group Message (Legacy)",
+    )
+    .body("SendGroupTextRequest")
+    .res("SendResponse"),
+    // Communities
+    Endpoint::new(
+        GET,
+        "/:session/community/groups",
+        COMMUNITIES,
+        "Get Sub Groups",
+    )
+    .query(Q_COMMUNITY)
+    .res("CommunityGroupsResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/community/link",
+        COMMUNITIES,
+        "Link Group to Community",
+    )
+    .body("LinkGroupRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/community/unlink",
+        COMMUNITIES,
+        "Unlink Group from Community",
+    )
+    .body("LinkGroupRequest")
+    .res("EmptyResponse"),
+    // Media
+    Endpoint::new(GET, "/:session/media/list", MEDIA, "List Media")
+        .query(Q_MEDIA_LIST)
+        .res("MediaListResponse"),
+    Endpoint::new(GET, "/:session/media/pending", MEDIA, "List Pending Media")
+        .query(Q_MEDIA_PENDING)
+        .res("MediaPendingResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/media/process",
+        MEDIA,
+        "Process Pending Media",
+    )
+    .query(Q_MEDIA_PROCESS)
+    .res("MediaProcessResponse"),
+    Endpoint::new(GET, "/:session/media/download", MEDIA, "Get Media")
+        .query(Q_MEDIA_DOWNLOAD)
+        .res("MediaRecord"),
+    // Newsletters (Channels)
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/create",
+        NEWSLETTERS,
+        "Create Newsletter",
+    )
+    .body("CreateNewsletterRequest")
+    .res("NewsletterResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/newsletter/list",
+        NEWSLETTERS,
+        "Get Subscribed Newsletters",
+    )
+    .res("NewsletterListResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/newsletter/info",
+        NEWSLETTERS,
+        "Get Newsletter Info",
+    )
+    .query(Q_NEWSLETTER)
+    .res("NewsletterResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/follow",
+        NEWSLETTERS,
+        "Follow Newsletter",
+    )
+    .body("NewsletterIdRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/unfollow",
+        NEWSLETTERS,
+        "Unfollow Newsletter",
+    )
+    .body("NewsletterIdRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/newsletter/messages",
+        NEWSLETTERS,
+        "Get Newsletter Messages",
+    )
+    .query(Q_NEWSLETTER)
+    .res("NewsletterMessagesResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/react",
+        NEWSLETTERS,
+        "React to Newsletter Message",
+    )
+    .body("NewsletterReactRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/mute",
+        NEWSLETTERS,
+        "Toggle Newsletter Mute",
+    )
+    .body("NewsletterMuteRequest")
+    .res("EmptyResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/viewed",
+        NEWSLETTERS,
+        "Mark Newsletter Viewed",
+    )
+    .body("NewsletterViewedRequest")
+    .res("MessageResponse"),
+    Endpoint::new(
+        POST,
+        "/:session/newsletter/subscribe-live",
+        NEWSLETTERS,
+        "Subscribe to Live Updates",
+    )
+    .body("NewsletterIdRequest")
+    .res("NewsletterLiveResponse"),
+    // Status (Stories)
+    Endpoint::new(POST, "/:session/status/send", STATUS, "Send Story")
+        .body("SendStatusRequest")
+        .res("SendResponse"),
+    Endpoint::new(
+        GET,
+        "/:session/status/privacy",
+        STATUS,
+        "Get Status Privacy",
+    )
+    .res("StatusPrivacyResponse"),
+    // Calls
+    Endpoint::new(POST, "/:session/call/reject", CALLS, "Reject Call")
+        .body("RejectCallRequest")
+        .res("EmptyResponse"),
+    // Webhooks
+    Endpoint::new(
+        GET,
+        "/:session/webhook",
+        WEBHOOKS,
+        "Get Webhook Configuration",
+    )
+    .done()
+    .res("WebhookResponse"),
+    Endpoint::new(POST, "/:session/webhook", WEBHOOKS, "Set Webhook")
+        .done()
+        .body("WebhookRequest")
+        .res("WebhookResponse"),
+    Endpoint::new(PUT, "/:session/webhook", WEBHOOKS, "Update Webhook")
+        .done()
+        .body("WebhookRequest")
+        .res("WebhookResponse"),
+    Endpoint::new(DELETE, "/:session/webhook", WEBHOOKS, "Delete Webhook")
+        .done()
+        .res("MessageResponse"),
+    Endpoint::new(GET, "/events", WEBHOOKS, "Get Available Events")
+        .done()
+        .res("EventsResponse"),
+    // Chatwoot Integration
+    Endpoint::new(
+        POST,
+        "/sessions/:sessionId/chatwoot/set",
+        CHATWOOT,
+        "Set Chatwoot Config",
+    )
+    .body("ChatwootConfigRequest")
+    .res("ChatwootConfigResponse"),
+    Endpoint::new(
+        GET,
+        "/sessions/:sessionId/chatwoot/find",
+        CHATWOOT,
+        "Get Chatwoot Config",
+    )
+    .res("ChatwootConfigResponse"),
+    Endpoint::new(
+        DELETE,
+        "/sessions/:sessionId/chatwoot",
+        CHATWOOT,
+        "Delete Chatwoot Config",
+    )
+    .res("MessageResponse"),
+    Endpoint::new(
+        POST,
+        "/sessions/:sessionId/chatwoot/sync",
+        CHATWOOT,
+        "Sync All",
+    )
+    .query(Q_SYNC)
+    .res("ChatwootSyncStatusResponse"),
+    Endpoint::new(
+        POST,
+        "/sessions/:sessionId/chatwoot/sync/contacts",
+        CHATWOOT,
+        "Sync Contacts",
+    )
+    .query(Q_SYNC)
+    .res("ChatwootSyncStatusResponse"),
+    Endpoint::new(
+        POST,
+        "/sessions/:sessionId/chatwoot/sync/messages",
+        CHATWOOT,
+        "Sync Messages",
+    )
+    .query(Q_SYNC)
+    .res("ChatwootSyncStatusResponse"),
+    Endpoint::new(
+        GET,
+        "/sessions/:sessionId/chatwoot/sync/status",
+        CHATWOOT,
+        "Get Sync Status",
+    )
+    .res("ChatwootSyncStatusResponse"),
+    Endpoint::new(
+        GET,
+        "/sessions/:sessionId/chatwoot/overview",
+        CHATWOOT,
+        "Get Sync Overview",
+    )
+    .res("ChatwootOverviewResponse"),
+    Endpoint::new(
+        POST,
+        "/sessions/:sessionId/chatwoot/resolve-all",
+        CHATWOOT,
+        "Resolve All Conversations",
+    )
+    .res("ChatwootResolveAllResponse"),
+    Endpoint::new(
+        GET,
+        "/sessions/:sessionId/chatwoot/conversations/stats",
+        CHATWOOT,
+        "Get Conversations Stats",
+    )
+    .res("ChatwootConversationStatsResponse"),
+    Endpoint::new(
+        POST,
+        "/sessions/:sessionId/chatwoot/reset",
+        CHATWOOT,
+        "Reset Chatwoot",
+    )
+    .res("ChatwootResetResponse"),
+    Endpoint::new(
+        POST,
+        "/chatwoot/webhook/:sessionId",
+        CHATWOOT,
+        "Chatwoot Webhook",
+    )
+    .public()
+    .body("ChatwootWebhookPayload")
+    .res("MessageResponse"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn no_duplicate_method_and_path() {
+        let mut seen = HashSet::new();
+        for e in ENDPOINTS {
+            assert!(
+                seen.insert((e.method, e.path)),
+                "duplicate {} {}",
+                e.method,
+                e.path
+            );
+            assert!(matches!(e.method, "GET" | "POST" | "PUT" | "DELETE"));
+            assert!(
+                e.path.starts_with('/') && !e.path.contains('?'),
+                "{}",
+                e.path
+            );
+        }
+        assert!(ENDPOINTS.len() >= 116, "only {} endpoints", ENDPOINTS.len());
+    }
+
+    #[test]
+    fn schema_names_exist() {
+        let names: HashSet<String> = crate::http::dto::schemas()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for e in ENDPOINTS {
+            for s in e.request_body.iter().chain(e.response.iter()) {
+                assert!(
+                    names.contains(*s),
+                    "{} {}: unknown schema {s}",
+                    e.method,
+                    e.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn done_and_public_sets() {
+        let done: HashSet<(&str, &str)> = ENDPOINTS
+            .iter()
+            .filter(|e| e.status == Status::Done)
+            .map(|e| (e.method, e.path))
+            .collect();
+        let expected: HashSet<(&str, &str)> = [
+            ("GET", "/"),
+            ("GET", "/health"),
+            ("GET", "/sessions"),
+            ("POST", "/sessions"),
+            ("GET", "/:session/status"),
+            ("DELETE", "/:session"),
+            ("GET", "/:session/settings"),
+            ("POST", "/:session/settings"),
+            ("GET", "/:session/webhook"),
+            ("POST", "/:session/webhook"),
+            ("PUT", "/:session/webhook"),
+            ("DELETE", "/:session/webhook"),
+            ("GET", "/events"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(done, expected);
+        let public: Vec<(&str, &str)> = ENDPOINTS
+            .iter()
+            .filter(|e| !e.auth)
+            .map(|e| (e.method, e.path))
+            .collect();
+        assert_eq!(
+            public,
+            [
+                ("GET", "/"),
+                ("GET", "/health"),
+                ("POST", "/chatwoot/webhook/:sessionId")
+            ]
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP surface: one module per area of the contract, each with `router()`.
+
+pub mod catalog;
+pub mod dto;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod openapi;
+pub mod sessions;
+pub mod settings;
+pub mod unimplemented;
+pub mod webhooks;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::{StatusCode, header},
+    middleware::{from_fn, from_fn_with_state},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{app::AppState, config::AllowedOrigins, error::ApiError};
+
+/// The whole router with every middleware, as served.
+pub fn router(state: AppState) -> Router {
+    let authenticated = Router::new()
+        .merge(sessions::router())
+        .merge(settings::router())
+        .merge(webhooks::router())
+        .merge(events::router())
+        .merge(unimplemented::authenticated_router())
+        .route_layer(from_fn_with_state(state.clone(), middleware::require_auth));
+    let open = Router::new()
+        .merge(health::router())
+        .merge(unimplemented::open_router())
+        .merge(openapi::router());
+
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(authenticated)
+        .merge(open)
+        .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit))
+        .route("/metrics", get(metrics))
+        .route_layer(from_fn(middleware::record_route))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn_with_state(state.clone(), middleware::timeout))
+        .layer(from_fn_with_state(state.clone(), middleware::body_limit))
+        .layer(cors(&state.config.allowed_origins))
+        .layer(from_fn(middleware::security_headers))
+        .layer(from_fn_with_state(state.clone(), middleware::track_metrics))
+        .layer(CatchPanicLayer::custom(on_panic))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(make_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+}
+
+fn cors(origins: &AllowedOrigins) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+            axum::http::Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::ORIGIN,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::AUTHORIZATION,
+        ])
+        .max_age(std::time::Duration::from_secs(86400));
+    match origins {
+        AllowedOrigins::Any => layer.allow_origin(Any),
+        AllowedOrigins::List(list) => layer.allow_origin(AllowOrigin::list(
+            list.iter().filter_map(|o| o.parse().ok()),
+        )),
+    }
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route not found".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+}

@@ -1,0 +1,14 @@
+//! onwapp-rs: an OnWapp-compatible WhatsApp REST bridge.
+//!
+//! `main.rs` only parses the configuration and runs [`app::App`]; everything else lives here so
+//! tests and benchmarks can build the whole router without a socket.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod observability;
+pub mod ratelimit;
+pub mod store;

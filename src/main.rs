@@ -1,0 +1,58 @@
+//! The `onwapp` binary: parse the configuration, build the app, serve until a signal.
+
+use std::process::ExitCode;
+
+use onwapp::{
+    app::{App, shutdown_signal},
+    auth::keys_file_hint,
+    config::Config,
+    observability,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("onwapp: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    observability::init_tracing(&config);
+    let port = config.port;
+    let app = match App::build(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("start-up failed: {e:#}");
+            eprintln!("onwapp: start-up failed: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    if app.global_key_generated {
+        tracing::warn!(
+            "GLOBAL_API_KEY is not set: generated one and stored it; read it with `{}`",
+            keys_file_hint(&app.state.config.data_dir)
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("onwapp: PORT={port}: cannot listen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        port,
+        database = app.state.store.kind(),
+        rate_limiter = app.state.limiter.backend(),
+        version = env!("CARGO_PKG_VERSION"),
+        "onwapp listening"
+    );
+    match app.serve(listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Durable state behind one trait per concern, implemented for Postgres and SQLite.
+//!
+//! Both implementations share their SQL (see [`sql`]); the migrations differ only in column types.
+//! [`connect`] picks the implementation from the URL, once, at start-up.
+
+mod models;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use models::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the message is fit for the API client.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The database cannot be reached (connection refused, pool timed out, ...).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    pub(crate) fn from_sqlx(e: sqlx::Error, conflict: impl FnOnce() -> String) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(conflict()),
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Other(e.into()),
+        }
+    }
+}
+
+/// Sessions: the name, its key and what the engine last stored about the device.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates the session and its default settings in one transaction.
+    async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord>;
+    async fn get_session(&self, name: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
+    /// Deletes the session and (by cascade) everything that belongs to it. `false` if unknown.
+    async fn delete_session(&self, name: &str) -> StoreResult<bool>;
+    /// The session whose key hashes to `api_key_hash` (hex SHA-256).
+    async fn session_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<SessionRecord>>;
+}
+
+/// Per-session settings; a row exists from the moment the session is created.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_settings(&self, session_id: Uuid) -> StoreResult<Option<SettingsRecord>>;
+    /// Applies the fields that are `Some`; returns the row after the change.
+    async fn update_settings(
+        &self,
+        session_id: Uuid,
+        patch: &SettingsPatch,
+    ) -> StoreResult<Option<SettingsRecord>>;
+}
+
+/// One webhook configuration per session.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn get_webhook(&self, session_id: Uuid) -> StoreResult<Option<WebhookRecord>>;
+    /// Creates or replaces the session's webhook.
+    async fn upsert_webhook(&self, session_id: Uuid, cfg: &WebhookConfig) -> StoreResult<WebhookRecord>;
+    /// Replaces the session's webhook; `None` when it has none.
+    async fn replace_webhook(
+        &self,
+        session_id: Uuid,
+        cfg: &WebhookConfig,
+    ) -> StoreResult<Option<WebhookRecord>>;
+    async fn delete_webhook(&self, session_id: Uuid) -> StoreResult<bool>;
+}
+
+/// Liveness of the database itself.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    async fn ping(&self) -> StoreResult<()>;
+    fn kind(&self) -> &'static str;
+}
+
+/// Everything the API needs from storage.
+pub trait Store: SessionStore + SettingsStore + WebhookStore + HealthCheck {}
+impl<T: SessionStore + SettingsStore + WebhookStore + HealthCheck> Store for T {}
+
+/// Connection settings shared by both databases.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+/// Connects to the database named by the URL and applies its migrations.
+pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<Arc<dyn Store>> {
+    if opts.url.starts_with("postgres://") || opts.url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(opts).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(opts).await?))
+    }
+}

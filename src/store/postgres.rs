@@ -1,0 +1,32 @@
+//! Postgres: the store of clustered deployments.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::ConnectOptions;
+
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    pub const KIND: &'static str = "postgres";
+
+    pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<Self> {
+        let conn = PgConnectOptions::from_str(&opts.url)?.application_name("onwapp");
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(conn)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::sql::impl_sql_store!(PgStore, sqlx::Postgres);

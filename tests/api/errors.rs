@@ -1,0 +1,145 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, GLOBAL_KEY, TestApp, spawn_with};
+
+async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
+    app.create_session("e1").await;
+    for path in ["/nope/really/not/here", "/e1/profile/unknown", "/sessions/x/y/z"] {
+        let r = app.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "route not found"}));
+    }
+    for (m, path) in [
+        (reqwest::Method::PUT, "/sessions"),
+        (reqwest::Method::DELETE, "/health"),
+        (reqwest::Method::POST, "/e1/status"),
+        (reqwest::Method::GET, "/e1/connect"),
+    ] {
+        let r = app
+            .client
+            .request(m.clone(), app.url(path))
+            .header("Authorization", GLOBAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{m} {path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "method not allowed"}));
+    }
+}
+
+async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
+    app.create_session("e2").await;
+    let probes = [
+        (reqwest::Method::POST, "/{s}/connect"),
+        (reqwest::Method::GET, "/{s}/qr"),
+        (reqwest::Method::POST, "/{s}/message/send/text"),
+        (reqwest::Method::GET, "/{s}/group/list"),
+        (reqwest::Method::POST, "/sessions/{s}/chatwoot/set"),
+        (reqwest::Method::DELETE, "/sessions/{s}/chatwoot"),
+    ];
+    for (m, p) in probes {
+        let known = p.replace("{s}", "e2");
+        let unknown = p.replace("{s}", "ghost");
+        let r = app.client.request(m.clone(), app.url(&known)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{m} {known} without key");
+        let r = app
+            .client
+            .request(m.clone(), app.url(&unknown))
+            .header("Authorization", GLOBAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{m} {unknown}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "session ghost not found"}));
+        let r = app
+            .client
+            .request(m.clone(), app.url(&known))
+            .header("Authorization", GLOBAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 501, "{m} {known}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "not implemented"}));
+    }
+    // The Chatwoot inbound webhook is open, but still looks the session up.
+    let r = app.client.post(app.url("/chatwoot/webhook/ghost")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app.client.post(app.url("/chatwoot/webhook/e2")).send().await.unwrap();
+    assert_eq!(r.status(), 501);
+}
+
+async fn every_response_has_a_request_id_and_security_headers(app: TestApp) {
+    for path in ["/health", "/sessions", "/nope/x/y/z"] {
+        let r = app.get(path).send().await.unwrap();
+        let h = r.headers();
+        assert!(h.get("x-request-id").is_some_and(|v| !v.is_empty()), "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+    let r = app.get("/health").header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+}
+
+async fn cors_preflight_is_answered(app: TestApp) {
+    let r = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/sessions"))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+}
+
+crate::on_both_databases!(
+    unknown_routes_are_404_and_wrong_methods_405,
+    unbuilt_routes_answer_501_after_auth_and_session_lookup,
+    every_response_has_a_request_id_and_security_headers,
+    cors_preflight_is_answered,
+);
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let Some(app) = spawn_with(Db::Sqlite, |c| c.max_body_bytes = 1024).await else {
+        return;
+    };
+    app.create_session("big").await;
+    let big = json!({"url": format!("https://example.com/{}", "a".repeat(4096))});
+    let r = app.post("/big/webhook").json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("too large"));
+    // Chunked (no Content-Length) is cut while reading.
+    let stream = futures_util::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 512])),
+    );
+    let r = app
+        .post("/big/webhook")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Nothing was stored.
+    let got: Value = app.get("/big/webhook").send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["enabled"], false);
+}
+
+#[tokio::test]
+async fn allowed_origins_are_enforced() {
+    let Some(app) = spawn_with(Db::Sqlite, |c| {
+        c.allowed_origins =
+            onwapp::config::AllowedOrigins::List(vec!["https://good.example".into()])
+    })
+    .await
+    else {
+        return;
+    };
+    let r = app.get("/health").header("Origin", "https://good.example").send().await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://good.example");
+    let r = app.get("/health").header("Origin", "https://evil.example").send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,315 @@
+//! Spawns the real application on port 0 with a fresh database per test, and the real services
+//! it talks to (Postgres, Redis), reachable through a cuttable TCP proxy when a test needs one.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use onwapp::{app::App, config::Config};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Notify, oneshot},
+};
+
+pub const GLOBAL_KEY: &str = "test-global-key-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+fn services_required() -> bool {
+    std::env::var("ONWAPP_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Skips (returns `None`) or fails, as `ONWAPP_TEST_REQUIRE_SERVICES` says, when a service is down.
+fn unavailable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {
+    if services_required() {
+        panic!("{what} is required (ONWAPP_TEST_REQUIRE_SERVICES=1) but unreachable: {err}");
+    }
+    eprintln!("skipping: {what} unreachable: {err}");
+    None
+}
+
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Postgres database of its own, dropped when this value is dropped.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Option<PgDatabase> {
+        use sqlx::{Connection, Executor};
+        let base = test_database_url();
+        let mut conn = match sqlx::PgConnection::connect(&base).await {
+            Ok(c) => c,
+            Err(e) => return unavailable("Postgres at TEST_DATABASE_URL", e),
+        };
+        let name = format!("onwapp_t_{}", uuid::Uuid::new_v4().simple());
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create test database");
+        let url = match base.rfind('/') {
+            Some(i) if base[..i].contains("://") && i > base.find("://").unwrap_or(0) + 2 => {
+                let (head, tail) = base.split_at(i);
+                let query = tail.find('?').map(|q| &tail[q..]).unwrap_or("");
+                format!("{head}/{name}{query}")
+            }
+            _ => format!("{base}/{name}"),
+        };
+        Some(PgDatabase { url, name })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let base = test_database_url();
+        // Dropping needs async I/O; do it on a thread of its own so any runtime state is fine.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    use sqlx::{Connection, Executor};
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
+                        let _ = c
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            )))
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// A running application and what it needs to stay alive.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).header("Authorization", GLOBAL_KEY)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).header("Authorization", GLOBAL_KEY)
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.put(self.url(path)).header("Authorization", GLOBAL_KEY)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path)).header("Authorization", GLOBAL_KEY)
+    }
+
+    /// Creates a session through the API and returns its JSON.
+    pub async fn create_session(&self, name: &str) -> serde_json::Value {
+        let r = self
+            .post("/sessions")
+            .json(&serde_json::json!({ "session": name }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 201, "creating session {name}");
+        r.json().await.expect("json")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The configuration every test starts from.
+pub fn base_config(data_dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        global_api_key: Some(GLOBAL_KEY.into()),
+        rate_limit_per_second: 100_000,
+        rate_limit_burst: 100_000,
+        ..Config::default()
+    }
+}
+
+pub async fn spawn(db: Db) -> Option<TestApp> {
+    spawn_with(db, |_| {}).await
+}
+
+/// Starts the app on 127.0.0.1:0 with a fresh database; `tune` adjusts the configuration.
+pub async fn spawn_with(db: Db, tune: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = base_config(data_dir.path());
+    let pg = match db {
+        Db::Sqlite => None,
+        Db::Postgres => {
+            let pg = PgDatabase::create().await?;
+            config.database_url = Some(pg.url.clone());
+            Some(pg)
+        }
+    };
+    tune(&mut config);
+    Some(start(config, db, data_dir, pg).await)
+}
+
+pub async fn start(
+    config: Config,
+    db: Db,
+    data_dir: tempfile::TempDir,
+    pg: Option<PgDatabase>,
+) -> TestApp {
+    let app = App::build(config).await.expect("app builds");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        db,
+        data_dir,
+        stop: Some(tx),
+        task: Some(task),
+        _pg: pg,
+    }
+}
+
+/// Generates one `#[tokio::test]` per database for an `async fn(TestApp)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::spawn($crate::helpers::Db::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::spawn($crate::helpers::Db::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A TCP proxy to a real service that a test can cut (every connection dropped, new ones
+/// refused) and restore, to play "the database went away".
+pub struct CutProxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+}
+
+impl CutProxy {
+    pub async fn start(target: SocketAddr) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(Notify::new());
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let cut = cut2.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.notified() => {}
+                    }
+                });
+            }
+        });
+        CutProxy { addr, up, cut }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests: the real server on port 0, real Postgres/SQLite/Redis, spoken to over HTTP.
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod events;
+mod health;
+mod openapi;
+mod process;
+mod ratelimit;
+mod sessions;
+mod settings;
+mod store_contract;
+mod webhooks;

@@ -1,0 +1,166 @@
+//! The real binary, started as a process.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::helpers::{GLOBAL_KEY, eventually, test_redis_url};
+
+pub struct ServerProcess {
+    pub port: u16,
+    pub child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl ServerProcess {
+    pub fn command(envs: &[(&str, String)], dir: &std::path::Path, port: u16) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onwapp"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", dir)
+            .env("GLOBAL_API_KEY", GLOBAL_KEY)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub async fn start(envs: &[(&str, String)]) -> ServerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::command(envs, dir.path(), port).spawn().expect("spawn onwapp");
+        let p = ServerProcess { port, child, _dir: dir };
+        let client = reqwest::Client::new();
+        let url = p.url("/health");
+        let up = eventually(Duration::from_secs(20), || {
+            let req = client.get(&url);
+            async move { req.send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        assert!(up, "onwapp did not come up on port {port}");
+        p
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn redis_available() -> bool {
+    let url = test_redis_url();
+    let ok = async {
+        let c = redis::Client::open(url.as_str()).ok()?;
+        let mut conn = c.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(3), ok).await {
+        Ok(Some(_)) => true,
+        _ => {
+            if std::env::var("ONWAPP_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!("Redis at {url} is required (ONWAPP_TEST_REQUIRE_SERVICES=1) but unreachable");
+            }
+            eprintln!("skipping: Redis at {url} unreachable");
+            false
+        }
+    }
+}
+
+#[test]
+fn a_bad_variable_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("PORT", "not-a-port"),
+        ("RATE_LIMIT_BURST", "0"),
+        ("LOG_FORMAT", "xml"),
+        ("DATABASE_URL", "mysql://db"),
+        ("TRUSTED_PROXIES", "nonsense"),
+    ] {
+        let out = ServerProcess::command(&[(var, value.to_string())], dir.path(), free_port())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(var), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn without_global_key_one_is_generated_kept_and_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = ServerProcess::command(&[], dir.path(), port);
+    cmd.env_remove("GLOBAL_API_KEY").env("LOG_LEVEL", "info");
+    let mut child = cmd.spawn().unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let req = client.get(format!("{url}/health"));
+            async move { req.send().await.is_ok() }
+        })
+        .await
+    );
+    let key = std::fs::read_to_string(dir.path().join("global_api_key")).unwrap();
+    let key = key.trim();
+    assert_eq!(key.len(), 64);
+    assert_eq!(client.get(format!("{url}/sessions")).send().await.unwrap().status(), 401);
+    let r = client.get(format!("{url}/sessions")).header("Authorization", key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // SIGTERM: a clean exit.
+    send_signal(child.id(), "TERM");
+    let status = wait_timeout(&mut child, Duration::from_secs(15)).expect("exited after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    use std::io::Read;
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let mentions: Vec<_> = log.lines().filter(|l| l.contains("global_api_key")).collect();
+    assert_eq!(mentions.len(), 1, "the key's location is logged once:\n{log}");
+    assert!(!log.contains(key), "the key itself is never logged");
+}
+
+#[tokio::test]
+async fn the_default_database_is_an_sqlite_file_under_the_data_dir() {
+    let p = ServerProcess::start(&[]).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(p.url("/sessions"))
+        .header("Authorization", GLOBAL_KEY)
+        .json(&serde_json::json!({"session": "persist"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(p._dir.path().join("onwapp.db").exists());
+}
+
+fn send_signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
