@@ -42,14 +42,23 @@ impl App {
     /// Connects storage and Redis, applies migrations, resolves the global key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let (global_key, generated) =
-            ensure_global_key(config.global_api_key.as_deref(), &config.data_dir)
-                .map_err(|e| anyhow::anyhow!("GLOBAL_API_KEY: cannot keep a generated key in {}: {e}", config.data_dir.display()))?;
+            ensure_global_key(config.global_api_key.as_deref(), &config.data_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "GLOBAL_API_KEY: cannot keep a generated key in {}: {e}",
+                    config.data_dir.display()
+                )
+            })?;
         let store = store::connect(&store::ConnectOptions {
             url: config.effective_database_url(),
             max_connections: config.db_max_connections,
         })
         .await
-        .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot open the {} database: {e:#}", config.database_kind()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "DATABASE_URL: cannot open the {} database: {e:#}",
+                config.database_kind()
+            )
+        })?;
         let metrics = Arc::new(Metrics::new());
         let quota = Quota {
             per_second: config.rate_limit_per_second,

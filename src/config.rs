@@ -58,7 +58,10 @@ impl std::fmt::Debug for Config {
             .field("port", &self.port)
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_kind())
-            .field("global_api_key", &self.global_api_key.as_ref().map(|_| "<set>"))
+            .field(
+                "global_api_key",
+                &self.global_api_key.as_ref().map(|_| "<set>"),
+            )
             .field("redis", &self.redis_url.as_ref().map(|_| "<set>"))
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
@@ -105,7 +108,11 @@ impl Config {
 
     /// Reads configuration through `get`; empty values count as unset (as in OnWapp).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let mut c = Config::default();
         if let Some(v) = get("PORT") {
             c.port = parse_num("PORT", &v)?;
@@ -138,7 +145,11 @@ impl Config {
         }
         if let Some(v) = get("REDIS_URL") {
             if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
-                return Err(err("REDIS_URL", &v, "must start with redis:// or rediss://"));
+                return Err(err(
+                    "REDIS_URL",
+                    &v,
+                    "must start with redis:// or rediss://",
+                ));
             }
             c.redis_url = Some(v);
         }
@@ -182,8 +193,7 @@ impl Config {
             c.max_body_bytes = parse_positive::<usize>("MAX_BODY_BYTES", &v)?;
         }
         if let Some(v) = get("REQUEST_TIMEOUT_SECONDS") {
-            c.request_timeout =
-                Duration::from_secs(parse_positive("REQUEST_TIMEOUT_SECONDS", &v)?);
+            c.request_timeout = Duration::from_secs(parse_positive("REQUEST_TIMEOUT_SECONDS", &v)?);
         }
         if let Some(v) = get("SHUTDOWN_TIMEOUT_SECONDS") {
             c.shutdown_timeout =
@@ -245,7 +255,13 @@ fn parse_proxies(v: &str) -> Result<Vec<IpNet>, ConfigError> {
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| err("TRUSTED_PROXIES", s, "must be a comma-separated list of IPs or CIDRs"))
+                .map_err(|_| {
+                    err(
+                        "TRUSTED_PROXIES",
+                        s,
+                        "must be a comma-separated list of IPs or CIDRs",
+                    )
+                })
         })
         .collect()
 }
@@ -259,7 +275,9 @@ fn parse_origins(v: &str) -> Result<AllowedOrigins, ConfigError> {
         if o == "*" {
             return Ok(AllowedOrigins::Any);
         }
-        if !(o.starts_with("http://") || o.starts_with("https://")) || o.parse::<http::HeaderValue>().is_err() {
+        if !(o.starts_with("http://") || o.starts_with("https://"))
+            || o.parse::<http::HeaderValue>().is_err()
+        {
             return Err(err(
                 "ALLOWED_ORIGINS",
                 o,
@@ -291,15 +309,25 @@ mod tests {
         assert_eq!(c.rate_limit_per_second, 200);
         assert_eq!(c.rate_limit_burst, 500);
         assert_eq!(c.database_kind(), "sqlite");
-        assert!(c.effective_database_url().starts_with("sqlite://./data/onwapp.db"));
+        assert!(
+            c.effective_database_url()
+                .starts_with("sqlite://./data/onwapp.db")
+        );
         assert_eq!(c.allowed_origins, AllowedOrigins::Any);
     }
 
     #[test]
     fn both_rate_limit_names_are_accepted() {
-        assert_eq!(cfg(&[("RATE_LIMIT_PER_SECOND", "7")]).unwrap().rate_limit_per_second, 7);
         assert_eq!(
-            cfg(&[("RATE_LIMIT_REQUESTS_PER_SECOND", "9")]).unwrap().rate_limit_per_second,
+            cfg(&[("RATE_LIMIT_PER_SECOND", "7")])
+                .unwrap()
+                .rate_limit_per_second,
+            7
+        );
+        assert_eq!(
+            cfg(&[("RATE_LIMIT_REQUESTS_PER_SECOND", "9")])
+                .unwrap()
+                .rate_limit_per_second,
             9
         );
     }
@@ -319,7 +347,9 @@ mod tests {
             ("ALLOWED_ORIGINS", "example.com"),
             ("GLOBAL_API_KEY", "short"),
         ] {
-            let e = cfg(&[(k, v)]).err().unwrap_or_else(|| panic!("{k}={v} accepted"));
+            let e = cfg(&[(k, v)])
+                .err()
+                .unwrap_or_else(|| panic!("{k}={v} accepted"));
             assert_eq!(e.var, k);
             assert!(e.to_string().contains(k));
         }

@@ -92,7 +92,10 @@ impl IntoResponse for ApiError {
         } = self
         {
             let h = resp.headers_mut();
-            h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
             h.insert("x-ratelimit-limit", HeaderValue::from(limit));
             h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
         }

@@ -67,10 +67,17 @@ pub const CATEGORIES: &[(&str, &[&str])] = &[
             "call.relay_latency",
         ],
     ),
-    ("group", &["group.update", "group.joined", "group.participants"]),
+    (
+        "group",
+        &["group.update", "group.joined", "group.participants"],
+    ),
     (
         "privacy",
-        &["privacy.settings", "privacy.identity_change", "privacy.blocklist"],
+        &[
+            "privacy.settings",
+            "privacy.identity_change",
+            "privacy.blocklist",
+        ],
     ),
     (
         "newsletter",
@@ -100,7 +107,9 @@ pub const CATEGORIES: &[(&str, &[&str])] = &[
 
 /// Every event name, in order.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    CATEGORIES.iter().flat_map(|(_, names)| names.iter().copied())
+    CATEGORIES
+        .iter()
+        .flat_map(|(_, names)| names.iter().copied())
 }
 
 /// Subscription wildcards: an `events` list holding one of these (or empty) means every event.

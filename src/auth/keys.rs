@@ -22,7 +22,10 @@ pub const GLOBAL_KEY_FILE: &str = "global_api_key";
 
 /// Returns the configured key, or the one kept in `data_dir`, or a new one written there
 /// (readable by the owner only). The flag tells whether a key was generated now.
-pub fn ensure_global_key(configured: Option<&str>, data_dir: &Path) -> std::io::Result<(String, bool)> {
+pub fn ensure_global_key(
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> std::io::Result<(String, bool)> {
     if let Some(k) = configured {
         return Ok((k.to_string(), false));
     }

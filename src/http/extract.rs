@@ -38,10 +38,20 @@ pub struct BodyLimit(pub usize);
 
 /// Parses a request body into `T` with messages a client can act on. Never panics.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "request body is empty: expected a JSON object",
-        ));
+    // Every request body of the contract is a JSON object.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::bad_request(
+                "request body is empty: expected a JSON object",
+            ));
+        }
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde_json::Value>(bytes).is_ok() => {
+            return Err(ApiError::bad_request(
+                "invalid request body: expected a JSON object",
+            ));
+        }
+        Some(_) => {}
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {

@@ -3,8 +3,8 @@
 
 use axum::Router;
 use utoipa::openapi::{
-    Components, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref,
-    RefOr, Required, ResponseBuilder, ResponsesBuilder,
+    Components, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
+    ResponseBuilder, ResponsesBuilder,
     path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn},
     request_body::RequestBodyBuilder,
     schema::{Object, Type},
@@ -79,7 +79,9 @@ fn error_response(desc: &str) -> utoipa::openapi::Response {
         .description(desc)
         .content(
             "application/json",
-            ContentBuilder::new().schema(Some(schema_ref("ErrorBody"))).build(),
+            ContentBuilder::new()
+                .schema(Some(schema_ref("ErrorBody")))
+                .build(),
         )
         .build()
 }
@@ -94,7 +96,9 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
             e.path.trim_start_matches('/').replace([':', '/', '-'], "_")
         )));
     if e.status == Status::NotImplemented {
-        op = op.description(Some("Not implemented yet: answers 501 after authentication and session lookup."));
+        op = op.description(Some(
+            "Not implemented yet: answers 501 after authentication and session lookup.",
+        ));
     }
     for seg in e.path.split('/').filter_map(|s| s.strip_prefix(':')) {
         op = op.parameter(
@@ -111,7 +115,11 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
             ParameterBuilder::new()
                 .name(q.name)
                 .parameter_in(ParameterIn::Query)
-                .required(if q.required { Required::True } else { Required::False })
+                .required(if q.required {
+                    Required::True
+                } else {
+                    Required::False
+                })
                 .description(Some(q.description))
                 .schema(Some(Object::with_type(Type::String))),
         );
@@ -127,7 +135,11 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
                 .build(),
         ));
     }
-    let ok_code = if e.method == "POST" && e.path == "/sessions" { "201" } else { "200" };
+    let ok_code = if e.method == "POST" && e.path == "/sessions" {
+        "201"
+    } else {
+        "200"
+    };
     let ok = match e.response {
         Some(name) => ResponseBuilder::new().description("Success").content(
             "application/json",
@@ -137,13 +149,25 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
     };
     let mut responses = ResponsesBuilder::new()
         .response(ok_code, ok.build())
-        .response("400", error_response("Invalid input; the message names the field"))
-        .response("429", error_response("Rate limit exceeded (see Retry-After)"));
+        .response(
+            "400",
+            error_response("Invalid input; the message names the field"),
+        )
+        .response(
+            "429",
+            error_response("Rate limit exceeded (see Retry-After)"),
+        );
     if e.auth {
         op = op.security(SecurityRequirement::new(SECURITY, Vec::<String>::new()));
         responses = responses
-            .response("401", error_response("Missing or invalid Authorization header"))
-            .response("403", error_response("A session key used on another session"));
+            .response(
+                "401",
+                error_response("Missing or invalid Authorization header"),
+            )
+            .response(
+                "403",
+                error_response("A session key used on another session"),
+            );
     }
     if e.path.contains(":session") {
         responses = responses.response("404", error_response("Session not found"));
@@ -153,4 +177,3 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
     }
     op.responses(responses.build()).build()
 }
-

@@ -82,7 +82,10 @@ pub fn session_response(r: SessionRecord) -> SessionResponse {
     }
 }
 
-async fn list(State(s): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Vec<SessionResponse>>> {
+async fn list(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<SessionResponse>>> {
     let all = s.store.list_sessions().await?;
     Ok(Json(
         all.into_iter()
@@ -128,7 +131,10 @@ async fn status(SessionCtx(rec): SessionCtx) -> Json<SessionResponse> {
     Json(session_response(rec))
 }
 
-async fn remove(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiResult<Json<MessageResponse>> {
+async fn remove(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+) -> ApiResult<Json<MessageResponse>> {
     if !s.store.delete_session(&rec.name).await? {
         return Err(ApiError::session_not_found(&rec.name));
     }
@@ -147,7 +153,17 @@ mod tests {
         for ok in ["a", "my-session", "A_b-9", &"x".repeat(64)] {
             assert!(validate_session_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a b", "a/b", "ção", &"x".repeat(65), "sessions", "Health", "swagger", "admin"] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "ção",
+            &"x".repeat(65),
+            "sessions",
+            "Health",
+            "swagger",
+            "admin",
+        ] {
             assert!(validate_session_name(bad).is_err(), "{bad}");
         }
     }

@@ -19,12 +19,21 @@ pub fn router() -> Router<AppState> {
 
 /// Allowed values of each enumerated field, as the contract lists them.
 pub const ENUMS: &[(&str, &[&str])] = &[
-    ("lastSeen", &["all", "contacts", "contact_blacklist", "none"]),
+    (
+        "lastSeen",
+        &["all", "contacts", "contact_blacklist", "none"],
+    ),
     ("online", &["all", "match_last_seen"]),
-    ("profilePhoto", &["all", "contacts", "contact_blacklist", "none"]),
+    (
+        "profilePhoto",
+        &["all", "contacts", "contact_blacklist", "none"],
+    ),
     ("status", &["all", "contacts", "contact_blacklist", "none"]),
     ("readReceipts", &["all", "none"]),
-    ("groupAdd", &["all", "contacts", "contact_blacklist", "none"]),
+    (
+        "groupAdd",
+        &["all", "contacts", "contact_blacklist", "none"],
+    ),
     ("callAdd", &["all", "known"]),
     ("defaultDisappearingTimer", &["off", "24h", "7d", "90d"]),
 ];
@@ -58,7 +67,10 @@ fn patch(r: UpdateSettingsRequest) -> Result<SettingsPatch, ApiError> {
         read_receipts: checked("readReceipts", r.read_receipts)?,
         group_add: checked("groupAdd", r.group_add)?,
         call_add: checked("callAdd", r.call_add)?,
-        default_disappearing_timer: checked("defaultDisappearingTimer", r.default_disappearing_timer)?,
+        default_disappearing_timer: checked(
+            "defaultDisappearingTimer",
+            r.default_disappearing_timer,
+        )?,
     })
 }
 
@@ -83,7 +95,10 @@ fn response(r: SettingsRecord) -> SettingsResponse {
     }
 }
 
-async fn show(State(s): State<AppState>, SessionCtx(sess): SessionCtx) -> ApiResult<Json<SettingsResponse>> {
+async fn show(
+    State(s): State<AppState>,
+    SessionCtx(sess): SessionCtx,
+) -> ApiResult<Json<SettingsResponse>> {
     s.store
         .get_settings(sess.id)
         .await?

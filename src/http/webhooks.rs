@@ -35,7 +35,9 @@ pub fn config(req: WebhookRequest) -> Result<WebhookConfig, ApiError> {
         ));
     }
     if url.len() > 2048 {
-        return Err(ApiError::bad_request("invalid webhook URL: longer than 2048 characters"));
+        return Err(ApiError::bad_request(
+            "invalid webhook URL: longer than 2048 characters",
+        ));
     }
     let mut list: Vec<String> = Vec::new();
     for e in req.events.unwrap_or_default() {
@@ -51,7 +53,9 @@ pub fn config(req: WebhookRequest) -> Result<WebhookConfig, ApiError> {
     }
     let secret = req.secret.filter(|s| !s.is_empty());
     if secret.as_ref().is_some_and(|s| s.len() > 512) {
-        return Err(ApiError::bad_request("invalid value for field 'secret': longer than 512 characters"));
+        return Err(ApiError::bad_request(
+            "invalid value for field 'secret': longer than 512 characters",
+        ));
     }
     Ok(WebhookConfig {
         url,
@@ -71,7 +75,10 @@ fn response(r: WebhookRecord) -> WebhookResponse {
     }
 }
 
-async fn show(State(s): State<AppState>, SessionCtx(sess): SessionCtx) -> ApiResult<Json<WebhookResponse>> {
+async fn show(
+    State(s): State<AppState>,
+    SessionCtx(sess): SessionCtx,
+) -> ApiResult<Json<WebhookResponse>> {
     Ok(Json(match s.store.get_webhook(sess.id).await? {
         Some(r) => response(r),
         None => WebhookResponse {
@@ -106,12 +113,17 @@ async fn replace(
         .ok_or_else(|| ApiError::NotFound("webhook not found for this session".into()))
 }
 
-async fn remove(State(s): State<AppState>, SessionCtx(sess): SessionCtx) -> ApiResult<Json<MessageResponse>> {
+async fn remove(
+    State(s): State<AppState>,
+    SessionCtx(sess): SessionCtx,
+) -> ApiResult<Json<MessageResponse>> {
     if s.store.delete_webhook(sess.id).await? {
         Ok(Json(MessageResponse {
             message: "webhook deleted".into(),
         }))
     } else {
-        Err(ApiError::NotFound("webhook not found for this session".into()))
+        Err(ApiError::NotFound(
+            "webhook not found for this session".into(),
+        ))
     }
 }

@@ -17,23 +17,29 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("onwapp".into()), None)
-            .unwrap_or_default();
+        let registry = Registry::new_custom(Some("onwapp".into()), None).unwrap_or_default();
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route template, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route template, method and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("static metric definition");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(vec![
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-                ]),
+                ],
+            ),
             &["method", "route", "status"],
         )
         .expect("static metric definition");
         let ratelimit_decisions = IntCounterVec::new(
-            Opts::new("ratelimit_decisions_total", "Rate-limit decisions by backend and outcome"),
+            Opts::new(
+                "ratelimit_decisions_total",
+                "Rate-limit decisions by backend and outcome",
+            ),
             &["backend", "decision"],
         )
         .expect("static metric definition");

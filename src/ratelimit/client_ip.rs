@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn untrusted_peer_ignores_header() {
         let p: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(client_ip(Some(p), &h("1.2.3.4"), &["10.0.0.0/8".parse().unwrap()]), Some(p));
+        assert_eq!(
+            client_ip(Some(p), &h("1.2.3.4"), &["10.0.0.0/8".parse().unwrap()]),
+            Some(p)
+        );
         assert_eq!(client_ip(Some(p), &h("1.2.3.4"), &[]), Some(p));
     }
 

@@ -36,7 +36,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 impl StoreError {
     pub(crate) fn from_sqlx(e: sqlx::Error, conflict: impl FnOnce() -> String) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(conflict()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(conflict())
+            }
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -77,7 +79,11 @@ pub trait SettingsStore: Send + Sync {
 pub trait WebhookStore: Send + Sync {
     async fn get_webhook(&self, session_id: Uuid) -> StoreResult<Option<WebhookRecord>>;
     /// Creates or replaces the session's webhook.
-    async fn upsert_webhook(&self, session_id: Uuid, cfg: &WebhookConfig) -> StoreResult<WebhookRecord>;
+    async fn upsert_webhook(
+        &self,
+        session_id: Uuid,
+        cfg: &WebhookConfig,
+    ) -> StoreResult<WebhookRecord>;
     /// Replaces the session's webhook; `None` when it has none.
     async fn replace_webhook(
         &self,

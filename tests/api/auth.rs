@@ -4,7 +4,14 @@ use crate::helpers::{GLOBAL_KEY, TestApp};
 
 async fn missing_and_wrong_keys_are_401(app: TestApp) {
     app.create_session("s1").await;
-    for path in ["/sessions", "/events", "/s1/status", "/s1/settings", "/s1/webhook", "/s1/profile"] {
+    for path in [
+        "/sessions",
+        "/events",
+        "/s1/status",
+        "/s1/settings",
+        "/s1/webhook",
+        "/s1/profile",
+    ] {
         let r = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
         assert_eq!(
@@ -40,10 +47,26 @@ async fn session_keys_reach_only_their_session(app: TestApp) {
     app.create_session("beta").await;
     let key = a["apiKey"].as_str().unwrap();
     let with_key = |m: reqwest::Method, p: &str| {
-        app.client.request(m, app.url(p)).header("Authorization", key)
+        app.client
+            .request(m, app.url(p))
+            .header("Authorization", key)
     };
-    assert_eq!(with_key(reqwest::Method::GET, "/alpha/status").send().await.unwrap().status(), 200);
-    assert_eq!(with_key(reqwest::Method::GET, "/alpha/settings").send().await.unwrap().status(), 200);
+    assert_eq!(
+        with_key(reqwest::Method::GET, "/alpha/status")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        with_key(reqwest::Method::GET, "/alpha/settings")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     for (m, p) in [
         (reqwest::Method::GET, "/beta/status"),
         (reqwest::Method::GET, "/beta/settings"),
@@ -89,12 +112,21 @@ async fn session_keys_reach_only_their_session(app: TestApp) {
     assert_eq!(r.status(), 200);
     // After deletion the key no longer works.
     assert_eq!(app.delete("/alpha").send().await.unwrap().status(), 200);
-    let r = with_key(reqwest::Method::GET, "/alpha/status").send().await.unwrap();
+    let r = with_key(reqwest::Method::GET, "/alpha/status")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
 async fn open_routes_need_no_key(app: TestApp) {
-    for path in ["/", "/health", "/swagger/index.html", "/swagger/doc.json", "/metrics"] {
+    for path in [
+        "/",
+        "/health",
+        "/swagger/index.html",
+        "/swagger/doc.json",
+        "/metrics",
+    ] {
         let r = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }

@@ -4,10 +4,17 @@ use crate::helpers::{Db, GLOBAL_KEY, TestApp, spawn_with};
 
 async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
     app.create_session("e1").await;
-    for path in ["/nope/really/not/here", "/e1/profile/unknown", "/sessions/x/y/z"] {
+    for path in [
+        "/nope/really/not/here",
+        "/e1/profile/unknown",
+        "/sessions/x/y/z",
+    ] {
         let r = app.get(path).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "route not found"}));
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "route not found"})
+        );
     }
     for (m, path) in [
         (reqwest::Method::PUT, "/sessions"),
@@ -23,7 +30,10 @@ async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
             .await
             .unwrap();
         assert_eq!(r.status(), 405, "{m} {path}");
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "method not allowed"}));
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "method not allowed"})
+        );
     }
 }
 
@@ -40,7 +50,12 @@ async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
     for (m, p) in probes {
         let known = p.replace("{s}", "e2");
         let unknown = p.replace("{s}", "ghost");
-        let r = app.client.request(m.clone(), app.url(&known)).send().await.unwrap();
+        let r = app
+            .client
+            .request(m.clone(), app.url(&known))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{m} {known} without key");
         let r = app
             .client
@@ -50,7 +65,10 @@ async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
             .await
             .unwrap();
         assert_eq!(r.status(), 404, "{m} {unknown}");
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "session ghost not found"}));
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "session ghost not found"})
+        );
         let r = app
             .client
             .request(m.clone(), app.url(&known))
@@ -59,12 +77,25 @@ async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
             .await
             .unwrap();
         assert_eq!(r.status(), 501, "{m} {known}");
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "not implemented"}));
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "not implemented"})
+        );
     }
     // The Chatwoot inbound webhook is open, but still looks the session up.
-    let r = app.client.post(app.url("/chatwoot/webhook/ghost")).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/chatwoot/webhook/ghost"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = app.client.post(app.url("/chatwoot/webhook/e2")).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/chatwoot/webhook/e2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 501);
 }
 
@@ -72,11 +103,19 @@ async fn every_response_has_a_request_id_and_security_headers(app: TestApp) {
     for path in ["/health", "/sessions", "/nope/x/y/z"] {
         let r = app.get(path).send().await.unwrap();
         let h = r.headers();
-        assert!(h.get("x-request-id").is_some_and(|v| !v.is_empty()), "{path}");
+        assert!(
+            h.get("x-request-id").is_some_and(|v| !v.is_empty()),
+            "{path}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["x-frame-options"], "DENY");
     }
-    let r = app.get("/health").header("x-request-id", "abc-123").send().await.unwrap();
+    let r = app
+        .get("/health")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
 }
 
@@ -86,7 +125,10 @@ async fn cors_preflight_is_answered(app: TestApp) {
         .request(reqwest::Method::OPTIONS, app.url("/sessions"))
         .header("Origin", "https://app.example")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap();
@@ -113,9 +155,8 @@ async fn bodies_over_the_limit_are_413() {
     let e: Value = r.json().await.unwrap();
     assert!(e["error"].as_str().unwrap().contains("too large"));
     // Chunked (no Content-Length) is cut while reading.
-    let stream = futures_util::stream::iter(
-        (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 512])),
-    );
+    let stream =
+        futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 512])));
     let r = app
         .post("/big/webhook")
         .body(reqwest::Body::wrap_stream(stream))
@@ -124,7 +165,14 @@ async fn bodies_over_the_limit_are_413() {
         .unwrap();
     assert_eq!(r.status(), 413);
     // Nothing was stored.
-    let got: Value = app.get("/big/webhook").send().await.unwrap().json().await.unwrap();
+    let got: Value = app
+        .get("/big/webhook")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["enabled"], false);
 }
 
@@ -138,8 +186,38 @@ async fn allowed_origins_are_enforced() {
     else {
         return;
     };
-    let r = app.get("/health").header("Origin", "https://good.example").send().await.unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://good.example");
-    let r = app.get("/health").header("Origin", "https://evil.example").send().await.unwrap();
+    let r = app
+        .get("/health")
+        .header("Origin", "https://good.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://good.example"
+    );
+    let r = app
+        .get("/health")
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_stops_the_server() {
+    let Some(app) = crate::helpers::spawn(Db::Sqlite).await else {
+        return;
+    };
+    let url = app.url("/health");
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+    let client = app.client.clone();
+    tokio::time::timeout(std::time::Duration::from_secs(15), app.stop())
+        .await
+        .expect("stopped in time");
+    assert!(
+        client.get(&url).send().await.is_err(),
+        "no longer listening"
+    );
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::helpers::{CutProxy, Db, PgDatabase, TestApp, base_config, eventually, start};
+use crate::helpers::{CutProxy, PgDatabase, TestApp, base_config, eventually, start};
 
 async fn health_is_open_and_reports_the_database(app: TestApp) {
     for path in ["/", "/health"] {
@@ -19,9 +19,14 @@ crate::on_both_databases!(health_is_open_and_reports_the_database);
 
 #[tokio::test]
 async fn health_is_503_while_postgres_is_unreachable_and_recovers() {
-    let Some(pg) = PgDatabase::create().await else { return };
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
     let target = tokio::net::lookup_host(
-        url::Url::parse(&pg.url).unwrap().socket_addrs(|| Some(5432)).unwrap()[0],
+        url::Url::parse(&pg.url)
+            .unwrap()
+            .socket_addrs(|| Some(5432))
+            .unwrap()[0],
     )
     .await
     .unwrap()
@@ -34,7 +39,7 @@ async fn health_is_503_while_postgres_is_unreachable_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = base_config(dir.path());
     cfg.database_url = Some(through_proxy.to_string());
-    let app = start(cfg, Db::Postgres, dir, Some(pg)).await;
+    let app = start(cfg, dir, Some(pg)).await;
 
     let status = |app: &TestApp| {
         let req = app.client.get(app.url("/health"));

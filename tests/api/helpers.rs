@@ -82,7 +82,9 @@ impl Drop for PgDatabase {
         let base = test_database_url();
         // Dropping needs async I/O; do it on a thread of its own so any runtime state is fine.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     use sqlx::{Connection, Executor};
@@ -102,11 +104,9 @@ impl Drop for PgDatabase {
 
 /// A running application and what it needs to stay alive.
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
-    pub db: Db,
-    pub data_dir: tempfile::TempDir,
+    _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _pg: Option<PgDatabase>,
@@ -118,19 +118,27 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.get(self.url(path)).header("Authorization", GLOBAL_KEY)
+        self.client
+            .get(self.url(path))
+            .header("Authorization", GLOBAL_KEY)
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.post(self.url(path)).header("Authorization", GLOBAL_KEY)
+        self.client
+            .post(self.url(path))
+            .header("Authorization", GLOBAL_KEY)
     }
 
     pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.put(self.url(path)).header("Authorization", GLOBAL_KEY)
+        self.client
+            .put(self.url(path))
+            .header("Authorization", GLOBAL_KEY)
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.delete(self.url(path)).header("Authorization", GLOBAL_KEY)
+        self.client
+            .delete(self.url(path))
+            .header("Authorization", GLOBAL_KEY)
     }
 
     /// Creates a session through the API and returns its JSON.
@@ -195,15 +203,10 @@ pub async fn spawn_with(db: Db, tune: impl FnOnce(&mut Config)) -> Option<TestAp
         }
     };
     tune(&mut config);
-    Some(start(config, db, data_dir, pg).await)
+    Some(start(config, data_dir, pg).await)
 }
 
-pub async fn start(
-    config: Config,
-    db: Db,
-    data_dir: tempfile::TempDir,
-    pg: Option<PgDatabase>,
-) -> TestApp {
+pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDatabase>) -> TestApp {
     let app = App::build(config).await.expect("app builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -212,11 +215,9 @@ pub async fn start(
         let _ = rx.await;
     }));
     TestApp {
-        addr,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
-        db,
-        data_dir,
+        _data_dir: data_dir,
         stop: Some(tx),
         task: Some(task),
         _pg: pg,

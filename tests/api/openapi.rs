@@ -4,43 +4,86 @@ use crate::helpers::{Db, spawn};
 
 #[tokio::test]
 async fn openapi_covers_every_contract_route_and_swagger_ui_is_served() {
-    let Some(app) = spawn(Db::Sqlite).await else { return };
-    let doc: Value = app.client.get(app.url("/swagger/doc.json")).send().await.unwrap().json().await.unwrap();
+    let Some(app) = spawn(Db::Sqlite).await else {
+        return;
+    };
+    let doc: Value = app
+        .client
+        .get(app.url("/swagger/doc.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;
     for e in onwapp::http::catalog::ENDPOINTS {
         let p = onwapp::http::unimplemented::axum_path(e.path);
-        let item = paths.get(&p).unwrap_or_else(|| panic!("{p} missing from the document"));
+        let item = paths
+            .get(&p)
+            .unwrap_or_else(|| panic!("{p} missing from the document"));
         let op = &item[e.method.to_ascii_lowercase()];
         assert!(op.is_object(), "{} {p} missing", e.method);
         if let Some(body) = e.request_body {
-            let r = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+            let r = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .unwrap();
             assert!(r.ends_with(body));
-            assert!(doc["components"]["schemas"][body].is_object(), "schema {body}");
+            assert!(
+                doc["components"]["schemas"][body].is_object(),
+                "schema {body}"
+            );
         }
         operations += 1;
     }
     assert!(operations >= 116);
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for s in ["CreateSessionRequest", "SessionResponse", "SettingsResponse", "WebhookRequest", "SendTextRequest"] {
+    for s in [
+        "CreateSessionRequest",
+        "SessionResponse",
+        "SettingsResponse",
+        "WebhookRequest",
+        "SendTextRequest",
+    ] {
         assert!(schemas.contains_key(s), "{s}");
     }
-    let r = app.client.get(app.url("/swagger/index.html")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/swagger/index.html"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(r.text().await.unwrap().contains("swagger"));
 }
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template() {
-    let Some(app) = spawn(Db::Sqlite).await else { return };
+    let Some(app) = spawn(Db::Sqlite).await else {
+        return;
+    };
     app.create_session("m1").await;
     for _ in 0..3 {
         app.get("/m1/status").send().await.unwrap();
     }
     app.get("/ghost/status").send().await.unwrap();
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = text
         .lines()
         .find(|l| {
@@ -50,7 +93,10 @@ async fn metrics_count_requests_by_route_template() {
         })
         .unwrap_or_else(|| panic!("no status counter in\n{text}"));
     assert!(line.ends_with(" 3"), "{line}");
-    assert!(text.contains(r#"route="/{session}/status",status="404""#) || text.contains(r#"status="404""#));
+    assert!(
+        text.contains(r#"route="/{session}/status",status="404""#)
+            || text.contains(r#"status="404""#)
+    );
     assert!(text.contains("onwapp_http_request_duration_seconds_bucket"));
     assert!(text.contains("onwapp_ratelimit_decisions_total"));
 }

@@ -14,7 +14,11 @@ pub struct ServerProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl ServerProcess {
@@ -37,10 +41,17 @@ impl ServerProcess {
     pub async fn start(envs: &[(&str, String)]) -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Self::command(envs, dir.path(), port).spawn().expect("spawn onwapp");
-        let p = ServerProcess { port, child, _dir: dir };
+        let child = Self::command(envs, dir.path(), port)
+            .spawn()
+            .expect("spawn onwapp");
+        let p = ServerProcess {
+            port,
+            child,
+            _dir: dir,
+        };
         let client = reqwest::Client::new();
-        let url = p.url("/health");
+        // /metrics is not rate-limited, so waiting for start-up spends no client budget.
+        let url = p.url("/metrics");
         let up = eventually(Duration::from_secs(20), || {
             let req = client.get(&url);
             async move { req.send().await.is_ok_and(|r| r.status() == 200) }
@@ -67,13 +78,18 @@ pub async fn redis_available() -> bool {
     let ok = async {
         let c = redis::Client::open(url.as_str()).ok()?;
         let mut conn = c.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
     };
     match tokio::time::timeout(Duration::from_secs(3), ok).await {
         Ok(Some(_)) => true,
         _ => {
             if std::env::var("ONWAPP_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("Redis at {url} is required (ONWAPP_TEST_REQUIRE_SERVICES=1) but unreachable");
+                panic!(
+                    "Redis at {url} is required (ONWAPP_TEST_REQUIRE_SERVICES=1) but unreachable"
+                );
             }
             eprintln!("skipping: Redis at {url} unreachable");
             false
@@ -106,7 +122,9 @@ async fn without_global_key_one_is_generated_kept_and_required() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut cmd = ServerProcess::command(&[], dir.path(), port);
-    cmd.env_remove("GLOBAL_API_KEY").env("LOG_LEVEL", "info");
+    cmd.env_remove("GLOBAL_API_KEY")
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
@@ -120,8 +138,21 @@ async fn without_global_key_one_is_generated_kept_and_required() {
     let key = std::fs::read_to_string(dir.path().join("global_api_key")).unwrap();
     let key = key.trim();
     assert_eq!(key.len(), 64);
-    assert_eq!(client.get(format!("{url}/sessions")).send().await.unwrap().status(), 401);
-    let r = client.get(format!("{url}/sessions")).header("Authorization", key).send().await.unwrap();
+    assert_eq!(
+        client
+            .get(format!("{url}/sessions"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = client
+        .get(format!("{url}/sessions"))
+        .header("Authorization", key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // SIGTERM: a clean exit.
     send_signal(child.id(), "TERM");
@@ -129,9 +160,21 @@ async fn without_global_key_one_is_generated_kept_and_required() {
     assert!(status.success(), "{status:?}");
     let mut log = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    let mentions: Vec<_> = log.lines().filter(|l| l.contains("global_api_key")).collect();
-    assert_eq!(mentions.len(), 1, "the key's location is logged once:\n{log}");
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let mentions: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("global_api_key"))
+        .collect();
+    assert_eq!(
+        mentions.len(),
+        1,
+        "the key's location is logged once:\n{log}"
+    );
     assert!(!log.contains(key), "the key itself is never logged");
 }
 
@@ -151,7 +194,10 @@ async fn the_default_database_is_an_sqlite_file_under_the_data_dir() {
 }
 
 fn send_signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {

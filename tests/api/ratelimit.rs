@@ -7,7 +7,12 @@ use crate::{
     process::{ServerProcess, redis_available},
 };
 
-async fn hammer(app: &TestApp, path: &str, n: usize, xff: Option<&str>) -> (usize, Vec<reqwest::Response>) {
+async fn hammer(
+    app: &TestApp,
+    path: &str,
+    n: usize,
+    xff: Option<&str>,
+) -> (usize, Vec<reqwest::Response>) {
     let mut ok = 0;
     let mut denied = Vec::new();
     for _ in 0..n {
@@ -38,14 +43,26 @@ async fn local_limit_answers_429_with_retry_after() {
     let (ok, denied) = hammer(&app, "/health", 6, None).await;
     assert_eq!(ok, 3);
     let r = denied.into_iter().next().unwrap();
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     assert_eq!(
         r.json::<Value>().await.unwrap(),
         json!({"error": "rate limit exceeded", "message": "Too many requests. Please try again later."})
     );
     // Metrics stay reachable for the scraper.
-    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -74,7 +91,11 @@ async fn forwarded_for_is_honoured_only_from_trusted_proxies() {
     };
     let (ok1, _) = hammer(&app, "/health", 3, Some("1.1.1.1")).await;
     let (ok2, _) = hammer(&app, "/health", 3, Some("2.2.2.2")).await;
-    assert_eq!((ok1, ok2), (2, 2), "each forwarded client has its own budget");
+    assert_eq!(
+        (ok1, ok2),
+        (2, 2),
+        "each forwarded client has its own budget"
+    );
 }
 
 #[tokio::test]
@@ -102,8 +123,18 @@ async fn two_processes_sharing_redis_enforce_one_combined_limit() {
     // Burst 10 shared by both (plus at most a refill or two while the loop runs);
     // two independent limiters would have let 20 through.
     assert!((10..=12).contains(&ok), "{ok} requests passed");
-    let text = client.get(a.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"onwapp_ratelimit_decisions_total{backend="redis",decision="deny"}"#), "{text}");
+    let text = client
+        .get(a.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"onwapp_ratelimit_decisions_total{backend="redis",decision="deny"}"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +142,10 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
     if !redis_available().await {
         return;
     }
-    let target = url::Url::parse(&test_redis_url()).unwrap().socket_addrs(|| Some(6379)).unwrap()[0];
+    let target = url::Url::parse(&test_redis_url())
+        .unwrap()
+        .socket_addrs(|| Some(6379))
+        .unwrap()[0];
     let proxy = CutProxy::start(target).await;
     let prefix = format!("onwapp-test-{}", uuid::Uuid::new_v4().simple());
     let Some(app) = spawn_with(Db::Sqlite, |c| {
@@ -126,7 +160,9 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
         let req = app.client.get(app.url("/metrics"));
         async move {
             let text = req.send().await.unwrap().text().await.unwrap();
-            text.lines().find(|l| l.starts_with("onwapp_ratelimit_redis_fallback ")).map(|l| l.ends_with(" 1"))
+            text.lines()
+                .find(|l| l.starts_with("onwapp_ratelimit_redis_fallback "))
+                .map(|l| l.ends_with(" 1"))
         }
     };
     assert_eq!(app.get("/health").send().await.unwrap().status(), 200);
@@ -137,7 +173,12 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
     for _ in 0..5 {
         assert_eq!(app.get("/health").send().await.unwrap().status(), 200);
     }
-    assert!(eventually(Duration::from_secs(5), || async { fallback(&app).await == Some(true) }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            fallback(&app).await == Some(true)
+        })
+        .await
+    );
 
     proxy.restore();
     assert!(
@@ -148,6 +189,17 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
         .await,
         "never returned to redis"
     );
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("onwapp_ratelimit_redis_fallback_transitions_total 1"), "{text}");
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("onwapp_ratelimit_redis_fallback_transitions_total 1"),
+        "{text}"
+    );
 }

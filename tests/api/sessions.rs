@@ -16,7 +16,14 @@ async fn session_lifecycle(app: TestApp) {
     }
     assert!(created.get("deviceJid").is_none() && created.get("phone").is_none());
 
-    let list: Vec<Value> = app.get("/sessions").send().await.unwrap().json().await.unwrap();
+    let list: Vec<Value> = app
+        .get("/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], created["id"]);
 
@@ -29,21 +36,45 @@ async fn session_lifecycle(app: TestApp) {
 
     let r = app.delete("/my-session").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"message": "session deleted"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "session deleted"})
+    );
 
     let r = app.get("/my-session/status").send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "session my-session not found"}));
-    assert_eq!(app.delete("/my-session").send().await.unwrap().status(), 404);
-    let list: Vec<Value> = app.get("/sessions").send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "session my-session not found"})
+    );
+    assert_eq!(
+        app.delete("/my-session").send().await.unwrap().status(),
+        404
+    );
+    let list: Vec<Value> = app
+        .get("/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(list.is_empty());
 }
 
 async fn duplicate_session_is_409(app: TestApp) {
     app.create_session("dup").await;
-    let r = app.post("/sessions").json(&json!({"session": "dup"})).send().await.unwrap();
+    let r = app
+        .post("/sessions")
+        .json(&json!({"session": "dup"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "session dup already exists"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "session dup already exists"})
+    );
 }
 
 async fn bad_create_bodies_are_400_naming_the_field(app: TestApp) {
@@ -64,7 +95,10 @@ async fn bad_create_bodies_are_400_naming_the_field(app: TestApp) {
         (r#"["session"]"#, "invalid request body"),
     ];
     let long = format!(r#"{{"session": "{}"}}"#, "x".repeat(65));
-    for (body, needle) in cases.into_iter().chain([(long.as_str(), "invalid session name")]) {
+    for (body, needle) in cases
+        .into_iter()
+        .chain([(long.as_str(), "invalid session name")])
+    {
         let r = app
             .post("/sessions")
             .header("content-type", "application/json")
@@ -75,10 +109,20 @@ async fn bad_create_bodies_are_400_naming_the_field(app: TestApp) {
         assert_eq!(r.status(), 400, "body {body}");
         let e: Value = r.json().await.unwrap();
         let msg = e["error"].as_str().unwrap();
-        assert!(msg.contains(needle), "body {body}: {msg:?} lacks {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "body {body}: {msg:?} lacks {needle:?}"
+        );
     }
     // Nothing was created by any of them.
-    let list: Vec<Value> = app.get("/sessions").send().await.unwrap().json().await.unwrap();
+    let list: Vec<Value> = app
+        .get("/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(list.is_empty());
 }
 

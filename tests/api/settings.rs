@@ -12,7 +12,15 @@ async fn settings_exist_from_creation_with_defaults(app: TestApp) {
     assert_eq!(b["alwaysOnline"], false);
     assert_eq!(b["autoRejectCalls"], false);
     assert_eq!(b["syncHistory"], true);
-    for f in ["lastSeen", "online", "profilePhoto", "status", "readReceipts", "groupAdd", "callAdd"] {
+    for f in [
+        "lastSeen",
+        "online",
+        "profilePhoto",
+        "status",
+        "readReceipts",
+        "groupAdd",
+        "callAdd",
+    ] {
         assert_eq!(b[f], "all", "{f}");
     }
     assert_eq!(b["defaultDisappearingTimer"], "off");
@@ -41,19 +49,46 @@ async fn settings_update_and_persist(app: TestApp) {
         assert_eq!(&b[k], v, "{k}");
     }
     // A partial update leaves the rest alone; `{}` changes nothing.
-    let r = app.post("/upd/settings").json(&json!({"alwaysOnline": false})).send().await.unwrap();
+    let r = app
+        .post("/upd/settings")
+        .json(&json!({"alwaysOnline": false}))
+        .send()
+        .await
+        .unwrap();
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["alwaysOnline"], false);
     assert_eq!(b["lastSeen"], "contacts");
-    let again: Value = app.post("/upd/settings").json(&json!({})).send().await.unwrap().json().await.unwrap();
-    let stored: Value = app.get("/upd/settings").send().await.unwrap().json().await.unwrap();
+    let again: Value = app
+        .post("/upd/settings")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: Value = app
+        .get("/upd/settings")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again, stored);
     assert_eq!(stored["defaultDisappearingTimer"], "7d");
 }
 
 async fn settings_values_are_validated(app: TestApp) {
     app.create_session("val").await;
-    let before: Value = app.get("/val/settings").send().await.unwrap().json().await.unwrap();
+    let before: Value = app
+        .get("/val/settings")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     for (field, bad) in [
         ("lastSeen", json!("everyone")),
         ("online", json!("contacts")),
@@ -67,9 +102,15 @@ async fn settings_values_are_validated(app: TestApp) {
         ("syncHistory", json!(1)),
         ("lastSeen", json!(3)),
     ] {
+        // A valid field beside the bad one must not be applied either.
+        let companion = if field == "alwaysOnline" {
+            "autoRejectCalls"
+        } else {
+            "alwaysOnline"
+        };
         let r = app
             .post("/val/settings")
-            .json(&json!({ field: bad, "alwaysOnline": true }))
+            .json(&json!({ companion: true, field: bad }))
             .send()
             .await
             .unwrap();
@@ -77,10 +118,28 @@ async fn settings_values_are_validated(app: TestApp) {
         let e: Value = r.json().await.unwrap();
         assert!(e["error"].as_str().unwrap().contains(field), "{field}: {e}");
     }
-    let after: Value = app.get("/val/settings").send().await.unwrap().json().await.unwrap();
+    let after: Value = app
+        .get("/val/settings")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(before, after, "a refused update changed nothing");
-    assert_eq!(app.get("/nope/settings").send().await.unwrap().status(), 404);
-    assert_eq!(app.post("/nope/settings").json(&json!({})).send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.get("/nope/settings").send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        app.post("/nope/settings")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 crate::on_both_databases!(

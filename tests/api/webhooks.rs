@@ -6,11 +6,22 @@ async fn webhook_crud(app: TestApp) {
     let s = app.create_session("hook").await;
     let r = app.get("/hook/webhook").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"sessionId": s["id"], "enabled": false}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"sessionId": s["id"], "enabled": false})
+    );
 
-    let r = app.put("/hook/webhook").json(&json!({"url": "https://example.com/h"})).send().await.unwrap();
+    let r = app
+        .put("/hook/webhook")
+        .json(&json!({"url": "https://example.com/h"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "webhook not found for this session"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "webhook not found for this session"})
+    );
 
     let r = app
         .post("/hook/webhook")
@@ -22,12 +33,22 @@ async fn webhook_crud(app: TestApp) {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["sessionId"], s["id"]);
     assert_eq!(b["url"], "https://example.com/h");
-    assert_eq!(b["events"], json!(["message.received", "session.connected"]));
+    assert_eq!(
+        b["events"],
+        json!(["message.received", "session.connected"])
+    );
     assert_eq!(b["enabled"], true, "enabled defaults to true");
     assert!(b.get("secret").is_none(), "the secret is never returned");
     let id = b["id"].clone();
 
-    let got: Value = app.get("/hook/webhook").send().await.unwrap().json().await.unwrap();
+    let got: Value = app
+        .get("/hook/webhook")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got, b);
 
     // POST again upserts the same row.
@@ -52,14 +73,29 @@ async fn webhook_crud(app: TestApp) {
         .unwrap();
     assert_eq!(r.status(), 200);
     let b3: Value = r.json().await.unwrap();
-    assert_eq!((b3["url"].clone(), b3["events"].clone()), (json!("https://example.net/y"), json!(["*"])));
+    assert_eq!(
+        (b3["url"].clone(), b3["events"].clone()),
+        (json!("https://example.net/y"), json!(["*"]))
+    );
 
     let r = app.delete("/hook/webhook").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"message": "webhook deleted"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "webhook deleted"})
+    );
     let r = app.delete("/hook/webhook").send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(app.get("/hook/webhook").send().await.unwrap().json::<Value>().await.unwrap()["enabled"], false);
+    assert_eq!(
+        app.get("/hook/webhook")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["enabled"],
+        false
+    );
 }
 
 async fn webhook_input_is_validated(app: TestApp) {
@@ -71,21 +107,47 @@ async fn webhook_input_is_validated(app: TestApp) {
         (json!({"url": "not a url"}), "http"),
         (json!({"url": "javascript:alert(1)"}), "http"),
         (json!({"url": 5}), "'url'"),
-        (json!({"url": "https://e.com", "events": ["nope.event"]}), "events"),
-        (json!({"url": "https://e.com", "events": "message.received"}), "'events'"),
-        (json!({"url": "https://e.com", "enabled": "yes"}), "'enabled'"),
+        (
+            json!({"url": "https://e.com", "events": ["nope.event"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://e.com", "events": "message.received"}),
+            "'events'",
+        ),
+        (
+            json!({"url": "https://e.com", "enabled": "yes"}),
+            "'enabled'",
+        ),
     ] {
         for m in [reqwest::Method::POST, reqwest::Method::PUT] {
-            let r = app.client.request(m.clone(), app.url("/wv/webhook"))
+            let r = app
+                .client
+                .request(m.clone(), app.url("/wv/webhook"))
                 .header("Authorization", crate::helpers::GLOBAL_KEY)
-                .json(&body).send().await.unwrap();
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 400, "{m} {body}");
             let e: Value = r.json().await.unwrap();
             assert!(e["error"].as_str().unwrap().contains(needle), "{body}: {e}");
         }
     }
-    assert_eq!(app.get("/wv/webhook").send().await.unwrap().json::<Value>().await.unwrap()["enabled"], false);
-    assert_eq!(app.get("/unknown/webhook").send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.get("/wv/webhook")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["enabled"],
+        false
+    );
+    assert_eq!(
+        app.get("/unknown/webhook").send().await.unwrap().status(),
+        404
+    );
 }
 
 crate::on_both_databases!(webhook_crud, webhook_input_is_validated);

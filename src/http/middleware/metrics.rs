@@ -16,7 +16,10 @@ struct RouteTemplate(String);
 
 /// Runs inside routing, where the matched template is known, and hands it outwards.
 pub async fn record_route(req: Request, next: Next) -> Response {
-    let template = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
     let mut resp = next.run(req).await;
     if let Some(t) = template {
         resp.extensions_mut().insert(RouteTemplate(t));
