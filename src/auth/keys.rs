@@ -51,6 +51,11 @@ pub fn ensure_global_key(
     Ok((key, true))
 }
 
+/// The shell command that prints the generated global key.
+pub fn keys_file_hint(data_dir: &Path) -> String {
+    format!("cat {}", data_dir.join(GLOBAL_KEY_FILE).display())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,9 +77,4 @@ mod tests {
         assert_ne!(generate_key(), generate_key());
         assert_eq!(hash_key("a").len(), 64);
     }
-}
-
-/// The shell command that prints the generated global key.
-pub fn keys_file_hint(data_dir: &Path) -> String {
-    format!("cat {}", data_dir.join(GLOBAL_KEY_FILE).display())
 }
