@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod openapi;
 mod process;
+mod readme;
 mod ratelimit;
 mod sessions;
 mod settings;
