@@ -4,6 +4,8 @@ pub mod catalog;
 pub mod dto;
 pub mod events;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod middleware;
 pub mod openapi;

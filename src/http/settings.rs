@@ -55,7 +55,8 @@ fn checked(field: &str, value: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
-fn patch(r: UpdateSettingsRequest) -> Result<SettingsPatch, ApiError> {
+/// Validates an update into the patch to store; 400 names the first bad field.
+pub fn validate(r: UpdateSettingsRequest) -> Result<SettingsPatch, ApiError> {
     Ok(SettingsPatch {
         always_online: r.always_online,
         auto_reject_calls: r.auto_reject_calls,
@@ -111,7 +112,7 @@ async fn update(
     SessionCtx(sess): SessionCtx,
     JsonBody(req): JsonBody<UpdateSettingsRequest>,
 ) -> ApiResult<Json<SettingsResponse>> {
-    let p = patch(req)?;
+    let p = validate(req)?;
     s.store
         .update_settings(sess.id, &p)
         .await?
