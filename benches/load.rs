@@ -26,14 +26,25 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 10, connections: 32 };
+    let mut a = Args {
+        seconds: 10,
+        connections: 32,
+    };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
         match v[i].as_str() {
-            "--seconds" => a.seconds = v.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(a.seconds),
+            "--seconds" => {
+                a.seconds = v
+                    .get(i + 1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(a.seconds)
+            }
             "--connections" => {
-                a.connections = v.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(a.connections)
+                a.connections = v
+                    .get(i + 1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(a.connections)
             }
             _ => {
                 i += 1;
@@ -51,7 +62,9 @@ async fn bare_hyper() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             tokio::spawn(async move {
                 let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
                     Ok::<_, Infallible>(
@@ -104,7 +117,13 @@ struct Outcome {
 }
 
 /// `connections` keep-alive HTTP/1.1 connections, each sending requests back to back.
-async fn load(addr: SocketAddr, path: &'static str, auth: bool, seconds: u64, connections: usize) -> Outcome {
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    auth: bool,
+    seconds: u64,
+    connections: usize,
+) -> Outcome {
     let run = |dur: Duration| async move {
         let deadline = Instant::now() + dur;
         let mut tasks = Vec::new();
@@ -112,7 +131,9 @@ async fn load(addr: SocketAddr, path: &'static str, auth: bool, seconds: u64, co
             tasks.push(tokio::spawn(async move {
                 let stream = TcpStream::connect(addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+                let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .unwrap();
                 tokio::spawn(conn);
                 let mut lat = Vec::with_capacity(100_000);
                 let mut errors = 0u64;
@@ -156,7 +177,11 @@ async fn load(addr: SocketAddr, path: &'static str, auth: bool, seconds: u64, co
     let (mut lat, errors) = run(Duration::from_secs(seconds)).await;
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as u64;
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
     Outcome {
         rps: lat.len() as f64 / elapsed,
         p50_us: pct(0.50),
@@ -167,10 +192,13 @@ async fn load(addr: SocketAddr, path: &'static str, auth: bool, seconds: u64, co
 
 async fn fresh_postgres() -> Option<(String, String, String)> {
     use sqlx::{Connection, Executor};
-    let base = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let base = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let mut c = sqlx::PgConnection::connect(&base).await.ok()?;
     let name = format!("onwapp_t_bench_{}", uuid::Uuid::new_v4().simple());
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.ok()?;
+    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .ok()?;
     let i = base.rfind('/')?;
     Some((format!("{}/{name}", &base[..i]), base, name))
 }
@@ -178,20 +206,36 @@ async fn fresh_postgres() -> Option<(String, String, String)> {
 async fn drop_postgres(base: &str, name: &str) {
     use sqlx::{Connection, Executor};
     if let Ok(mut c) = sqlx::PgConnection::connect(base).await {
-        let _ = c.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await;
+        let _ = c
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .await;
     }
 }
 
 fn main() {
     let a = args();
     // Servers and load generator share the machine's cores, as they would behind a local proxy.
-    let servers = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let servers = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ceiling = servers.block_on(async { bare_hyper().await });
     let sqlite = servers.block_on(onwapp(None, dir.path()));
     let pg = servers.block_on(fresh_postgres());
-    let postgres = pg.as_ref().map(|(url, _, _)| servers.block_on(onwapp(Some(url.clone()), dir.path())));
+    let postgres = pg
+        .as_ref()
+        .map(|(url, _, _)| servers.block_on(onwapp(Some(url.clone()), dir.path())));
 
     let mut rows: Vec<(String, Outcome)> = Vec::new();
     let measure = |name: &str, addr: SocketAddr, path: &'static str, auth: bool| {
@@ -199,17 +243,35 @@ fn main() {
         eprintln!("{name}: {:.0} req/s", o.rps);
         (name.to_string(), o)
     };
-    rows.push(measure("bare hyper, constant (ceiling)", ceiling, "/", false));
+    rows.push(measure(
+        "bare hyper, constant (ceiling)",
+        ceiling,
+        "/",
+        false,
+    ));
     rows.push(measure("GET /health, SQLite", sqlite, "/health", false));
-    rows.push(measure("GET /bench/status (auth + rate limit), SQLite", sqlite, "/bench/status", true));
+    rows.push(measure(
+        "GET /bench/status (auth + rate limit), SQLite",
+        sqlite,
+        "/bench/status",
+        true,
+    ));
     if let Some(pg_addr) = postgres {
         rows.push(measure("GET /health, Postgres", pg_addr, "/health", false));
-        rows.push(measure("GET /bench/status (auth + rate limit), Postgres", pg_addr, "/bench/status", true));
+        rows.push(measure(
+            "GET /bench/status (auth + rate limit), Postgres",
+            pg_addr,
+            "/bench/status",
+            true,
+        ));
     } else {
         eprintln!("Postgres unreachable at TEST_DATABASE_URL: its rows are skipped");
     }
     let ceiling_rps = rows[0].1.rps;
-    println!("\n{} s per row after 1 s warm-up, {} keep-alive connections, load generator in the same process (2 threads) as the servers (2 threads).\n", a.seconds, a.connections);
+    println!(
+        "\n{} s per row after 1 s warm-up, {} keep-alive connections, load generator in the same process (2 threads) as the servers (2 threads).\n",
+        a.seconds, a.connections
+    );
     println!("| target | req/s | % of ceiling | p50 | p99 | errors |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, o) in &rows {

@@ -94,7 +94,8 @@ mod tests {
                 }
                 3 => {
                     let depth = (rng.next() % 5000) as usize;
-                    b = format!("{{\"phone\":{}1{}}}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+                    b = format!("{{\"phone\":{}1{}}}", "[".repeat(depth), "]".repeat(depth))
+                        .into_bytes();
                 }
                 _ => b = (0..(rng.next() % 64)).map(|_| rng.next() as u8).collect(),
             }

@@ -1,7 +1,10 @@
 //! `GET /` and `GET /health`: 200 while the database answers, 503 while it does not.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -33,11 +36,15 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-/// Checks the database at most once per [`HealthMonitor::MAX_AGE`]; concurrent callers share
-/// one check. A failed check is retried on the next call after that, so health recovers by
-/// itself when the database returns.
+/// Checks the database at most once per [`HealthMonitor::MAX_AGE`]. Readers never wait on each
+/// other: one caller refreshes a stale answer while the others use the last one. A failed check
+/// is retried after `MAX_AGE`, so health recovers by itself when the database returns.
 pub struct HealthMonitor {
-    last: Mutex<Option<(Instant, bool)>>,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last check, plus one (0: never checked).
+    checked_at: AtomicU64,
+    up: AtomicBool,
+    refreshing: Mutex<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -47,27 +54,49 @@ impl HealthMonitor {
 
     pub fn new(metrics: Arc<Metrics>) -> Self {
         HealthMonitor {
-            last: Mutex::new(None),
+            epoch: Instant::now(),
+            checked_at: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            refreshing: Mutex::new(()),
             metrics,
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
     pub async fn database_up(&self, store: &dyn Store) -> bool {
-        let mut last = self.last.lock().await;
-        if let Some((at, up)) = *last
-            && at.elapsed() < Self::MAX_AGE
-        {
-            return up;
+        let checked = self.checked_at.load(Ordering::Acquire);
+        let fresh = checked != 0 && self.now_ms() - checked < Self::MAX_AGE.as_millis() as u64;
+        if fresh {
+            return self.up.load(Ordering::Acquire);
         }
+        // The first caller to see a stale answer refreshes it; the rest keep the last one,
+        // except before the very first check, where they wait for it.
+        let _guard = match self.refreshing.try_lock() {
+            Ok(g) => g,
+            Err(_) if checked != 0 => return self.up.load(Ordering::Acquire),
+            Err(_) => {
+                let g = self.refreshing.lock().await;
+                if self.checked_at.load(Ordering::Acquire) != 0 {
+                    return self.up.load(Ordering::Acquire);
+                }
+                g
+            }
+        };
         let up = matches!(
             tokio::time::timeout(Self::PING_TIMEOUT, store.ping()).await,
             Ok(Ok(()))
         );
-        if !up && last.is_none_or(|(_, was)| was) {
+        let was = self.up.swap(up, Ordering::AcqRel);
+        if !up && (was || checked == 0) {
             tracing::warn!("database health check failed");
+        } else if up && !was && checked != 0 {
+            tracing::info!("database reachable again");
         }
         self.metrics.db_up.set(i64::from(up));
-        *last = Some((Instant::now(), up));
+        self.checked_at.store(self.now_ms(), Ordering::Release);
         up
     }
 }

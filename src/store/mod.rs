@@ -3,6 +3,7 @@
 //! Both implementations share their SQL (see [`sql`]); the migrations differ only in column types.
 //! [`connect`] picks the implementation from the URL, once, at start-up.
 
+mod cache;
 mod models;
 mod postgres;
 mod sql;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use cache::CachedStore;
 pub use models::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -111,8 +113,14 @@ pub struct ConnectOptions {
     pub max_connections: u32,
 }
 
-/// Connects to the database named by the URL and applies its migrations.
+/// Connects to the database named by the URL, applies its migrations and puts the session
+/// cache in front.
 pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(CachedStore::new(connect_uncached(opts).await?)))
+}
+
+/// The database alone, without the session cache.
+pub async fn connect_uncached(opts: &ConnectOptions) -> anyhow::Result<Arc<dyn Store>> {
     if opts.url.starts_with("postgres://") || opts.url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(opts).await?))
     } else {

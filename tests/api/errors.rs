@@ -221,3 +221,36 @@ async fn graceful_shutdown_stops_the_server() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let Some(mut app) = crate::helpers::spawn(Db::Sqlite).await else {
+        return;
+    };
+    app.create_session("inflight").await;
+    // A request whose body is still arriving when the shutdown begins.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+    let req = app.post("/inflight/webhook").body(body).send();
+    let pending = tokio::spawn(req);
+    tx.send(Ok(br#"{"url": "https://example.com/"#.to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.begin_shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.send(Ok(br#"late", "enabled": true}"#.to_vec()))
+        .await
+        .unwrap();
+    drop(tx);
+    let r = pending.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200, "the in-flight request completed");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["url"], "https://example.com/late");
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -153,6 +153,13 @@ impl TestApp {
         r.json().await.expect("json")
     }
 
+    /// Asks the server to shut down gracefully without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {

@@ -7,7 +7,10 @@ const BEGIN: &str = "<!-- coverage:begin -->";
 const END: &str = "<!-- coverage:end -->";
 
 fn table() -> String {
-    let done = ENDPOINTS.iter().filter(|e| e.status == Status::Done).count();
+    let done = ENDPOINTS
+        .iter()
+        .filter(|e| e.status == Status::Done)
+        .count();
     let mut t = format!(
         "{done} of {} endpoints are built; the others answer `501 {{\"error\": \"not implemented\"}}` \
          after authentication and session lookup.\n\n| Section | Method | Path | State |\n|---|---|---|---|\n",
@@ -18,7 +21,10 @@ fn table() -> String {
             Status::Done => "done",
             Status::NotImplemented => "missing (501)",
         };
-        t.push_str(&format!("| {} | {} | `{}` | {} |\n", e.section, e.method, e.path, state));
+        t.push_str(&format!(
+            "| {} | {} | `{}` | {} |\n",
+            e.section, e.method, e.path, state
+        ));
     }
     t
 }
@@ -37,7 +43,9 @@ fn readme_coverage_table_matches_the_catalog() {
             let updated = format!("{}{BEGIN}{wanted}{}", &readme[..b], &readme[e..]);
             std::fs::write(path, updated).expect("write README.md");
         } else {
-            panic!("README coverage table is stale: run `UPDATE_README=1 cargo test --test api readme`");
+            panic!(
+                "README coverage table is stale: run `UPDATE_README=1 cargo test --test api readme`"
+            );
         }
     }
 }

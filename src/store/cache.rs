@@ -1,0 +1,158 @@
+//! A read-through cache of session rows in front of any [`Store`].
+//!
+//! Every request to a session route reads its session row, and requests with a session key look
+//! the key up too; both are served from memory after the first read. All writes of a session go
+//! through this node (single node; in a cluster, through the session's owner), so invalidating on
+//! our own writes keeps the cache exact. [`CachedStore::forget`] drops a session, for the day its
+//! ownership moves to another node.
+
+use std::{collections::HashMap, sync::Arc, sync::RwLock};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{
+    HealthCheck, NewSession, SessionRecord, SessionStore, SettingsPatch, SettingsRecord,
+    SettingsStore, Store, StoreResult, WebhookConfig, WebhookRecord, WebhookStore,
+};
+
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    by_name: RwLock<HashMap<String, SessionRecord>>,
+    /// API-key hash → session name, for keys that authenticated successfully.
+    by_key: RwLock<HashMap<String, String>>,
+}
+
+impl CachedStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        CachedStore {
+            inner,
+            by_name: RwLock::new(HashMap::new()),
+            by_key: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn remember(&self, rec: &SessionRecord) {
+        if let Ok(mut m) = self.by_name.write() {
+            m.insert(rec.name.clone(), rec.clone());
+        }
+    }
+
+    /// Drops everything cached about the session `name`.
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut m) = self.by_name.write() {
+            m.remove(name);
+        }
+        if let Ok(mut m) = self.by_key.write() {
+            m.retain(|_, n| n != name);
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<SessionRecord> {
+        self.by_name.read().ok()?.get(name).cloned()
+    }
+}
+
+#[async_trait]
+impl SessionStore for CachedStore {
+    async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {
+        let hash = new.api_key_hash.clone();
+        let rec = self.inner.create_session(new).await?;
+        self.remember(&rec);
+        if let Ok(mut m) = self.by_key.write() {
+            m.insert(hash, rec.name.clone());
+        }
+        Ok(rec)
+    }
+
+    async fn get_session(&self, name: &str) -> StoreResult<Option<SessionRecord>> {
+        if let Some(r) = self.cached(name) {
+            return Ok(Some(r));
+        }
+        let rec = self.inner.get_session(name).await?;
+        if let Some(r) = &rec {
+            self.remember(r);
+        }
+        Ok(rec)
+    }
+
+    async fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
+        self.inner.list_sessions().await
+    }
+
+    async fn delete_session(&self, name: &str) -> StoreResult<bool> {
+        let deleted = self.inner.delete_session(name).await;
+        self.forget(name);
+        deleted
+    }
+
+    async fn session_by_key_hash(&self, hash: &str) -> StoreResult<Option<SessionRecord>> {
+        let name = self.by_key.read().ok().and_then(|m| m.get(hash).cloned());
+        if let Some(name) = name
+            && let Some(r) = self.get_session(&name).await?
+        {
+            return Ok(Some(r));
+        }
+        let rec = self.inner.session_by_key_hash(hash).await?;
+        if let Some(r) = &rec {
+            self.remember(r);
+            if let Ok(mut m) = self.by_key.write() {
+                m.insert(hash.to_string(), r.name.clone());
+            }
+        }
+        Ok(rec)
+    }
+}
+
+#[async_trait]
+impl SettingsStore for CachedStore {
+    async fn get_settings(&self, session_id: Uuid) -> StoreResult<Option<SettingsRecord>> {
+        self.inner.get_settings(session_id).await
+    }
+
+    async fn update_settings(
+        &self,
+        session_id: Uuid,
+        patch: &SettingsPatch,
+    ) -> StoreResult<Option<SettingsRecord>> {
+        self.inner.update_settings(session_id, patch).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for CachedStore {
+    async fn get_webhook(&self, session_id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        self.inner.get_webhook(session_id).await
+    }
+
+    async fn upsert_webhook(
+        &self,
+        session_id: Uuid,
+        cfg: &WebhookConfig,
+    ) -> StoreResult<WebhookRecord> {
+        self.inner.upsert_webhook(session_id, cfg).await
+    }
+
+    async fn replace_webhook(
+        &self,
+        session_id: Uuid,
+        cfg: &WebhookConfig,
+    ) -> StoreResult<Option<WebhookRecord>> {
+        self.inner.replace_webhook(session_id, cfg).await
+    }
+
+    async fn delete_webhook(&self, session_id: Uuid) -> StoreResult<bool> {
+        self.inner.delete_webhook(session_id).await
+    }
+}
+
+#[async_trait]
+impl HealthCheck for CachedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
