@@ -15,15 +15,26 @@ use crate::{
     store::{self, Store},
 };
 
-/// Shared by every handler. Cheap to clone.
+/// Shared by every handler: one `Arc`, so the per-request clones of middleware are one atomic
+/// increment.
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
     pub store: Arc<dyn Store>,
-    pub auth: Arc<Authenticator>,
+    pub auth: Authenticator,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
-    pub health: Arc<HealthMonitor>,
+    pub health: HealthMonitor,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The whole HTTP application, without a socket (tests call it directly).
@@ -73,14 +84,14 @@ impl App {
         let cancel = CancellationToken::new();
         limiter.spawn_recovery(cancel.child_token());
         spawn_sweeper(limiter.clone(), cancel.child_token());
-        let state = AppState {
-            auth: Arc::new(Authenticator::new(global_key, store.clone())),
-            health: Arc::new(HealthMonitor::new(metrics.clone())),
-            config: Arc::new(config),
+        let state = AppState(Arc::new(Shared {
+            auth: Authenticator::new(global_key, store.clone()),
+            health: HealthMonitor::new(metrics.clone()),
+            config,
             store,
             limiter,
             metrics,
-        };
+        }));
         Ok(App {
             state,
             global_key_generated: generated,

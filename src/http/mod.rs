@@ -18,7 +18,7 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
     http::{StatusCode, header},
-    middleware::{from_fn, from_fn_with_state},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -49,17 +49,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(authenticated)
         .merge(open)
-        .route_layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         .route("/metrics", get(metrics))
-        .route_layer(from_fn(middleware::record_route))
+        .route_layer(from_fn_with_state(state.clone(), middleware::route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn_with_state(state.clone(), middleware::timeout))
-        .layer(from_fn_with_state(state.clone(), middleware::body_limit))
+        .layer(from_fn_with_state(state.clone(), middleware::edge))
         .layer(cors(&state.config.allowed_origins))
-        .layer(from_fn(middleware::security_headers))
-        .layer(from_fn_with_state(state.clone(), middleware::track_metrics))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(make_span))

@@ -1,12 +1,13 @@
-//! The request path, outermost first: request id, trace span, metrics, security headers, CORS,
-//! body limit (413), timeout, then per matched route: rate limit (429) and authentication (401).
+//! The request path, outermost first: request id, trace span, panic guard, CORS, then [`edge`]
+//! (metrics, security headers, body limit 413, timeout 504) and, per matched route, [`route`]
+//! (route template, rate limit 429) and [`require_auth`] (401).
+//!
+//! Few layers on purpose: every `from_fn` layer clones its inner service on each request.
 
 mod auth;
-mod limits;
-mod metrics;
-mod ratelimit;
+mod edge;
+mod route;
 
 pub use auth::require_auth;
-pub use limits::{body_limit, security_headers, timeout};
-pub use metrics::{record_route, track_metrics};
-pub use ratelimit::rate_limit;
+pub use edge::edge;
+pub use route::route;
