@@ -2,7 +2,7 @@
 //! rate-limited `GET /:session/status`, on SQLite and on Postgres, beside a bare hyper server
 //! answering a constant (the ceiling), all in one run on this machine.
 //!
-//! `cargo bench --bench load -- [--seconds 10] [--connections 32]`
+//! `cargo bench --bench load -- [--seconds 5] [--rounds 3] [--connections 32]`
 //! Postgres is taken from `TEST_DATABASE_URL` (a fresh database is created and dropped).
 
 use std::{
@@ -18,17 +18,23 @@ use hyper_util::rt::TokioIo;
 use onwapp::{app::App, config::Config};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The allocator of the `onwapp` binary, so the servers here run as they do there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEY: &str = "bench-global-key-0123456789";
 
 struct Args {
     seconds: u64,
     connections: usize,
+    rounds: usize,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        seconds: 10,
+        seconds: 5,
         connections: 32,
+        rounds: 3,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -39,6 +45,13 @@ fn args() -> Args {
                     .get(i + 1)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(a.seconds)
+            }
+            "--rounds" => {
+                a.rounds = v
+                    .get(i + 1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(a.rounds)
+                    .max(1)
             }
             "--connections" => {
                 a.connections = v
@@ -237,28 +250,19 @@ fn main() {
         .as_ref()
         .map(|(url, _, _)| servers.block_on(onwapp(Some(url.clone()), dir.path())));
 
-    let mut rows: Vec<(String, Outcome)> = Vec::new();
-    let measure = |name: &str, addr: SocketAddr, path: &'static str, auth: bool| {
-        let o = client.block_on(load(addr, path, auth, a.seconds, a.connections));
-        eprintln!("{name}: {:.0} req/s", o.rps);
-        (name.to_string(), o)
-    };
-    rows.push(measure(
-        "bare hyper, constant (ceiling)",
-        ceiling,
-        "/",
-        false,
-    ));
-    rows.push(measure("GET /health, SQLite", sqlite, "/health", false));
-    rows.push(measure(
-        "GET /bench/status (auth + rate limit), SQLite",
-        sqlite,
-        "/bench/status",
-        true,
-    ));
+    let mut targets: Vec<(&str, SocketAddr, &'static str, bool)> = vec![
+        ("bare hyper, constant (ceiling)", ceiling, "/", false),
+        ("GET /health, SQLite", sqlite, "/health", false),
+        (
+            "GET /bench/status (auth + rate limit), SQLite",
+            sqlite,
+            "/bench/status",
+            true,
+        ),
+    ];
     if let Some(pg_addr) = postgres {
-        rows.push(measure("GET /health, Postgres", pg_addr, "/health", false));
-        rows.push(measure(
+        targets.push(("GET /health, Postgres", pg_addr, "/health", false));
+        targets.push((
             "GET /bench/status (auth + rate limit), Postgres",
             pg_addr,
             "/bench/status",
@@ -267,10 +271,29 @@ fn main() {
     } else {
         eprintln!("Postgres unreachable at TEST_DATABASE_URL: its rows are skipped");
     }
+    // Rounds interleave the targets so that drift in the machine's speed hits all of them alike;
+    // each row reports its median round.
+    let mut results: Vec<Vec<Outcome>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..a.rounds {
+        for (i, (name, addr, path, auth)) in targets.iter().enumerate() {
+            let o = client.block_on(load(*addr, path, *auth, a.seconds, a.connections));
+            eprintln!("round {round}: {name}: {:.0} req/s", o.rps);
+            results[i].push(o);
+        }
+    }
+    let median = |v: &mut Vec<Outcome>| {
+        v.sort_by(|x, y| x.rps.total_cmp(&y.rps));
+        v.remove(v.len() / 2)
+    };
+    let rows: Vec<(&str, Outcome)> = targets
+        .iter()
+        .zip(results.iter_mut())
+        .map(|((name, ..), r)| (*name, median(r)))
+        .collect();
     let ceiling_rps = rows[0].1.rps;
     println!(
-        "\n{} s per row after 1 s warm-up, {} keep-alive connections, load generator in the same process (2 threads) as the servers (2 threads).\n",
-        a.seconds, a.connections
+        "\n{} rounds of {} s per target (after 1 s warm-up each), median round shown; {} keep-alive connections; load generator in the same process (2 threads) as the servers (2 threads).\n",
+        a.rounds, a.seconds, a.connections
     );
     println!("| target | req/s | % of ceiling | p50 | p99 | errors |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -9,6 +9,10 @@ use onwapp::{
     observability,
 };
 
+/// mimalloc: measurably faster than the system allocator for this request mix (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_env() {
