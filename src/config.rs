@@ -135,12 +135,12 @@ impl Config {
         }
         c.global_api_key = get("GLOBAL_API_KEY");
         if let Some(k) = &c.global_api_key
-            && k.len() < 16
+            && !k.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(err(
                 "GLOBAL_API_KEY",
                 "<hidden>",
-                "must be at least 16 characters",
+                "must be printable ASCII without spaces",
             ));
         }
         if let Some(v) = get("REDIS_URL") {
@@ -345,7 +345,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "localhost:6379"),
             ("ALLOWED_ORIGINS", "example.com"),
-            ("GLOBAL_API_KEY", "short"),
+            ("GLOBAL_API_KEY", "has space"),
         ] {
             let e = cfg(&[(k, v)])
                 .err()

@@ -32,6 +32,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if app
+        .state
+        .config
+        .global_api_key
+        .as_ref()
+        .is_some_and(|k| k.len() < 16)
+    {
+        tracing::warn!("GLOBAL_API_KEY is shorter than 16 characters: easy to guess");
+    }
     if app.global_key_generated {
         tracing::warn!(
             "GLOBAL_API_KEY is not set: generated one and stored it; read it with `{}`",

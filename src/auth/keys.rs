@@ -32,7 +32,7 @@ pub fn ensure_global_key(
     let path = data_dir.join(GLOBAL_KEY_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let k = existing.trim();
-        if k.len() >= 16 {
+        if !k.is_empty() {
             return Ok((k.to_string(), false));
         }
     }

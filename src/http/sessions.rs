@@ -55,9 +55,9 @@ pub fn validate_session_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn validate_api_key(key: &str, global: &str) -> Result<(), ApiError> {
-    if key.len() < 16 || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(
-            "invalid apiKey: use 16-128 printable ASCII characters without spaces",
+            "invalid apiKey: use up to 128 printable ASCII characters without spaces",
         ));
     }
     if bool::from(key.as_bytes().ct_eq(global.as_bytes())) {
