@@ -165,14 +165,7 @@ async fn bodies_over_the_limit_are_413() {
         .unwrap();
     assert_eq!(r.status(), 413);
     // Nothing was stored.
-    let got: Value = app
-        .get("/big/webhook")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_json("/big/webhook").await;
     assert_eq!(got["enabled"], false);
 }
 

@@ -16,14 +16,7 @@ async fn events_lists_the_61_event_names() {
             .status(),
         401
     );
-    let b: Value = app
-        .get("/events")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let b: Value = app.get_json("/events").await;
     let all: Vec<&str> = b["all"]
         .as_array()
         .unwrap()

@@ -141,6 +141,35 @@ impl TestApp {
             .header("Authorization", GLOBAL_KEY)
     }
 
+    /// `GET path` with the global key, the body as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json body")
+    }
+
+    /// `GET path` with the global key, the body as a JSON array.
+    pub async fn get_list(&self, path: &str) -> Vec<serde_json::Value> {
+        self.get(path)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json array")
+    }
+
+    /// Sends `req`; returns the status and the body as JSON.
+    pub async fn call(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Creates a session through the API and returns its JSON.
     pub async fn create_session(&self, name: &str) -> serde_json::Value {
         let r = self

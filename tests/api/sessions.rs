@@ -16,14 +16,7 @@ async fn session_lifecycle(app: TestApp) {
     }
     assert!(created.get("deviceJid").is_none() && created.get("phone").is_none());
 
-    let list: Vec<Value> = app
-        .get("/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_list("/sessions").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], created["id"]);
 
@@ -51,14 +44,7 @@ async fn session_lifecycle(app: TestApp) {
         app.delete("/my-session").send().await.unwrap().status(),
         404
     );
-    let list: Vec<Value> = app
-        .get("/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_list("/sessions").await;
     assert!(list.is_empty());
 }
 
@@ -99,15 +85,12 @@ async fn bad_create_bodies_are_400_naming_the_field(app: TestApp) {
         .into_iter()
         .chain([(long.as_str(), "invalid session name")])
     {
-        let r = app
+        let req = app
             .post("/sessions")
             .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "body {body}");
-        let e: Value = r.json().await.unwrap();
+            .body(body.to_string());
+        let (code, e) = TestApp::call(req).await;
+        assert_eq!(code, 400, "body {body}");
         let msg = e["error"].as_str().unwrap();
         assert!(
             msg.contains(needle),
@@ -115,14 +98,7 @@ async fn bad_create_bodies_are_400_naming_the_field(app: TestApp) {
         );
     }
     // Nothing was created by any of them.
-    let list: Vec<Value> = app
-        .get("/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_list("/sessions").await;
     assert!(list.is_empty());
 }
 

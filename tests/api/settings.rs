@@ -67,28 +67,14 @@ async fn settings_update_and_persist(app: TestApp) {
         .json()
         .await
         .unwrap();
-    let stored: Value = app
-        .get("/upd/settings")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = app.get_json("/upd/settings").await;
     assert_eq!(again, stored);
     assert_eq!(stored["defaultDisappearingTimer"], "7d");
 }
 
 async fn settings_values_are_validated(app: TestApp) {
     app.create_session("val").await;
-    let before: Value = app
-        .get("/val/settings")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = app.get_json("/val/settings").await;
     for (field, bad) in [
         ("lastSeen", json!("everyone")),
         ("online", json!("contacts")),
@@ -108,24 +94,15 @@ async fn settings_values_are_validated(app: TestApp) {
         } else {
             "alwaysOnline"
         };
-        let r = app
-            .post("/val/settings")
-            .json(&json!({ companion: true, field: bad }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{field}={bad}");
-        let e: Value = r.json().await.unwrap();
+        let (code, e) = TestApp::call(
+            app.post("/val/settings")
+                .json(&json!({ companion: true, field: bad })),
+        )
+        .await;
+        assert_eq!(code, 400, "{field}={bad}");
         assert!(e["error"].as_str().unwrap().contains(field), "{field}: {e}");
     }
-    let after: Value = app
-        .get("/val/settings")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = app.get_json("/val/settings").await;
     assert_eq!(before, after, "a refused update changed nothing");
     assert_eq!(
         app.get("/nope/settings").send().await.unwrap().status(),

@@ -41,14 +41,7 @@ async fn webhook_crud(app: TestApp) {
     assert!(b.get("secret").is_none(), "the secret is never returned");
     let id = b["id"].clone();
 
-    let got: Value = app
-        .get("/hook/webhook")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_json("/hook/webhook").await;
     assert_eq!(got, b);
 
     // POST again upserts the same row.
@@ -86,16 +79,7 @@ async fn webhook_crud(app: TestApp) {
     );
     let r = app.delete("/hook/webhook").send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(
-        app.get("/hook/webhook")
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["enabled"],
-        false
-    );
+    assert_eq!(app.get_json("/hook/webhook").await["enabled"], false);
 }
 
 async fn webhook_input_is_validated(app: TestApp) {
@@ -121,29 +105,17 @@ async fn webhook_input_is_validated(app: TestApp) {
         ),
     ] {
         for m in [reqwest::Method::POST, reqwest::Method::PUT] {
-            let r = app
+            let req = app
                 .client
                 .request(m.clone(), app.url("/wv/webhook"))
                 .header("Authorization", crate::helpers::GLOBAL_KEY)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 400, "{m} {body}");
-            let e: Value = r.json().await.unwrap();
+                .json(&body);
+            let (code, e) = TestApp::call(req).await;
+            assert_eq!(code, 400, "{m} {body}");
             assert!(e["error"].as_str().unwrap().contains(needle), "{body}: {e}");
         }
     }
-    assert_eq!(
-        app.get("/wv/webhook")
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["enabled"],
-        false
-    );
+    assert_eq!(app.get_json("/wv/webhook").await["enabled"], false);
     assert_eq!(
         app.get("/unknown/webhook").send().await.unwrap().status(),
         404
