@@ -1,0 +1,21 @@
+//! wamock: a WhatsApp server for tests. The unmodified whatsapp-rust client (built with
+//! its `danger-skip-cert-chain-verify` feature) connects to it, pairs by QR with wamock
+//! playing the phone, logs in and stays connected. See README.md.
+
+pub mod admin;
+pub mod cipher;
+pub mod error;
+pub mod framing;
+pub mod handshake;
+pub mod iq;
+pub mod nodes;
+pub mod pairing;
+pub mod prekeys;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod usync;
+
+pub use error::{Error, Result};
+pub use server::Server;
+pub use state::{DeviceStatus, HandshakeCounts};

@@ -1,0 +1,99 @@
+//! One TCP port for the chat websocket (`/ws/chat`) and the admin API (`/admin/*`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::task::JoinHandle;
+
+use crate::admin;
+use crate::error::Result;
+use crate::session;
+use crate::state::{DeviceStatus, HandshakeCounts, State};
+
+/// A running wamock.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+async fn chat(AxumState(state): AxumState<Arc<State>>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| session::serve(state, socket))
+}
+
+async fn not_found() -> Response {
+    admin::error(StatusCode::NOT_FOUND, "not found")
+}
+
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/ws/chat", get(chat))
+        .route("/admin/scan-qr", post(admin::scan_qr))
+        .route("/admin/devices", get(admin::devices))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+impl Server {
+    /// Binds `listen` (port 0 picks a free port) and serves in the background.
+    pub async fn start(listen: impl ToSocketAddrs) -> Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new());
+        let app = router(state.clone());
+        let shutdown = state.shutdown.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "wamock server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "wamock listening");
+        Ok(Self { addr, state, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://ADDR/ws/chat`, for `TokioWebSocketTransportFactory::with_url`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// `http://ADDR`, the base of the admin API.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What `GET /admin/devices` answers.
+    pub fn devices(&self) -> Vec<DeviceStatus> {
+        self.state.devices()
+    }
+
+    /// Noise handshakes completed so far, by pattern.
+    pub fn handshakes(&self) -> HandshakeCounts {
+        self.state.handshakes()
+    }
+
+    /// Closes every connection and stops listening.
+    pub async fn stop(self) {
+        self.state.shutdown.cancel();
+        self.state.close_all();
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("wamock server did not stop within 5 s");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! A real whatsapp-rust client driven against wamock.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+use wacore::net::{HttpClient, HttpRequest, HttpResponse};
+use wacore::store::InMemoryBackend;
+use whatsapp_rust::async_channel::Receiver;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::types::events::{ChannelEventHandler, Event};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// whatsapp-rust without `ureq-client` needs an HTTP client; this one is reqwest.
+pub struct ReqwestHttp(pub reqwest::Client);
+
+#[async_trait::async_trait]
+impl HttpClient for ReqwestHttp {
+    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())?;
+        let mut builder = self.0.request(method, &request.url);
+        for (k, v) in &request.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(body) = request.body {
+            builder = builder.body(body);
+        }
+        let response = builder.send().await?;
+        let status_code = response.status().as_u16();
+        let body = response.bytes().await?.to_vec();
+        Ok(HttpResponse { status_code, body })
+    }
+}
+
+/// One whatsapp-rust client with its event stream.
+pub struct TestClient {
+    pub handle: BotHandle,
+    pub events: Receiver<Arc<Event>>,
+}
+
+impl TestClient {
+    /// Builds a client over `backend` (an existing store logs in again) and starts it.
+    pub async fn start(ws_url: &str, backend: Arc<InMemoryBackend>) -> anyhow::Result<Self> {
+        let bot = Bot::builder()
+            .with_backend_arc(backend)
+            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(ws_url))
+            .with_http_client(ReqwestHttp(reqwest::Client::new()))
+            .with_runtime(whatsapp_rust::TokioRuntime)
+            .with_version((2, 3000, 1))
+            .with_push_name("wamock test")
+            .build()
+            .await?;
+        let (handler, events) = ChannelEventHandler::new();
+        bot.client().subscribe_handler(handler).detach();
+        Ok(Self {
+            handle: bot.spawn(),
+            events,
+        })
+    }
+
+    /// Waits for the first event `pick` maps to `Some`, failing on `PairError`.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let wait = async {
+            loop {
+                let event = self.events.recv().await.context("event stream closed")?;
+                if let Event::PairError(e) = &*event {
+                    bail!("pair error: {e:?}");
+                }
+                if let Some(found) = pick(&event) {
+                    return Ok(found);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| anyhow!("no {what} within {timeout:?}"))?
+    }
+
+    pub async fn shutdown(self) {
+        if tokio::time::timeout(Duration::from_secs(10), self.handle.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("client did not shut down within 10 s");
+        }
+    }
+}
+
+/// `POST /admin/scan-qr`.
+pub async fn scan_qr(http_url: &str, qr: &str, phone: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{http_url}/admin/scan-qr"))
+        .json(&json!({ "qr": qr, "phone": phone, "pushName": "Phone Owner" }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("scan-qr answered {status}: {body}");
+    }
+    body["jid"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("scan-qr answer has no jid: {body}"))
+}
+
+/// `GET /admin/devices`.
+pub async fn devices(http_url: &str) -> anyhow::Result<Value> {
+    Ok(reqwest::get(format!("{http_url}/admin/devices"))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Polls `/admin/devices` until `check` accepts it.
+pub async fn wait_devices(
+    http_url: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = devices(http_url).await?;
+        if check(&now) {
+            return Ok(now);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("devices never reached the expected state; last: {now}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Shows a QR, has it scanned as `phone`, and waits for `PairSuccess` then `Connected`.
+pub async fn pair_and_connect(
+    server: &wamock::Server,
+    client: &TestClient,
+    phone: &str,
+) -> anyhow::Result<String> {
+    let qr = client
+        .wait_for("QR code", Duration::from_secs(10), |e| match e {
+            Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await?;
+    let jid = scan_qr(&server.http_url(), &qr, phone).await?;
+    client
+        .wait_for("PairSuccess", Duration::from_secs(10), |e| {
+            matches!(e, Event::PairSuccess(_)).then_some(())
+        })
+        .await?;
+    client
+        .wait_for("Connected", Duration::from_secs(30), |e| {
+            matches!(e, Event::Connected(_)).then_some(())
+        })
+        .await?;
+    Ok(jid)
+}

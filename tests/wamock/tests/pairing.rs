@@ -1,0 +1,76 @@
+//! A real whatsapp-rust 0.7 client pairs with wamock by QR, logs in, and later logs in
+//! again from its stored keys.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestClient, devices, init_tracing, pair_and_connect, wait_devices};
+use serde_json::json;
+use wacore::store::InMemoryBackend;
+use whatsapp_rust::types::events::Event;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_pairing_then_connected() -> anyhow::Result<()> {
+    init_tracing();
+    let server = wamock::Server::start("127.0.0.1:0").await?;
+    let client = TestClient::start(&server.ws_url(), Arc::new(InMemoryBackend::new())).await?;
+
+    let jid = pair_and_connect(&server, &client, "5511999990001").await?;
+    assert_eq!(jid, "5511999990001:1@s.whatsapp.net");
+
+    let listed = devices(&server.http_url()).await?;
+    assert_eq!(
+        listed,
+        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+    );
+    // The pairing connection ran XX; the reconnect after 515 ran XX again (the client
+    // only caches the server key once it is registered).
+    assert_eq!(server.handshakes().xx, 2);
+
+    client.shutdown().await;
+    wait_devices(&server.http_url(), Duration::from_secs(10), |d| {
+        d == &json!([{ "jid": jid, "connected": false, "sockets": 0 }])
+    })
+    .await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_client_logs_in_without_qr() -> anyhow::Result<()> {
+    init_tracing();
+    let server = wamock::Server::start("127.0.0.1:0").await?;
+    let backend = Arc::new(InMemoryBackend::new());
+
+    let first = TestClient::start(&server.ws_url(), backend.clone()).await?;
+    let jid = pair_and_connect(&server, &first, "5511999990002").await?;
+    first.shutdown().await;
+    wait_devices(&server.http_url(), Duration::from_secs(10), |d| {
+        d[0]["connected"] == json!(false)
+    })
+    .await?;
+
+    let second = TestClient::start(&server.ws_url(), backend).await?;
+    second
+        .wait_for("Connected", Duration::from_secs(20), |e| match e {
+            Event::PairingQrCode(_) => Some(Err(anyhow::anyhow!(
+                "a restarted client was asked to pair again"
+            ))),
+            Event::Connected(_) => Some(Ok(())),
+            _ => None,
+        })
+        .await??;
+    let listed = devices(&server.http_url()).await?;
+    assert_eq!(
+        listed,
+        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+    );
+    // The stored server key was used: the restart resumed with Noise IK.
+    assert_eq!(server.handshakes().ik, 1);
+
+    second.shutdown().await;
+    server.stop().await;
+    Ok(())
+}
