@@ -4,6 +4,8 @@ mod metrics;
 
 pub use metrics::Metrics;
 
+use std::io::IsTerminal;
+
 use crate::config::{Config, LogFormat};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -21,6 +23,8 @@ pub fn init_tracing(cfg: &Config) {
                     .with_current_span(true),
             )
             .try_init(),
-        LogFormat::Console => registry.with(fmt::layer()).try_init(),
+        LogFormat::Console => registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
     };
 }
