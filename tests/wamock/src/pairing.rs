@@ -286,3 +286,84 @@ pub async fn scan_qr(
     let _ = tx.send(Outbound::Close(Some(stream_error("515"))));
     Ok(addr.jid())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wacore::pair::{DeviceState, PairUtils};
+
+    fn companion() -> DeviceState {
+        let mut adv = [0u8; 32];
+        rand::rng().fill(&mut adv);
+        DeviceState {
+            identity_key: KeyPair::generate(&mut rand::rng()),
+            noise_key: KeyPair::generate(&mut rand::rng()),
+            adv_secret_key: adv,
+        }
+    }
+
+    fn pub32(kp: &KeyPair) -> [u8; 32] {
+        kp.public_key
+            .public_key_bytes()
+            .try_into()
+            .expect("32 bytes")
+    }
+
+    #[test]
+    fn qr_text_from_the_client_parses() {
+        let device = companion();
+        let qr = PairUtils::make_qr_data(
+            &device,
+            "2@ref",
+            wacore::companion_reg::CompanionWebClientType::Chrome,
+        );
+        let scanned = parse_qr(&qr).expect("parse");
+        assert_eq!(scanned.pairing_ref, "2@ref");
+        assert_eq!(scanned.noise_pub, pub32(&device.noise_key));
+        assert_eq!(scanned.identity_pub, pub32(&device.identity_key));
+        assert_eq!(scanned.adv_secret, device.adv_secret_key);
+        let linked = parse_qr(&format!("{NATIVE_CAMERA_DEEP_LINK_PREFIX}{qr}")).expect("deep link");
+        assert_eq!(linked.pairing_ref, "2@ref");
+        assert!(parse_qr("a,b,c").is_err());
+        assert!(parse_qr("ref,!!,!!,!!").is_err());
+    }
+
+    #[test]
+    fn the_client_accepts_our_device_identity_and_we_accept_its_signature() {
+        let device = companion();
+        let account = KeyPair::generate(&mut rand::rng());
+        let identity = pub32(&device.identity_key);
+        let container =
+            device_identity_container(&account, 77, 3, &identity, &device.adv_secret_key)
+                .expect("container");
+        let (signed, key_index) =
+            PairUtils::do_pair_crypto(&device, &container).expect("client verifies");
+        assert_eq!(key_index, 3);
+        let reply = PairUtils::build_pair_success_response("id", signed.clone(), key_index);
+        assert_eq!(
+            verify_device_sign(&reply, &identity, 3).expect("verified"),
+            signed
+        );
+        assert!(verify_device_sign(&reply, &identity, 4).is_err());
+        let other = pub32(&KeyPair::generate(&mut rand::rng()));
+        assert!(verify_device_sign(&reply, &other, 3).is_err());
+    }
+
+    #[test]
+    fn a_wrong_adv_secret_fails_the_clients_hmac_check() {
+        let device = companion();
+        let account = KeyPair::generate(&mut rand::rng());
+        let container =
+            device_identity_container(&account, 1, 1, &pub32(&device.identity_key), &[9u8; 32])
+                .expect("container");
+        let err = PairUtils::do_pair_crypto(&device, &container).expect_err("must fail");
+        assert_eq!(err.text, "hmac-mismatch");
+    }
+
+    #[test]
+    fn a_client_error_answer_is_a_refusal() {
+        let reply = PairUtils::build_pair_error_node("id", 401, "signature-mismatch");
+        let err = verify_device_sign(&reply, &[0u8; 32], 1).expect_err("refused");
+        assert!(err.to_string().contains("signature-mismatch"), "{err}");
+    }
+}

@@ -161,3 +161,134 @@ impl KeyBundle {
         .into_node()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use wacore::iq::prekeys::DigestKeyBundleSpec;
+    use wacore::iq::spec::IqSpec;
+    use wacore::libsignal::protocol::KeyPair;
+    use wacore::prekeys::PreKeyUtils;
+    use wacore_binary::Server;
+    use waproto::whatsapp::client_payload::DevicePairingRegistrationData;
+
+    fn key() -> KeyPair {
+        KeyPair::generate(&mut rand::rng())
+    }
+
+    fn registered(identity: &KeyPair, skey: &KeyPair) -> KeyBundle {
+        let reg = DevicePairingRegistrationData {
+            e_regid: Some(4242u32.to_be_bytes().to_vec()),
+            e_keytype: Some(vec![5]),
+            e_ident: Some(identity.public_key.public_key_bytes().to_vec()),
+            e_skey_id: Some(1u32.to_be_bytes()[1..].to_vec()),
+            e_skey_val: Some(skey.public_key.public_key_bytes().to_vec()),
+            e_skey_sig: Some(vec![7u8; 64]),
+            ..Default::default()
+        };
+        KeyBundle::from_registration(&reg).expect("registration")
+    }
+
+    /// A device identity the way pairing leaves it: account- and device-signed.
+    fn signed_device_identity(identity: &KeyPair) -> Vec<u8> {
+        let device = wacore::pair::DeviceState {
+            identity_key: identity.clone(),
+            noise_key: key(),
+            adv_secret_key: [3u8; 32],
+        };
+        let identity_pub: [u8; 32] = identity
+            .public_key
+            .public_key_bytes()
+            .try_into()
+            .expect("32 bytes");
+        let container =
+            crate::pairing::device_identity_container(&key(), 1, 1, &identity_pub, &[3u8; 32])
+                .expect("container");
+        wacore::pair::PairUtils::do_pair_crypto(&device, &container)
+            .expect("pair crypto")
+            .0
+    }
+
+    fn iq(children: Vec<Node>) -> Node {
+        NodeBuilder::new("iq").children(children).build()
+    }
+
+    #[test]
+    fn upload_count_digest_and_bundle() {
+        let identity = key();
+        let skey = key();
+        let mut bundle = registered(&identity, &skey);
+        assert_eq!(bundle.registration_id, 4242);
+        let prekeys: Vec<(u32, KeyPair)> = (10..15).map(|id| (id, key())).collect();
+        let upload = PreKeyUtils::build_upload_prekeys_request(
+            4242,
+            identity.public_key.public_key_bytes(),
+            2,
+            skey.public_key.public_key_bytes(),
+            &[8u8; 64],
+            prekeys
+                .iter()
+                .map(|(id, k)| (*id, k.public_key.public_key_bytes())),
+        );
+        assert_eq!(bundle.apply_upload(&iq(upload)).expect("upload"), 5);
+        assert_eq!(
+            bundle
+                .count_node()
+                .attrs
+                .get("value")
+                .map(|v| v.as_str().into_owned()),
+            Some("5".into())
+        );
+
+        let digest = DigestKeyBundleSpec::new()
+            .parse_response(&iq(vec![bundle.digest_node()]).as_node_ref())
+            .expect("client parses the digest");
+        assert_eq!(digest.reg_id, 4242);
+        assert_eq!(digest.skey_id, 2);
+        assert_eq!(digest.prekey_ids, vec![10, 11, 12, 13, 14]);
+        let pubs: Vec<&[u8]> = prekeys
+            .iter()
+            .map(|(_, k)| k.public_key.public_key_bytes())
+            .collect();
+        let expected = compute_key_bundle_digest(
+            identity.public_key.public_key_bytes(),
+            skey.public_key.public_key_bytes(),
+            &[8u8; 64],
+            &pubs,
+        );
+        assert_eq!(digest.hash, expected);
+
+        let jid = Jid::new("5511999990001", Server::Pn).with_device(1);
+        let device_identity = signed_device_identity(&identity);
+        let user = bundle.take_bundle(jid.clone(), Some(device_identity));
+        let list = NodeBuilder::new("list").children([user]).build();
+        let outcome =
+            PreKeyUtils::parse_prekeys_response(&iq(vec![list]).as_node_ref(), &HashMap::new())
+                .expect("client parses the bundle");
+        let got = outcome.bundles.get(&jid).expect("bundle for the device");
+        assert_eq!(got.registration_id().expect("reg id"), 4242);
+        assert_eq!(
+            got.pre_key_id().expect("pre-key id").map(u32::from),
+            Some(10)
+        );
+        assert_eq!(bundle.one_time.len(), 4, "a handed-out pre-key is gone");
+    }
+
+    #[test]
+    fn upload_with_another_identity_is_refused() {
+        let identity = key();
+        let skey = key();
+        let mut bundle = registered(&identity, &skey);
+        let upload = PreKeyUtils::build_upload_prekeys_request(
+            1,
+            key().public_key.public_key_bytes(),
+            2,
+            skey.public_key.public_key_bytes(),
+            &[8u8; 64],
+            std::iter::empty(),
+        );
+        assert!(bundle.apply_upload(&iq(upload)).is_err());
+    }
+}
