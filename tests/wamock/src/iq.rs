@@ -115,12 +115,9 @@ fn fetch_bundles(ctx: &IqContext<'_>, key: &Node) -> Node {
         };
         let is_lid = jid.server == Server::Lid;
         let bundle = ctx.state.with_account(&jid.user, is_lid, |account| {
-            let device = account.devices.get_mut(&jid.device)?;
-            Some(
-                device
-                    .keys
-                    .take_bundle(jid.clone(), Some(device.signed_identity.clone())),
-            )
+            let device = account.device_mut(jid.device)?;
+            let identity = device.signed_identity.clone();
+            Some(device.keys.take_bundle(jid.clone(), identity))
         });
         out.push(match bundle.flatten() {
             Some(node) => node,

@@ -2,6 +2,7 @@
 //! its `danger-skip-cert-chain-verify` feature) connects to it, pairs by QR with wamock
 //! playing the phone, logs in and stays connected. See README.md.
 
+pub mod accounts;
 pub mod admin;
 pub mod cipher;
 pub mod error;
@@ -11,9 +12,11 @@ pub mod iq;
 pub mod nodes;
 pub mod pairing;
 pub mod prekeys;
+pub mod relay;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod users;
 pub mod usync;
 
 pub use error::{Error, Result};

@@ -59,6 +59,19 @@ pub fn server_iq(id: &str, xmlns: &'static str, kind: &'static str, children: Ve
         .build()
 }
 
+/// A JID attribute.
+pub fn jid_attr(node: &Node, key: &str) -> Option<wacore_binary::Jid> {
+    node.attrs.get(key).and_then(|v| v.to_jid())
+}
+
+/// `<stream:error><conflict type="..."/></stream:error>`: `replaced` for a second login
+/// of the same device, `device_removed` when the phone unlinks it.
+pub fn conflict(kind: &str) -> Node {
+    NodeBuilder::new("stream:error")
+        .children([NodeBuilder::new("conflict").attr("type", kind).build()])
+        .build()
+}
+
 /// `<stream:error code="..."/>`.
 pub fn stream_error(code: &str) -> Node {
     NodeBuilder::new("stream:error").attr("code", code).build()

@@ -277,7 +277,7 @@ pub async fn scan_qr(
             key_index,
             noise_pub: scanned.noise_pub,
             identity_pub: scanned.identity_pub,
-            signed_identity,
+            signed_identity: Some(signed_identity),
             keys: candidate.keys,
             paired_at: unix_now(),
         },

@@ -38,6 +38,10 @@ fn router(state: Arc<State>) -> Router {
         .route("/ws/chat", get(chat))
         .route("/admin/scan-qr", post(admin::scan_qr))
         .route("/admin/devices", get(admin::devices))
+        .route("/admin/users", post(admin::users::create))
+        .route("/admin/users/{phone}/send", post(admin::users::send))
+        .route("/admin/users/{phone}/inbox", get(admin::users::inbox))
+        .route("/admin/users/{phone}/receipts", get(admin::users::receipts))
         .fallback(not_found)
         .with_state(state)
 }
@@ -47,7 +51,7 @@ impl Server {
     pub async fn start(listen: impl ToSocketAddrs) -> Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State::new());
+        let state = Arc::new(State::new(addr));
         let app = router(state.clone());
         let shutdown = state.shutdown.clone();
         let task = tokio::spawn(async move {
@@ -80,6 +84,11 @@ impl Server {
         self.state.devices()
     }
 
+    /// The shared state (accounts, connections, simulated users).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
     /// Noise handshakes completed so far, by pattern.
     pub fn handshakes(&self) -> HandshakeCounts {
         self.state.handshakes()
@@ -87,6 +96,7 @@ impl Server {
 
     /// Closes every connection and stops listening.
     pub async fn stop(self) {
+        self.state.users.shutdown_all().await;
         self.state.shutdown.cancel();
         self.state.close_all();
         if tokio::time::timeout(Duration::from_secs(5), self.task)

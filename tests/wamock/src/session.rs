@@ -22,7 +22,10 @@ use crate::iq::{self, IqContext};
 use crate::nodes::{attr, unix_now};
 use crate::pairing;
 use crate::prekeys::KeyBundle;
-use crate::state::{ConnId, DeviceAddr, LoginRefusal, Outbound, PairingCandidate, State};
+use crate::relay;
+use crate::state::{
+    ConnId, DeviceAddr, LoginRefusal, Outbound, PairingCandidate, State, offline_marker,
+};
 
 /// The client's own handshake timeout is 20 s; we wait as long for each message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -203,10 +206,11 @@ impl Session {
                         .attr("lid", lid)
                         .build();
                     self.send(cipher, &success).await?;
-                    let offline = NodeBuilder::new("ib")
-                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
-                        .build();
-                    self.send(cipher, &offline).await?;
+                    let count = info.offline.len();
+                    for node in &info.offline {
+                        self.send(cipher, node).await?;
+                    }
+                    self.send(cipher, &offline_marker(count)).await?;
                     Ok(true)
                 }
                 Err(refusal) => {
@@ -268,6 +272,22 @@ impl Session {
                     self.send(cipher, &answer).await?;
                 }
             },
+            "message" | "receipt" | "notification" | "presence" | "chatstate" | "call" => {
+                let Some(device) = self.device.clone() else {
+                    tracing::debug!(tag = %node.tag, "stanza before login ignored");
+                    return Ok(());
+                };
+                let ack = match node.tag.as_ref() {
+                    "message" => relay::message(&self.state, &device, &node),
+                    "receipt" => relay::receipt(&self.state, &device, &node),
+                    _ => relay::ack(&node, None),
+                };
+                if let Some(ack) = ack {
+                    self.send(cipher, &ack).await?;
+                }
+            }
+            // The client's own acks of what we delivered: nothing to do.
+            "ack" => {}
             other => tracing::debug!(tag = other, "stanza not handled by wamock yet"),
         }
         Ok(())

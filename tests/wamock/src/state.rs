@@ -1,20 +1,26 @@
-//! What the server remembers: accounts (the phones), their companion devices, and the
-//! live chat connections.
+//! What the server remembers: accounts, the live chat connections (at most one per
+//! device), and the stanzas queued for devices that are offline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
-use rand::RngExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wacore::libsignal::protocol::KeyPair;
-use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node};
 
+use crate::accounts::is_lid;
+pub use crate::accounts::{Account, Device, DeviceAddr};
 use crate::handshake::{Pattern, ServerIdentity};
 use crate::prekeys::KeyBundle;
 
 pub type ConnId = u64;
+
+/// At most this many stanzas wait for an offline device; older ones are dropped.
+const OFFLINE_QUEUE_LIMIT: usize = 1000;
 
 /// What other tasks ask a connection to do.
 #[derive(Debug)]
@@ -25,45 +31,6 @@ pub enum Outbound {
     Iq(Node, oneshot::Sender<Node>),
     /// Send this stanza (if any), then close the socket.
     Close(Option<Node>),
-}
-
-/// One companion device of an account, as paired.
-#[derive(Debug, Clone)]
-pub struct Device {
-    pub id: u16,
-    pub key_index: u32,
-    pub noise_pub: [u8; 32],
-    pub identity_pub: [u8; 32],
-    /// `ADVSignedDeviceIdentity` with the device's own signature, from `pair-device-sign`.
-    pub signed_identity: Vec<u8>,
-    pub keys: KeyBundle,
-    pub paired_at: u64,
-}
-
-/// A WhatsApp account: the phone (device 0) and its companions.
-pub struct Account {
-    pub phone: String,
-    pub lid: String,
-    /// The phone's account identity key, which signs device identities.
-    pub key: KeyPair,
-    pub raw_id: u32,
-    pub push_name: Option<String>,
-    pub created: u64,
-    pub next_device: u16,
-    pub devices: BTreeMap<u16, Device>,
-}
-
-/// A device address `PHONE:DEVICE`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DeviceAddr {
-    pub phone: String,
-    pub device: u16,
-}
-
-impl DeviceAddr {
-    pub fn jid(&self) -> String {
-        format!("{}:{}@s.whatsapp.net", self.phone, self.device)
-    }
 }
 
 /// An unpaired client waiting for a QR scan on one connection.
@@ -85,8 +52,35 @@ struct Inner {
     accounts: HashMap<String, Account>,
     lids: HashMap<String, String>,
     conns: HashMap<ConnId, Conn>,
+    by_device: HashMap<DeviceAddr, ConnId>,
+    offline: HashMap<DeviceAddr, VecDeque<Node>>,
     refs: HashMap<String, ConnId>,
     next_conn: ConnId,
+}
+
+impl Inner {
+    fn account_mut(&mut self, phone: &str, push_name: Option<String>) -> &mut Account {
+        let Inner { accounts, lids, .. } = self;
+        let account = accounts.entry(phone.to_string()).or_insert_with(|| {
+            let account = Account::new(phone, lids);
+            lids.insert(account.lid.clone(), phone.to_string());
+            account
+        });
+        if push_name.is_some() {
+            account.push_name = push_name;
+        }
+        account
+    }
+
+    fn phone_of(&self, jid: &Jid) -> Option<&str> {
+        if is_lid(jid) {
+            self.lids.get(jid.user.as_str()).map(String::as_str)
+        } else {
+            self.accounts
+                .get_key_value(jid.user.as_str())
+                .map(|(k, _)| k.as_str())
+        }
+    }
 }
 
 /// `GET /admin/devices` rows.
@@ -104,10 +98,11 @@ pub enum LoginRefusal {
     WrongNoiseKey,
 }
 
-/// What `<success>` needs to say.
+/// What `<success>` needs to say, and what waited for the device while it was away.
 pub struct LoginInfo {
     pub lid: String,
     pub created: u64,
+    pub offline: Vec<Node>,
 }
 
 /// How many Noise handshakes of each pattern completed.
@@ -118,18 +113,51 @@ pub struct HandshakeCounts {
     pub xx_fallback: u64,
 }
 
+/// What a sender looks like to others: its JIDs and push name.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: DeviceAddr,
+    pub lid: String,
+    pub push_name: Option<String>,
+}
+
+impl Peer {
+    /// The device JID in the PN or LID namespace.
+    pub fn jid(&self, lid: bool) -> Jid {
+        if lid {
+            Jid::lid_device(self.lid.clone(), self.addr.device)
+        } else {
+            Jid::pn_device(self.addr.phone.clone(), self.addr.device)
+        }
+    }
+}
+
+/// What happened to a stanza handed to [`State::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Live,
+    Queued,
+    /// No such device (an account's phone that is not a simulated user, for one).
+    NoDevice,
+}
+
 pub struct State {
     pub identity: ServerIdentity,
     pub shutdown: CancellationToken,
+    /// Where this server listens (simulated users connect here).
+    pub addr: SocketAddr,
+    pub users: crate::users::Users,
     inner: Mutex<Inner>,
     handshakes: Mutex<HandshakeCounts>,
 }
 
 impl State {
-    pub fn new() -> Self {
+    pub fn new(addr: SocketAddr) -> Self {
         Self {
             identity: ServerIdentity::generate(),
             shutdown: CancellationToken::new(),
+            addr,
+            users: crate::users::Users::default(),
             inner: Mutex::new(Inner::default()),
             handshakes: Mutex::new(HandshakeCounts::default()),
         }
@@ -169,12 +197,18 @@ impl State {
 
     pub fn remove_conn(&self, id: ConnId) {
         let mut inner = self.lock();
-        if let Some(conn) = inner.conns.remove(&id)
-            && let Some(p) = conn.pairing
-        {
+        let Some(conn) = inner.conns.remove(&id) else {
+            return;
+        };
+        if let Some(p) = conn.pairing {
             for r in p.refs {
                 inner.refs.remove(&r);
             }
+        }
+        if let Some(addr) = conn.device
+            && inner.by_device.get(&addr) == Some(&id)
+        {
+            inner.by_device.remove(&addr);
         }
     }
 
@@ -213,33 +247,8 @@ impl State {
         phone: &str,
         push_name: Option<String>,
     ) -> (KeyPair, u32, String, u16) {
-        let mut guard = self.lock();
-        let Inner { accounts, lids, .. } = &mut *guard;
-        let account = accounts.entry(phone.to_string()).or_insert_with(|| {
-            let mut rng = rand::rng();
-            let lid = loop {
-                let candidate = rng
-                    .random_range(100_000_000_000_000u64..999_999_999_999_999)
-                    .to_string();
-                if !lids.contains_key(&candidate) {
-                    break candidate;
-                }
-            };
-            lids.insert(lid.clone(), phone.to_string());
-            Account {
-                phone: phone.to_string(),
-                lid,
-                key: KeyPair::generate(&mut rng),
-                raw_id: rng.random(),
-                push_name: None,
-                created: crate::nodes::unix_now(),
-                next_device: 1,
-                devices: BTreeMap::new(),
-            }
-        });
-        if push_name.is_some() {
-            account.push_name = push_name;
-        }
+        let mut inner = self.lock();
+        let account = inner.account_mut(phone, push_name);
         let device = account.next_device;
         account.next_device = account.next_device.saturating_add(1);
         (
@@ -248,6 +257,21 @@ impl State {
             account.lid.clone(),
             device,
         )
+    }
+
+    /// Creates the account on first use. Returns (account key, raw id, lid).
+    pub fn ensure_account(&self, phone: &str, push_name: Option<String>) -> (KeyPair, u32, String) {
+        let mut inner = self.lock();
+        let account = inner.account_mut(phone, push_name);
+        (account.key.clone(), account.raw_id, account.lid.clone())
+    }
+
+    /// Records the phone (device 0) of an account as a client that can log in.
+    pub fn register_primary(&self, phone: &str, device: Device) {
+        let mut inner = self.lock();
+        if let Some(account) = inner.accounts.get_mut(phone) {
+            account.primary = Some(device);
+        }
     }
 
     /// Records a paired device and forgets the connection's QR refs.
@@ -267,7 +291,8 @@ impl State {
         }
     }
 
-    /// Checks a login and binds the connection to the device.
+    /// Checks a login and binds the connection to the device. A connection the
+    /// device already had is told `<conflict type="replaced"/>` and closed.
     pub fn login(
         &self,
         conn: ConnId,
@@ -280,23 +305,39 @@ impl State {
             .get(&addr.phone)
             .ok_or(LoginRefusal::UnknownDevice)?;
         let device = account
-            .devices
-            .get(&addr.device)
+            .device(addr.device)
             .ok_or(LoginRefusal::UnknownDevice)?;
         if &device.noise_pub != noise_pub {
             return Err(LoginRefusal::WrongNoiseKey);
         }
-        let info = LoginInfo {
-            lid: account.lid.clone(),
-            created: account.created,
-        };
+        let lid = account.lid.clone();
+        let created = account.created;
         if let Some(c) = inner.conns.get_mut(&conn) {
             c.device = Some(addr.clone());
         }
-        Ok(info)
+        if let Some(old) = inner.by_device.insert(addr.clone(), conn)
+            && old != conn
+            && let Some(old_conn) = inner.conns.get_mut(&old)
+        {
+            tracing::info!(jid = %addr.jid(), "second login of a device: replacing its old stream");
+            old_conn.device = None;
+            let _ = old_conn
+                .tx
+                .send(Outbound::Close(Some(crate::nodes::conflict("replaced"))));
+        }
+        let offline = inner
+            .offline
+            .remove(addr)
+            .map(Vec::from)
+            .unwrap_or_default();
+        Ok(LoginInfo {
+            lid,
+            created,
+            offline,
+        })
     }
 
-    /// Every paired device with its live socket count.
+    /// Every paired companion device with its live socket count.
     pub fn devices(&self) -> Vec<DeviceStatus> {
         let inner = self.lock();
         let mut counts: HashMap<&DeviceAddr, usize> = HashMap::new();
@@ -308,10 +349,7 @@ impl State {
         let mut out = Vec::new();
         for account in inner.accounts.values() {
             for id in account.devices.keys() {
-                let addr = DeviceAddr {
-                    phone: account.phone.clone(),
-                    device: *id,
-                };
+                let addr = DeviceAddr::new(account.phone.clone(), *id);
                 let sockets = counts.get(&addr).copied().unwrap_or(0);
                 out.push(DeviceStatus {
                     jid: addr.jid(),
@@ -324,14 +362,13 @@ impl State {
         out
     }
 
-    /// Runs `f` on a paired device's record.
+    /// Runs `f` on a device's record.
     pub fn with_device<T>(&self, addr: &DeviceAddr, f: impl FnOnce(&mut Device) -> T) -> Option<T> {
         let mut inner = self.lock();
         let device = inner
             .accounts
             .get_mut(&addr.phone)?
-            .devices
-            .get_mut(&addr.device)?;
+            .device_mut(addr.device)?;
         Some(f(device))
     }
 
@@ -351,10 +388,98 @@ impl State {
         };
         inner.accounts.get_mut(&phone).map(f)
     }
+
+    /// The device a JID (PN or LID, any device) names, if its account exists.
+    pub fn resolve(&self, jid: &Jid) -> Option<DeviceAddr> {
+        let inner = self.lock();
+        let phone = inner.phone_of(jid)?;
+        Some(DeviceAddr::new(phone, jid.device))
+    }
+
+    /// A device as others see it.
+    pub fn peer(&self, addr: &DeviceAddr) -> Option<Peer> {
+        let inner = self.lock();
+        let account = inner.accounts.get(&addr.phone)?;
+        Some(Peer {
+            addr: addr.clone(),
+            lid: account.lid.clone(),
+            push_name: account.push_name.clone(),
+        })
+    }
+
+    /// The devices of the account a JID names that exist as clients.
+    pub fn account_devices(&self, jid: &Jid) -> Vec<DeviceAddr> {
+        let inner = self.lock();
+        let Some(phone) = inner.phone_of(jid) else {
+            return Vec::new();
+        };
+        inner
+            .accounts
+            .get(phone)
+            .map(|a| {
+                a.device_ids()
+                    .into_iter()
+                    .map(|d| DeviceAddr::new(phone, d))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sends a stanza to a device now, or queues it until the device logs in.
+    pub fn deliver(&self, to: &DeviceAddr, node: Node) -> Delivery {
+        let mut inner = self.lock();
+        let exists = inner
+            .accounts
+            .get(&to.phone)
+            .is_some_and(|a| a.device(to.device).is_some());
+        if !exists {
+            return Delivery::NoDevice;
+        }
+        if let Some(conn) = inner.by_device.get(to).and_then(|id| inner.conns.get(id))
+            && conn.tx.send(Outbound::Node(node.clone())).is_ok()
+        {
+            return Delivery::Live;
+        }
+        let queue = inner.offline.entry(to.clone()).or_default();
+        if queue.len() >= OFFLINE_QUEUE_LIMIT {
+            queue.pop_front();
+        }
+        let mut node = node;
+        node.attrs.insert("offline", "1");
+        queue.push_back(node);
+        Delivery::Queued
+    }
+
+    /// The live connection of a device.
+    pub fn conn_of(&self, addr: &DeviceAddr) -> Option<mpsc::UnboundedSender<Outbound>> {
+        let inner = self.lock();
+        let id = inner.by_device.get(addr)?;
+        inner.conns.get(id).map(|c| c.tx.clone())
+    }
+
+    /// Removes a companion device (its keys, queue and binding); returns its connection.
+    pub fn forget_device(&self, addr: &DeviceAddr) -> Option<mpsc::UnboundedSender<Outbound>> {
+        let mut inner = self.lock();
+        if let Some(account) = inner.accounts.get_mut(&addr.phone) {
+            if addr.device == 0 {
+                account.primary = None;
+            } else {
+                account.devices.remove(&addr.device);
+            }
+        }
+        inner.offline.remove(addr);
+        let id = inner.by_device.remove(addr)?;
+        let conn = inner.conns.get_mut(&id)?;
+        conn.device = None;
+        Some(conn.tx.clone())
+    }
 }
 
-impl Default for State {
-    fn default() -> Self {
-        Self::new()
-    }
+/// `<ib><offline count="N"/></ib>`: the end of the offline queue.
+pub fn offline_marker(count: usize) -> Node {
+    NodeBuilder::new("ib")
+        .children([NodeBuilder::new("offline")
+            .attr("count", count.to_string())
+            .build()])
+        .build()
 }

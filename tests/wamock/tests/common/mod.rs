@@ -175,3 +175,77 @@ pub async fn pair_and_connect(
         .await?;
     Ok(jid)
 }
+
+/// `POST` JSON to the admin API; fails on a non-2xx answer.
+pub async fn post_json(url: String, body: Value) -> anyhow::Result<Value> {
+    let response = reqwest::Client::new().post(&url).json(&body).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// `GET` JSON from the admin API; fails on a non-2xx answer.
+pub async fn get_json(url: String) -> anyhow::Result<Value> {
+    let response = reqwest::get(&url).await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// `POST /admin/users`: a simulated user; returns its JID.
+pub async fn create_user(http_url: &str, phone: &str, push_name: &str) -> anyhow::Result<String> {
+    let body = post_json(
+        format!("{http_url}/admin/users"),
+        json!({ "phone": phone, "pushName": push_name }),
+    )
+    .await?;
+    body["jid"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("users answer has no jid: {body}"))
+}
+
+/// `POST /admin/users/{phone}/send`: returns the message id.
+pub async fn user_send(
+    http_url: &str,
+    phone: &str,
+    to: &str,
+    text: &str,
+) -> anyhow::Result<String> {
+    let body = post_json(
+        format!("{http_url}/admin/users/{phone}/send"),
+        json!({ "to": to, "text": text }),
+    )
+    .await?;
+    body["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("send answer has no id: {body}"))
+}
+
+/// Polls `GET /admin/users/{phone}/{list}` until an entry satisfies `pick`.
+pub async fn wait_user_list(
+    http_url: &str,
+    phone: &str,
+    list: &str,
+    timeout: Duration,
+    pick: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = get_json(format!("{http_url}/admin/users/{phone}/{list}")).await?;
+        if let Some(found) = now.as_array().and_then(|a| a.iter().find(|e| pick(e))) {
+            return Ok(found.clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no matching {list} entry for {phone} within {timeout:?}; last: {now}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
