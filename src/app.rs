@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{Authenticator, ensure_global_key},
     config::Config,
+    engine::{BackendSource, Engine, EngineConfig},
     http::{self, health::HealthMonitor},
     observability::Metrics,
     ratelimit::{Limiter, Quota},
@@ -27,6 +28,7 @@ pub struct Shared {
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
     pub health: HealthMonitor,
+    pub engine: Arc<Engine>,
 }
 
 impl std::ops::Deref for AppState {
@@ -52,6 +54,9 @@ pub struct App {
 impl App {
     /// Connects storage and Redis, applies migrations, resolves the global key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        // sqlx and whatsapp-rust use ring; with more than one rustls provider linked in, the
+        // first TLS handshake panics unless one is chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (global_key, generated) =
             ensure_global_key(config.global_api_key.as_deref(), &config.data_dir).map_err(|e| {
                 anyhow::anyhow!(
@@ -84,7 +89,15 @@ impl App {
         let cancel = CancellationToken::new();
         limiter.spawn_recovery(cancel.child_token());
         spawn_sweeper(limiter.clone(), cancel.child_token());
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            in_memory_backends(),
+            EngineConfig {
+                server_url: config.whatsapp_server_url.clone(),
+            },
+        ));
         let state = AppState(Arc::new(Shared {
+            engine,
             auth: Authenticator::new(global_key, store.clone()),
             health: HealthMonitor::new(metrics.clone()),
             config,
@@ -128,8 +141,23 @@ impl App {
             } => tracing::warn!(?deadline, "shutdown deadline passed; dropping remaining requests"),
         }
         self.cancel.cancel();
+        self.state.engine.shutdown().await;
         Ok(())
     }
+}
+
+/// Device keys in memory, one store per session, until the database-backed device store is
+/// wired (issue 4): pairing does not survive a restart of the server yet.
+fn in_memory_backends() -> BackendSource {
+    use std::collections::HashMap;
+    use whatsapp_rust::wacore::store::InMemoryBackend;
+    let map: std::sync::Mutex<HashMap<uuid::Uuid, Arc<InMemoryBackend>>> = Default::default();
+    Arc::new(move |rec| {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(rec.id)
+            .or_insert_with(|| Arc::new(InMemoryBackend::new()))
+            .clone()
+    })
 }
 
 fn spawn_sweeper(limiter: Arc<Limiter>, cancel: CancellationToken) {

@@ -49,6 +49,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub db_max_connections: u32,
+    /// `ws://...` of a WhatsApp test server (builds with the `wamock` feature only).
+    pub whatsapp_server_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(10),
             db_max_connections: 16,
+            whatsapp_server_url: None,
         }
     }
 }
@@ -201,6 +204,23 @@ impl Config {
         }
         if let Some(v) = get("DATABASE_MAX_CONNECTIONS") {
             c.db_max_connections = parse_positive("DATABASE_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = get("WHATSAPP_SERVER_URL") {
+            if !cfg!(feature = "wamock") {
+                return Err(err(
+                    "WHATSAPP_SERVER_URL",
+                    &v,
+                    "only builds with the `wamock` feature may talk to a test server",
+                ));
+            }
+            if !(v.starts_with("ws://") || v.starts_with("wss://")) {
+                return Err(err(
+                    "WHATSAPP_SERVER_URL",
+                    &v,
+                    "must start with ws:// or wss://",
+                ));
+            }
+            c.whatsapp_server_url = Some(v);
         }
         Ok(c)
     }

@@ -36,6 +36,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("request timed out")]
     Timeout,
+    /// WhatsApp (or the client library) refused or failed.
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,6 +116,17 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable(format!("database unavailable: {e}"))
             }
             StoreError::Other(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::NotConnected(_) | E::AlreadyPaired(_) => ApiError::Conflict(e.to_string()),
+            E::Start(_) => ApiError::Internal(anyhow::anyhow!(e.to_string())),
+            E::Pair(_) => ApiError::Upstream(e.to_string()),
         }
     }
 }

@@ -8,6 +8,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Done,
+    /// Served, with a limit the note states (shown in the README's coverage table).
+    Partial(&'static str),
     NotImplemented,
 }
 
@@ -61,6 +63,10 @@ impl Endpoint {
     }
     const fn done(mut self) -> Self {
         self.status = Status::Done;
+        self
+    }
+    const fn partial(mut self, note: &'static str) -> Self {
+        self.status = Status::Partial(note);
         self
     }
     const fn public(mut self) -> Self {
@@ -158,6 +164,8 @@ const Q_NEWSLETTER: &[QueryParam] = &[
 ];
 const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
+const IN_MEMORY_KEYS: &str = "pairing is kept in memory until the device store lands (issue 4)";
+
 /// Every endpoint of the contract, in the contract's order.
 pub static ENDPOINTS: &[Endpoint] = &[
     // Health & Status
@@ -183,8 +191,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint::new(DELETE, "/:session", SESSIONS, "Delete Session")
         .done()
         .res("MessageResponse"),
-    Endpoint::new(POST, "/:session/connect", SESSIONS, "Connect Session").res("ConnectResponse"),
+    Endpoint::new(POST, "/:session/connect", SESSIONS, "Connect Session")
+        .partial(IN_MEMORY_KEYS)
+        .res("ConnectResponse"),
     Endpoint::new(GET, "/:session/qr", SESSIONS, "Get QR Code")
+        .partial(IN_MEMORY_KEYS)
         .query(Q_QR)
         .res("QrResponse"),
     Endpoint::new(
@@ -193,12 +204,18 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SESSIONS,
         "Pair with Phone Number",
     )
+    .partial("the code is requested from WhatsApp; wamock cannot complete it yet (issue 3)")
     .body("PairPhoneRequest")
     .res("PairPhoneResponse"),
     Endpoint::new(POST, "/:session/disconnect", SESSIONS, "Disconnect Session")
+        .partial(IN_MEMORY_KEYS)
         .res("MessageResponse"),
-    Endpoint::new(POST, "/:session/logout", SESSIONS, "Logout Session").res("MessageResponse"),
-    Endpoint::new(POST, "/:session/restart", SESSIONS, "Restart Session").res("MessageResponse"),
+    Endpoint::new(POST, "/:session/logout", SESSIONS, "Logout Session")
+        .partial(IN_MEMORY_KEYS)
+        .res("MessageResponse"),
+    Endpoint::new(POST, "/:session/restart", SESSIONS, "Restart Session")
+        .partial(IN_MEMORY_KEYS)
+        .res("MessageResponse"),
     // Profile
     Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile").res("ProfileResponse"),
     Endpoint::new(
@@ -882,7 +899,7 @@ mod tests {
     fn done_and_public_sets() {
         let done: HashSet<(&str, &str)> = ENDPOINTS
             .iter()
-            .filter(|e| e.status == Status::Done)
+            .filter(|e| e.status != Status::NotImplemented)
             .map(|e| (e.method, e.path))
             .collect();
         let expected: HashSet<(&str, &str)> = [
@@ -892,6 +909,12 @@ mod tests {
             ("POST", "/sessions"),
             ("GET", "/:session/status"),
             ("DELETE", "/:session"),
+            ("POST", "/:session/connect"),
+            ("GET", "/:session/qr"),
+            ("POST", "/:session/pairphone"),
+            ("POST", "/:session/disconnect"),
+            ("POST", "/:session/logout"),
+            ("POST", "/:session/restart"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
             ("GET", "/:session/webhook"),

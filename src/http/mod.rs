@@ -7,6 +7,7 @@ pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod lifecycle;
 pub mod middleware;
 pub mod openapi;
 pub mod sessions;
@@ -35,6 +36,7 @@ use crate::{app::AppState, config::AllowedOrigins, error::ApiError};
 pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .merge(sessions::router())
+        .merge(lifecycle::router())
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(events::router())

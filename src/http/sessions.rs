@@ -66,13 +66,15 @@ fn validate_api_key(key: &str, global: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn session_response(r: SessionRecord) -> SessionResponse {
+/// The API's view of a session: stored fields, and the live state from the engine.
+pub fn session_response(s: &AppState, r: SessionRecord) -> SessionResponse {
+    let status = s.engine.state(&r.name).as_str().to_string();
     SessionResponse {
         id: r.id.to_string(),
         session: r.name,
         device_jid: r.device_jid,
         phone: r.phone,
-        status: r.status,
+        status,
         api_key: Some(r.api_key),
         push_name: r.push_name,
         profile_picture: None,
@@ -90,7 +92,7 @@ async fn list(
     Ok(Json(
         all.into_iter()
             .filter(|r| who.may_access(&r.name))
-            .map(session_response)
+            .map(|r| session_response(&s, r))
             .collect(),
     ))
 }
@@ -124,11 +126,11 @@ async fn create(
         })
         .await?;
     tracing::info!(session = %rec.name, "session created");
-    Ok((StatusCode::CREATED, Json(session_response(rec))))
+    Ok((StatusCode::CREATED, Json(session_response(&s, rec))))
 }
 
-async fn status(SessionCtx(rec): SessionCtx) -> Json<SessionResponse> {
-    Json(session_response(rec))
+async fn status(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> Json<SessionResponse> {
+    Json(session_response(&s, rec))
 }
 
 async fn remove(

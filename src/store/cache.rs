@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    HealthCheck, NewSession, SessionRecord, SessionStore, SettingsPatch, SettingsRecord,
-    SettingsStore, Store, StoreResult, WebhookConfig, WebhookRecord, WebhookStore,
+    DeviceUpdate, HealthCheck, NewSession, SessionRecord, SessionStore, SettingsPatch,
+    SettingsRecord, SettingsStore, Store, StoreResult, WebhookConfig, WebhookRecord, WebhookStore,
 };
 
 pub struct CachedStore {
@@ -84,6 +84,14 @@ impl SessionStore for CachedStore {
         let deleted = self.inner.delete_session(name).await;
         self.forget(name);
         deleted
+    }
+
+    async fn update_session_device(&self, name: &str, device: &DeviceUpdate) -> StoreResult<bool> {
+        let updated = self.inner.update_session_device(name, device).await;
+        if let Ok(mut m) = self.by_name.write() {
+            m.remove(name);
+        }
+        updated
     }
 
     async fn session_by_key_hash(&self, hash: &str) -> StoreResult<Option<SessionRecord>> {

@@ -62,6 +62,8 @@ pub trait SessionStore: Send + Sync {
     async fn delete_session(&self, name: &str) -> StoreResult<bool>;
     /// The session whose key hashes to `api_key_hash` (hex SHA-256).
     async fn session_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Records what the engine knows of the session's device; `false` if the session is gone.
+    async fn update_session_device(&self, name: &str, device: &DeviceUpdate) -> StoreResult<bool>;
 }
 
 /// Per-session settings; a row exists from the moment the session is created.

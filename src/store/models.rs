@@ -24,6 +24,15 @@ pub struct SessionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The engine's view of a session's device, written on every state change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceUpdate {
+    pub status: String,
+    pub device_jid: Option<String>,
+    pub phone: Option<String>,
+    pub push_name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SettingsRecord {
     pub id: Uuid,

@@ -26,7 +26,7 @@ macro_rules! impl_sql_store {
         use uuid::Uuid;
 
         use $crate::store::{
-            HealthCheck, NewSession, SessionRecord, SessionStore, SettingsPatch, SettingsRecord,
+            DeviceUpdate, HealthCheck, NewSession, SessionRecord, SessionStore, SettingsPatch, SettingsRecord,
             SettingsStore, StoreError, StoreResult, WebhookConfig, WebhookRecord, WebhookStore,
             sql::{SESSION_COLS, SETTINGS_COLS, WEBHOOK_COLS, now},
         };
@@ -99,6 +99,23 @@ macro_rules! impl_sql_store {
                     .execute(&self.pool)
                     .await
                     .map_err(q)?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn update_session_device(&self, name: &str, d: &DeviceUpdate) -> StoreResult<bool> {
+                let r = sqlx::query::<$db>(
+                    "UPDATE sessions SET status = $2, device_jid = $3, phone = $4, push_name = $5, \
+                     updated_at = $6 WHERE name = $1",
+                )
+                .bind(name)
+                .bind(&d.status)
+                .bind(d.device_jid.as_deref())
+                .bind(d.phone.as_deref())
+                .bind(d.push_name.as_deref())
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(q)?;
                 Ok(r.rows_affected() > 0)
             }
 

@@ -20,7 +20,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
         (reqwest::Method::PUT, "/sessions"),
         (reqwest::Method::DELETE, "/health"),
         (reqwest::Method::POST, "/e1/status"),
-        (reqwest::Method::GET, "/e1/connect"),
+        (reqwest::Method::GET, "/e1/logout"),
     ] {
         let r = app
             .client
@@ -40,8 +40,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
 async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
     app.create_session("e2").await;
     let probes = [
-        (reqwest::Method::POST, "/{s}/connect"),
-        (reqwest::Method::GET, "/{s}/qr"),
+        (reqwest::Method::GET, "/{s}/profile"),
+        (reqwest::Method::GET, "/{s}/contact/list"),
         (reqwest::Method::POST, "/{s}/message/send/text"),
         (reqwest::Method::GET, "/{s}/group/list"),
         (reqwest::Method::POST, "/sessions/{s}/chatwoot/set"),

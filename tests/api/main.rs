@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod engine;
 mod errors;
 mod events;
 mod health;

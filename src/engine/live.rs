@@ -1,0 +1,213 @@
+//! One running whatsapp-rust client and the task that turns its events into session state.
+
+use std::{
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use tokio::sync::Mutex as AsyncMutex;
+use whatsapp_rust::{Client, async_channel::Receiver, bot::BotHandle, types::events::Event};
+
+use super::Engine;
+use crate::store::{DeviceUpdate, SessionRecord, Store};
+
+/// The states the API reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Disconnected,
+    Connecting,
+    Connected,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Disconnected => "disconnected",
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+        }
+    }
+}
+
+pub struct Live {
+    name: String,
+    client: Arc<Client>,
+    state: Mutex<State>,
+    qr: Mutex<Option<String>>,
+    handle: AsyncMutex<Option<BotHandle>>,
+}
+
+impl Live {
+    pub fn new(rec: &SessionRecord, client: Arc<Client>) -> Self {
+        Live {
+            name: rec.name.clone(),
+            client,
+            state: Mutex::new(State::Connecting),
+            qr: Mutex::new(None),
+            handle: AsyncMutex::new(None),
+        }
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    pub fn state(&self) -> State {
+        self.state.lock().map_or(State::Disconnected, |s| *s)
+    }
+
+    fn set_state(&self, s: State) {
+        if let Ok(mut g) = self.state.lock() {
+            *g = s;
+        }
+    }
+
+    pub fn qr(&self) -> Option<String> {
+        self.qr.lock().ok()?.clone()
+    }
+
+    fn set_qr(&self, q: Option<String>) {
+        if let Ok(mut g) = self.qr.lock() {
+            *g = q;
+        }
+    }
+
+    /// Keeps the handle and follows the client's events until it ends.
+    pub fn start(
+        self: &Arc<Self>,
+        handle: BotHandle,
+        events: Receiver<Arc<Event>>,
+        engine: Weak<Engine>,
+        store: Arc<dyn Store>,
+    ) {
+        if let Ok(mut h) = self.handle.try_lock() {
+            *h = Some(handle);
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            this.persist(&*store).await;
+            while let Ok(event) = events.recv().await {
+                if this.on_event(&event, &*store).await {
+                    break;
+                }
+            }
+            if let Some(engine) = engine.upgrade() {
+                engine.ended(&this.name, &this);
+            }
+        });
+    }
+
+    /// Applies one event; `true` when the client is over.
+    async fn on_event(&self, event: &Event, store: &dyn Store) -> bool {
+        match event {
+            Event::PairingQrCode(q) => {
+                self.set_qr(Some(q.code.clone()));
+                self.set_state(State::Connecting);
+            }
+            Event::PairSuccess(p) => {
+                tracing::info!(session = %self.name, jid = %p.id, "paired");
+                self.set_qr(None);
+            }
+            Event::Connected(_) => {
+                tracing::info!(session = %self.name, "connected");
+                self.set_qr(None);
+                self.set_state(State::Connected);
+                self.persist(store).await;
+            }
+            // The client reconnects by itself unless it was told to stop.
+            Event::Disconnected(_) if self.state() == State::Connected => {
+                self.set_state(State::Connecting);
+                self.persist(store).await;
+            }
+            Event::LoggedOut(l) => {
+                tracing::warn!(session = %self.name, reason = ?l.reason, "logged out");
+                self.finish(store, true).await;
+                return true;
+            }
+            Event::PairingQrCodesExhausted(_) => {
+                tracing::info!(session = %self.name, "QR codes ran out; session disconnected");
+                self.finish(store, false).await;
+                if let Some(h) = self.handle.lock().await.take() {
+                    h.abort();
+                }
+                return true;
+            }
+            Event::StreamReplaced(_) | Event::TemporaryBan(_) | Event::ClientOutdated(_) => {
+                tracing::warn!(session = %self.name, ?event, "session stopped by WhatsApp");
+                self.finish(store, false).await;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    async fn finish(&self, store: &dyn Store, logged_out: bool) {
+        self.set_qr(None);
+        self.set_state(State::Disconnected);
+        let update = if logged_out {
+            DeviceUpdate {
+                status: State::Disconnected.as_str().into(),
+                ..Default::default()
+            }
+        } else {
+            self.device_update()
+        };
+        if let Err(e) = store.update_session_device(&self.name, &update).await {
+            tracing::error!(session = %self.name, error = %e, "storing session state");
+        }
+    }
+
+    fn device_update(&self) -> DeviceUpdate {
+        let pn = self.client.pn();
+        let push = self.client.push_name();
+        DeviceUpdate {
+            status: self.state().as_str().into(),
+            device_jid: pn.as_ref().map(|j| j.to_string()),
+            phone: pn.as_ref().map(|j| j.user.to_string()),
+            push_name: (!push.is_empty()).then_some(push),
+        }
+    }
+
+    async fn persist(&self, store: &dyn Store) {
+        if let Err(e) = store
+            .update_session_device(&self.name, &self.device_update())
+            .await
+        {
+            tracing::error!(session = %self.name, error = %e, "storing session state");
+        }
+    }
+
+    pub async fn pair_with_code(
+        &self,
+        phone: &str,
+    ) -> Result<String, whatsapp_rust::pair_code::PairError> {
+        let options = whatsapp_rust::wacore::pair_code::PairCodeOptions {
+            phone_number: phone.to_string(),
+            ..Default::default()
+        };
+        self.client.pair_with_code(options).await
+    }
+
+    /// Graceful stop, aborted after `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.set_qr(None);
+        self.set_state(State::Disconnected);
+        if let Some(mut h) = self.handle.lock().await.take() {
+            let stopped = tokio::time::timeout(grace, async {
+                self.client.disconnect().await;
+                (&mut h).await;
+            })
+            .await;
+            if stopped.is_err() {
+                tracing::warn!(session = %self.name, "client did not stop in time; aborted");
+                h.abort();
+            }
+        }
+    }
+
+    pub async fn logout(&self, grace: Duration) {
+        self.client.logout().await;
+        self.stop(grace).await;
+    }
+}

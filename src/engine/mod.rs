@@ -1,0 +1,195 @@
+//! The WhatsApp side: one whatsapp-rust client per connected session, held here on the node
+//! that owns the session (design section 6).
+//!
+//! [`Engine`] starts, stops and inspects sessions; [`live::Live`] is one running client and the
+//! task that turns its events into our session state.
+
+mod http_client;
+mod live;
+pub mod qr;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use whatsapp_rust::wacore::store::traits::Backend;
+use whatsapp_rust::{
+    TokioRuntime, bot::Bot, transport::TokioWebSocketTransportFactory,
+    types::events::ChannelEventHandler,
+};
+
+pub use live::{Live, State};
+
+use crate::store::{SessionRecord, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("session {0} is not connected")]
+    NotConnected(String),
+    #[error("session {0} is already paired")]
+    AlreadyPaired(String),
+    #[error("failed to start the WhatsApp client: {0}")]
+    Start(String),
+    #[error("failed to pair phone: {0}")]
+    Pair(String),
+}
+
+/// Where a session's device keys live.
+pub type BackendSource = Arc<dyn Fn(&SessionRecord) -> Arc<dyn Backend> + Send + Sync>;
+
+/// How the engine reaches WhatsApp.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// `ws://...` of a test server (wamock builds only); `None`: WhatsApp itself.
+    pub server_url: Option<String>,
+}
+
+/// What `connect` found or started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOutcome {
+    pub state: State,
+    /// The device has no credentials yet: a QR (or a pairing code) is coming.
+    pub needs_pairing: bool,
+}
+
+pub struct Engine {
+    live: Mutex<HashMap<String, Arc<Live>>>,
+    backends: BackendSource,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    config: EngineConfig,
+}
+
+/// How long a graceful client shutdown may take before it is aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, backends: BackendSource, config: EngineConfig) -> Self {
+        Engine {
+            live: Mutex::new(HashMap::new()),
+            backends,
+            store,
+            http: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Live>> {
+        self.live.lock().ok()?.get(name).cloned()
+    }
+
+    fn forget(&self, name: &str) -> Option<Arc<Live>> {
+        self.live.lock().ok()?.remove(name)
+    }
+
+    /// The live state of a session (`Disconnected` when no client runs).
+    pub fn state(&self, name: &str) -> State {
+        self.get(name).map_or(State::Disconnected, |l| l.state())
+    }
+
+    /// The QR text currently offered for pairing, if any.
+    pub fn qr(&self, name: &str) -> Option<String> {
+        self.get(name).and_then(|l| l.qr())
+    }
+
+    /// Starts the session's client unless one runs already.
+    pub async fn connect(
+        self: &Arc<Self>,
+        rec: &SessionRecord,
+    ) -> Result<ConnectOutcome, EngineError> {
+        if let Some(l) = self.get(&rec.name)
+            && l.state() != State::Disconnected
+        {
+            return Ok(ConnectOutcome {
+                state: l.state(),
+                needs_pairing: !l.client().is_logged_in() && l.client().pn().is_none(),
+            });
+        }
+        let backend = (self.backends)(rec);
+        let transport = match &self.config.server_url {
+            Some(url) => TokioWebSocketTransportFactory::new().with_url(url),
+            None => TokioWebSocketTransportFactory::new(),
+        };
+        let mut builder = Bot::builder()
+            .with_backend_arc(backend)
+            .with_transport_factory(transport)
+            .with_http_client(http_client::ReqwestHttp(self.http.clone()))
+            .with_runtime(TokioRuntime);
+        if self.config.server_url.is_some() {
+            // A test server: never ask web.whatsapp.com for the current version.
+            builder = builder.with_version((2, 3000, 1));
+        }
+        let bot = builder
+            .build()
+            .await
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let client = bot.client();
+        let needs_pairing = client.pn().is_none();
+        let (handler, events) = ChannelEventHandler::new();
+        client.subscribe_handler(handler).detach();
+        let live = Arc::new(Live::new(rec, client));
+        if let Ok(mut m) = self.live.lock() {
+            m.insert(rec.name.clone(), live.clone());
+        }
+        live.start(
+            bot.spawn(),
+            events,
+            Arc::downgrade(self),
+            self.store.clone(),
+        );
+        Ok(ConnectOutcome {
+            state: live.state(),
+            needs_pairing,
+        })
+    }
+
+    /// Asks WhatsApp for a code to type on the phone (the client must be connecting).
+    pub async fn pair_phone(&self, name: &str, phone: &str) -> Result<String, EngineError> {
+        let live = self
+            .get(name)
+            .ok_or_else(|| EngineError::NotConnected(name.into()))?;
+        if live.client().pn().is_some() {
+            return Err(EngineError::AlreadyPaired(name.into()));
+        }
+        live.pair_with_code(phone)
+            .await
+            .map_err(|e| EngineError::Pair(e.to_string()))
+    }
+
+    /// Closes the client, keeping its credentials.
+    pub async fn disconnect(&self, name: &str) {
+        if let Some(l) = self.forget(name) {
+            l.stop(SHUTDOWN_GRACE).await;
+        }
+    }
+
+    /// Logs the device out of WhatsApp (if connected) and stops the client.
+    pub async fn logout(&self, name: &str) {
+        if let Some(l) = self.forget(name) {
+            l.logout(SHUTDOWN_GRACE).await;
+        }
+    }
+
+    /// Called by a live session whose client ended by itself (logged out, codes ran out).
+    pub(crate) fn ended(&self, name: &str, live: &Arc<Live>) {
+        if let Ok(mut m) = self.live.lock()
+            && m.get(name).is_some_and(|l| Arc::ptr_eq(l, live))
+        {
+            m.remove(name);
+        }
+    }
+
+    /// Stops every client (graceful shutdown of the node).
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = self
+            .live
+            .lock()
+            .map(|mut m| m.drain().map(|(_, l)| l).collect())
+            .unwrap_or_default();
+        for l in all {
+            l.stop(SHUTDOWN_GRACE).await;
+        }
+    }
+}

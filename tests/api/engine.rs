@@ -1,0 +1,157 @@
+//! Session lifecycle through whatsapp-rust against wamock: connect, QR, pairing as a phone,
+//! connected state, disconnect, reconnect without QR, logout.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, spawn_with};
+
+async fn app_with_wamock() -> Option<(TestApp, wamock::Server)> {
+    let server = wamock::Server::start("127.0.0.1:0")
+        .await
+        .expect("wamock starts");
+    let url = server.ws_url();
+    let app = spawn_with(Db::Sqlite, move |c| c.whatsapp_server_url = Some(url)).await?;
+    Some((app, server))
+}
+
+/// Polls `GET path` until `done` accepts the body; panics with the last body after `limit`.
+async fn poll(app: &TestApp, path: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let body = app.get_json(path).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {path} never got there: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_status(app: &TestApp, name: &str, want: &str, limit: Duration) -> Value {
+    poll(app, &format!("/{name}/status"), limit, |b| {
+        b["status"] == want
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_by_qr_then_disconnect_reconnect_and_logout() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("wa1").await;
+    // No QR before connecting.
+    assert_eq!(
+        app.get_json("/wa1/qr").await,
+        json!({"status": "disconnected"})
+    );
+
+    let (code, b) = TestApp::call(app.post("/wa1/connect")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        b,
+        json!({"message": "scan QR code to authenticate", "status": "connecting", "qr": "/wa1/qr"})
+    );
+
+    let qr = poll(&app, "/wa1/qr", Duration::from_secs(15), |b| {
+        b.get("code").is_some()
+    })
+    .await;
+    assert_eq!(qr["status"], "connecting");
+    assert!(
+        qr["qr"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,")
+    );
+    let img = app.get("/wa1/qr?format=image").send().await.unwrap();
+    assert_eq!(img.headers()["content-type"], "image/png");
+    assert_eq!(&img.bytes().await.unwrap()[..4], b"\x89PNG");
+
+    // wamock plays the phone and scans it.
+    let scanned: Value = reqwest::Client::new()
+        .post(format!("{}/admin/scan-qr", wa.http_url()))
+        .json(&json!({"qr": qr["code"], "phone": "5511999990101", "pushName": "Owner"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        scanned["jid"], "5511999990101:1@s.whatsapp.net",
+        "{scanned}"
+    );
+
+    let st = wait_status(&app, "wa1", "connected", Duration::from_secs(40)).await;
+    assert_eq!(st["phone"], "5511999990101", "{st}");
+    assert!(
+        st["deviceJid"]
+            .as_str()
+            .unwrap()
+            .starts_with("5511999990101"),
+        "{st}"
+    );
+    assert_eq!(
+        app.get_json("/wa1/qr").await,
+        json!({"status": "connected"})
+    );
+    let (_, again) = TestApp::call(app.post("/wa1/connect")).await;
+    assert_eq!(
+        again,
+        json!({"message": "session connected", "status": "connected"})
+    );
+
+    // Disconnect keeps the pairing: the next connect logs in without a QR.
+    let (code, b) = TestApp::call(app.post("/wa1/disconnect")).await;
+    assert_eq!((code, b), (200, json!({"message": "session disconnected"})));
+    assert_eq!(app.get_json("/wa1/status").await["status"], "disconnected");
+    let (_, b) = TestApp::call(app.post("/wa1/connect")).await;
+    assert_eq!(b["status"], "connecting");
+    assert!(b.get("qr").is_none(), "a paired session needs no QR: {b}");
+    wait_status(&app, "wa1", "connected", Duration::from_secs(40)).await;
+    let devices: Value = reqwest::get(format!("{}/admin/devices", wa.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(devices[0]["sockets"], 1, "{devices}");
+
+    let (code, b) = TestApp::call(app.post("/wa1/logout")).await;
+    assert_eq!(
+        (code, b),
+        (200, json!({"message": "logged out successfully"}))
+    );
+    assert_eq!(app.get_json("/wa1/status").await["status"], "disconnected");
+    wa.stop().await;
+}
+
+#[tokio::test]
+async fn pairphone_validates_the_phone() {
+    let Some(app) = spawn_with(Db::Sqlite, |_| {}).await else {
+        return;
+    };
+    app.create_session("pp").await;
+    for bad in [
+        json!({}),
+        json!({"phone": ""}),
+        json!({"phone": "12ab"}),
+        json!({"phone": 5511}),
+    ] {
+        let (code, e) = TestApp::call(app.post("/pp/pairphone").json(&bad)).await;
+        assert_eq!(code, 400, "{bad}");
+        assert!(e["error"].as_str().unwrap().contains("phone"), "{e}");
+    }
+    let (code, _) = TestApp::call(
+        app.post("/ghost/pairphone")
+            .json(&json!({"phone": "5511999990000"})),
+    )
+    .await;
+    assert_eq!(code, 404);
+}
