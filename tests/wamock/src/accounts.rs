@@ -7,6 +7,7 @@ use rand::RngExt;
 use wacore::libsignal::protocol::KeyPair;
 use wacore_binary::{Jid, Server};
 
+use crate::keyshare::AppStateKey;
 use crate::prekeys::KeyBundle;
 
 /// One device of an account: the phone (device 0, when it is a simulated user's
@@ -31,6 +32,10 @@ pub struct Account {
     /// The phone's identity key, which also signs device identities and key index lists.
     pub key: KeyPair,
     pub raw_id: u32,
+    /// The phone's Signal registration id.
+    pub registration_id: u32,
+    /// The app-state sync key the phone shares with each new companion.
+    pub app_state_key: AppStateKey,
     pub push_name: Option<String>,
     pub created: u64,
     pub next_device: u16,
@@ -57,6 +62,8 @@ impl Account {
             lid,
             key: KeyPair::generate(&mut rng),
             raw_id: rng.random(),
+            registration_id: rng.random_range(1..16_380),
+            app_state_key: AppStateKey::generate(),
             push_name: None,
             created: crate::nodes::unix_now(),
             next_device: 1,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod framing;
 pub mod handshake;
 pub mod iq;
+pub mod keyshare;
 pub mod nodes;
 pub mod pairing;
 pub mod prekeys;

@@ -19,7 +19,9 @@ use wacore_binary::{Jid, Node};
 use waproto::buffa::Message;
 use waproto::whatsapp as wa;
 
+use crate::keyshare;
 use crate::nodes::{attr, bytes, child, server_iq, stream_error, unix_now};
+use crate::prekeys::KeyBundle;
 use crate::state::{Device, DeviceAddr, Outbound, State};
 
 /// How many QR refs a pairing connection gets (the client shows one after another).
@@ -269,6 +271,7 @@ pub async fn scan_qr(
         .map_err(|_| PairingError::Timeout(SIGN_TIMEOUT))?
         .map_err(|_| PairingError::Gone)?;
     let signed_identity = verify_device_sign(&reply, &scanned.identity_pub, key_index)?;
+    let keys = candidate.keys;
     state.complete_pairing(
         conn,
         phone,
@@ -278,13 +281,44 @@ pub async fn scan_qr(
             noise_pub: scanned.noise_pub,
             identity_pub: scanned.identity_pub,
             signed_identity: Some(signed_identity),
-            keys: candidate.keys,
+            keys: keys.clone(),
             paired_at: unix_now(),
         },
     );
+    share_app_state_key(state, &addr, &keys).await;
     tracing::info!(jid = %addr.jid(), "paired; closing the pairing stream with 515");
     let _ = tx.send(Outbound::Close(Some(stream_error("515"))));
     Ok(addr.jid())
+}
+
+/// The phone's app-state key share for the new device: queued, so the device gets it
+/// right after its post-pairing login.
+async fn share_app_state_key(state: &State, addr: &DeviceAddr, keys: &KeyBundle) {
+    let Some((key, registration_id, raw_id, app_state_key)) =
+        state.with_account(&addr.phone, false, |a| {
+            (
+                a.key.clone(),
+                a.registration_id,
+                a.raw_id,
+                a.app_state_key.clone(),
+            )
+        })
+    else {
+        return;
+    };
+    let phone = keyshare::Phone {
+        phone: &addr.phone,
+        key: &key,
+        registration_id,
+        raw_id,
+        app_state_key: &app_state_key,
+    };
+    match keyshare::stanza(&phone, addr.device, keys).await {
+        Ok(node) => {
+            state.deliver(addr, node);
+        }
+        Err(e) => tracing::warn!(jid = %addr.jid(), error = %e, "app-state key share not built"),
+    }
 }
 
 #[cfg(test)]

@@ -259,11 +259,21 @@ impl State {
         )
     }
 
-    /// Creates the account on first use. Returns (account key, raw id, lid).
-    pub fn ensure_account(&self, phone: &str, push_name: Option<String>) -> (KeyPair, u32, String) {
+    /// Creates the account on first use. Returns (account key, raw id, lid,
+    /// registration id).
+    pub fn ensure_account(
+        &self,
+        phone: &str,
+        push_name: Option<String>,
+    ) -> (KeyPair, u32, String, u32) {
         let mut inner = self.lock();
         let account = inner.account_mut(phone, push_name);
-        (account.key.clone(), account.raw_id, account.lid.clone())
+        (
+            account.key.clone(),
+            account.raw_id,
+            account.lid.clone(),
+            account.registration_id,
+        )
     }
 
     /// Records the phone (device 0) of an account as a client that can log in.

@@ -148,12 +148,13 @@ pub async fn create(
     if let Some(user) = map.get(phone) {
         return Ok(user.clone());
     }
-    let (key, raw_id, lid) = state.ensure_account(phone, push_name.clone());
+    let (key, raw_id, lid, registration_id) = state.ensure_account(phone, push_name.clone());
     let keys = register::AccountKeys {
         phone,
         lid: &lid,
         key: &key,
         raw_id,
+        registration_id,
     };
     let name = push_name.unwrap_or_else(|| phone.to_string());
     let (client_device, record) =

@@ -25,6 +25,7 @@ pub struct AccountKeys<'a> {
     pub lid: &'a str,
     pub key: &'a KeyPair,
     pub raw_id: u32,
+    pub registration_id: u32,
 }
 
 fn sign(key: &KeyPair, message: &[u8]) -> Result<Vec<u8>> {
@@ -79,6 +80,7 @@ fn primary_identity(account: &AccountKeys<'_>) -> Result<wa::ADVSignedDeviceIden
 pub fn primary(account: &AccountKeys<'_>, push_name: &str) -> Result<(ClientDevice, Device)> {
     let mut device = ClientDevice::new();
     device.identity_key = account.key.clone();
+    device.registration_id = account.registration_id;
     let signature = sign(account.key, &device.signed_pre_key.public_key.serialize())?;
     device.signed_pre_key_signature = signature
         .as_slice()
@@ -123,6 +125,7 @@ mod tests {
             lid: "123456789012345",
             key: &key,
             raw_id: 7,
+            registration_id: 42,
         };
         let (device, record) = primary(&account, "Nine").expect("primary");
         let identity = device.account.as_deref().expect("identity");

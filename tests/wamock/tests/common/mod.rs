@@ -168,8 +168,10 @@ pub async fn pair_and_connect(
             matches!(e, Event::PairSuccess(_)).then_some(())
         })
         .await?;
+    // The phone's app-state key share arrives with the login after pairing; without it
+    // the client would wait its 10 s grace before syncing and connecting.
     client
-        .wait_for("Connected", Duration::from_secs(30), |e| {
+        .wait_for("Connected", Duration::from_secs(5), |e| {
             matches!(e, Event::Connected(_)).then_some(())
         })
         .await?;
