@@ -5,6 +5,7 @@
 //! task that turns its events into our session state.
 
 mod http_client;
+pub mod jid;
 mod live;
 pub mod qr;
 
@@ -34,6 +35,8 @@ pub enum EngineError {
     Start(String),
     #[error("failed to pair phone: {0}")]
     Pair(String),
+    #[error("failed to send message: {0}")]
+    Send(String),
 }
 
 /// Where a session's device keys live.
@@ -156,6 +159,24 @@ impl Engine {
         live.pair_with_code(phone)
             .await
             .map_err(|e| EngineError::Pair(e.to_string()))
+    }
+
+    /// Sends `message` to `to` from a connected session.
+    pub async fn send(
+        &self,
+        name: &str,
+        to: whatsapp_rust::Jid,
+        message: whatsapp_rust::waproto::whatsapp::Message,
+    ) -> Result<String, EngineError> {
+        let live = self
+            .get(name)
+            .filter(|l| l.state() == State::Connected)
+            .ok_or_else(|| EngineError::NotConnected(name.into()))?;
+        live.client()
+            .send_message(to, message)
+            .await
+            .map(|r| r.message_id)
+            .map_err(|e| EngineError::Send(e.to_string()))
     }
 
     /// Closes the client, keeping its credentials.

@@ -372,6 +372,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Text Message",
     )
+    .partial("sent and delivered; not yet stored or emitted as message.sent (issue 4)")
     .body("SendTextRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/image", SEND, "Send Image")
@@ -915,6 +916,7 @@ mod tests {
             ("POST", "/:session/disconnect"),
             ("POST", "/:session/logout"),
             ("POST", "/:session/restart"),
+            ("POST", "/:session/message/send/text"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
             ("GET", "/:session/webhook"),

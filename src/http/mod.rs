@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fuzzing;
 pub mod health;
 pub mod lifecycle;
+pub mod messages;
 pub mod middleware;
 pub mod openapi;
 pub mod sessions;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .merge(sessions::router())
         .merge(lifecycle::router())
+        .merge(messages::router())
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(events::router())

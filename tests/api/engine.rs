@@ -39,6 +39,118 @@ async fn wait_status(app: &TestApp, name: &str, want: &str, limit: Duration) -> 
     .await
 }
 
+/// Connects `name`, scans its QR as `phone` on wamock, waits until connected.
+async fn pair(app: &TestApp, wa: &wamock::Server, name: &str, phone: &str) {
+    let (code, _) = TestApp::call(app.post(&format!("/{name}/connect"))).await;
+    assert_eq!(code, 200);
+    let qr = poll(app, &format!("/{name}/qr"), Duration::from_secs(15), |b| {
+        b.get("code").is_some()
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/scan-qr", wa.http_url()))
+        .json(&json!({"qr": qr["code"], "phone": phone}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "scan-qr: {}",
+        r.text().await.unwrap_or_default()
+    );
+    wait_status(app, name, "connected", Duration::from_secs(40)).await;
+}
+
+/// A simulated user on wamock: a phone of its own, with a real Signal identity.
+async fn user(wa: &wamock::Server, phone: &str) -> String {
+    let b: Value = reqwest::Client::new()
+        .post(format!("{}/admin/users", wa.http_url()))
+        .json(&json!({"phone": phone, "pushName": "Simulated"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    b["jid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no user: {b}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_reaches_the_simulated_user_decrypted() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("tx").await;
+    let body = json!({"phone": "5511988880001", "text": "hello from onwapp"});
+    // Not connected yet: 409, nothing sent.
+    let (code, e) = TestApp::call(app.post("/tx/message/send/text").json(&body)).await;
+    assert_eq!(code, 409, "{e}");
+    assert_eq!(e["error"], "session tx is not connected");
+
+    pair(&app, &wa, "tx", "5511999990201").await;
+    user(&wa, "5511988880001").await;
+    let (code, sent) = TestApp::call(app.post("/tx/message/send/text").json(&body)).await;
+    assert_eq!(code, 200, "{sent}");
+    let id = sent["messageId"].as_str().unwrap().to_string();
+    assert!(sent["timestamp"].as_i64().unwrap() > 1_700_000_000);
+
+    let inbox_url = format!("{}/admin/users/5511988880001/inbox", wa.http_url());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let inbox = loop {
+        let inbox: Value = reqwest::get(&inbox_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if inbox.as_array().is_some_and(|a| !a.is_empty()) {
+            break inbox;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the user received nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(inbox[0]["id"], id.as_str(), "{inbox}");
+    assert_eq!(inbox[0]["type"], "text");
+    assert_eq!(inbox[0]["text"], "hello from onwapp");
+    assert!(
+        inbox[0]["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("5511999990201"),
+        "{inbox}"
+    );
+
+    // Bad input: 400 naming the field, nothing sent.
+    for (bad, field) in [
+        (json!({"text": "x"}), "phone"),
+        (json!({"phone": "abc", "text": "x"}), "phone"),
+        (json!({"phone": "5511988880001", "text": ""}), "text"),
+        (json!({"phone": "5511988880001"}), "text"),
+        (
+            json!({"phone": "5511988880001", "text": "x", "quoted": {"messageId": ""}}),
+            "quoted.messageId",
+        ),
+    ] {
+        let (code, e) = TestApp::call(app.post("/tx/message/send/text").json(&bad)).await;
+        assert_eq!(code, 400, "{bad}");
+        assert!(e["error"].as_str().unwrap().contains(field), "{bad}: {e}");
+    }
+    let inbox: Value = reqwest::get(&inbox_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox.as_array().unwrap().len(), 1);
+    wa.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_by_qr_then_disconnect_reconnect_and_logout() {
     let Some((app, wa)) = app_with_wamock().await else {
