@@ -85,7 +85,7 @@ impl Live {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            this.persist(&*store).await;
+            this.persist_as(&*store, this.state()).await;
             while let Ok(event) = events.recv().await {
                 if this.on_event(&event, &*store).await {
                     break;
@@ -111,13 +111,14 @@ impl Live {
             Event::Connected(_) => {
                 tracing::info!(session = %self.name, "connected");
                 self.set_qr(None);
+                // Stored first, so whoever sees `connected` also sees the device's JID.
+                self.persist_as(store, State::Connected).await;
                 self.set_state(State::Connected);
-                self.persist(store).await;
             }
             // The client reconnects by itself unless it was told to stop.
             Event::Disconnected(_) if self.state() == State::Connected => {
                 self.set_state(State::Connecting);
-                self.persist(store).await;
+                self.persist_as(store, State::Connecting).await;
             }
             Event::LoggedOut(l) => {
                 tracing::warn!(session = %self.name, reason = ?l.reason, "logged out");
@@ -151,27 +152,27 @@ impl Live {
                 ..Default::default()
             }
         } else {
-            self.device_update()
+            self.device_update(State::Disconnected)
         };
         if let Err(e) = store.update_session_device(&self.name, &update).await {
             tracing::error!(session = %self.name, error = %e, "storing session state");
         }
     }
 
-    fn device_update(&self) -> DeviceUpdate {
+    fn device_update(&self, state: State) -> DeviceUpdate {
         let pn = self.client.pn();
         let push = self.client.push_name();
         DeviceUpdate {
-            status: self.state().as_str().into(),
+            status: state.as_str().into(),
             device_jid: pn.as_ref().map(|j| j.to_string()),
             phone: pn.as_ref().map(|j| j.user.to_string()),
             push_name: (!push.is_empty()).then_some(push),
         }
     }
 
-    async fn persist(&self, store: &dyn Store) {
+    async fn persist_as(&self, store: &dyn Store, state: State) {
         if let Err(e) = store
-            .update_session_device(&self.name, &self.device_update())
+            .update_session_device(&self.name, &self.device_update(state))
             .await
         {
             tracing::error!(session = %self.name, error = %e, "storing session state");
