@@ -11,6 +11,7 @@ use std::{collections::HashMap, sync::Arc, sync::RwLock};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::device::{Backend, DeviceStoreFactory};
 use super::{
     DeviceUpdate, HealthCheck, NewSession, SessionRecord, SessionStore, SettingsPatch,
     SettingsRecord, SettingsStore, Store, StoreResult, WebhookConfig, WebhookRecord, WebhookStore,
@@ -162,5 +163,16 @@ impl HealthCheck for CachedStore {
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+}
+
+#[async_trait]
+impl DeviceStoreFactory for CachedStore {
+    fn device_backend(&self, session_id: Uuid) -> Arc<dyn Backend> {
+        self.inner.device_backend(session_id)
+    }
+
+    async fn delete_device_store(&self, session_id: Uuid) -> StoreResult<()> {
+        self.inner.delete_device_store(session_id).await
     }
 }

@@ -1,9 +1,11 @@
 //! Durable state behind one trait per concern, implemented for Postgres and SQLite.
 //!
 //! Both implementations share their SQL (see [`sql`]); the migrations differ only in column types.
-//! [`connect`] picks the implementation from the URL, once, at start-up.
+//! [`connect`] picks the implementation from the URL, once, at start-up. [`device`] holds
+//! whatsapp-rust's storage backend, on the same pool.
 
 mod cache;
+pub mod device;
 mod models;
 mod postgres;
 mod sql;
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use cache::CachedStore;
+pub use device::{DeviceBackend, DeviceStoreFactory};
 pub use models::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -105,8 +108,14 @@ pub trait HealthCheck: Send + Sync {
 }
 
 /// Everything the API needs from storage.
-pub trait Store: SessionStore + SettingsStore + WebhookStore + HealthCheck {}
-impl<T: SessionStore + SettingsStore + WebhookStore + HealthCheck> Store for T {}
+pub trait Store:
+    SessionStore + SettingsStore + WebhookStore + HealthCheck + DeviceStoreFactory
+{
+}
+impl<T> Store for T where
+    T: SessionStore + SettingsStore + WebhookStore + HealthCheck + DeviceStoreFactory
+{
+}
 
 /// Connection settings shared by both databases.
 #[derive(Debug, Clone)]

@@ -30,3 +30,4 @@ impl PgStore {
 }
 
 super::sql::impl_sql_store!(PgStore, sqlx::Postgres);
+super::device::impl_device_store!(PgStore, sqlx::Postgres);

@@ -38,3 +38,4 @@ impl SqliteStore {
 }
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
+super::device::impl_device_store!(SqliteStore, sqlx::Sqlite);
