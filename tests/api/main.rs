@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod device_store;
 mod engine;
 mod errors;
 mod events;
