@@ -168,15 +168,33 @@ impl Engine {
         to: whatsapp_rust::Jid,
         message: whatsapp_rust::waproto::whatsapp::Message,
     ) -> Result<String, EngineError> {
-        let live = self
-            .get(name)
-            .filter(|l| l.state() == State::Connected)
-            .ok_or_else(|| EngineError::NotConnected(name.into()))?;
+        let live = self.connected(name)?;
         live.client()
             .send_message(to, message)
             .await
             .map(|r| r.message_id)
             .map_err(|e| EngineError::Send(e.to_string()))
+    }
+
+    /// Replaces the content of a message this session sent.
+    pub async fn edit(
+        &self,
+        name: &str,
+        to: whatsapp_rust::Jid,
+        message_id: String,
+        content: whatsapp_rust::waproto::whatsapp::Message,
+    ) -> Result<String, EngineError> {
+        let live = self.connected(name)?;
+        live.client()
+            .edit_message(to, message_id, content)
+            .await
+            .map_err(|e| EngineError::Send(e.to_string()))
+    }
+
+    fn connected(&self, name: &str) -> Result<Arc<Live>, EngineError> {
+        self.get(name)
+            .filter(|l| l.state() == State::Connected)
+            .ok_or_else(|| EngineError::NotConnected(name.into()))
     }
 
     /// Closes the client, keeping its credentials.

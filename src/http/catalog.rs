@@ -164,6 +164,8 @@ const Q_NEWSLETTER: &[QueryParam] = &[
 ];
 const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
+const SENT_NOT_STORED: &str =
+    "sent and delivered; not yet stored or emitted as message.sent (issue 4)";
 const IN_MEMORY_KEYS: &str = "pairing is kept in memory until the device store lands (issue 4)";
 
 /// Every endpoint of the contract, in the contract's order.
@@ -372,7 +374,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Text Message",
     )
-    .partial("sent and delivered; not yet stored or emitted as message.sent (issue 4)")
+    .partial(SENT_NOT_STORED)
     .body("SendTextRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/image", SEND, "Send Image")
@@ -401,9 +403,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Location",
     )
+    .partial(SENT_NOT_STORED)
     .body("SendLocationRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/contact", SEND, "Send Contact")
+        .partial(SENT_NOT_STORED)
         .body("SendContactRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/poll", SEND, "Send Poll")
@@ -447,6 +451,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("DeleteMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/edit", ACTIONS, "Edit Message")
+        .partial(SENT_NOT_STORED)
         .body("EditMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/poll/vote", ACTIONS, "Vote on Poll")
@@ -917,6 +922,9 @@ mod tests {
             ("POST", "/:session/logout"),
             ("POST", "/:session/restart"),
             ("POST", "/:session/message/send/text"),
+            ("POST", "/:session/message/send/location"),
+            ("POST", "/:session/message/send/contact"),
+            ("POST", "/:session/message/edit"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
             ("GET", "/:session/webhook"),

@@ -11,13 +11,20 @@ use crate::{
     engine::jid::parse_recipient,
     error::{ApiError, ApiResult},
     http::{
-        dto::{Quoted, SendResponse, SendTextRequest},
+        dto::{
+            EditMessageRequest, Quoted, SendContactRequest, SendLocationRequest, SendResponse,
+            SendTextRequest,
+        },
         extract::{JsonBody, SessionCtx},
     },
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/{session}/message/send/text", post(send_text))
+    Router::new()
+        .route("/{session}/message/send/text", post(send_text))
+        .route("/{session}/message/send/location", post(send_location))
+        .route("/{session}/message/send/contact", post(send_contact))
+        .route("/{session}/message/edit", post(edit))
 }
 
 fn recipient(field: &str, raw: &str) -> Result<whatsapp_rust::Jid, ApiError> {
@@ -42,6 +49,104 @@ fn quote(q: &Quoted, chat: &whatsapp_rust::Jid) -> Result<wa::ContextInfo, ApiEr
     Ok(build_quote_context(id, sender, &wa::Message::text("")))
 }
 
+fn sent(message_id: String) -> Json<SendResponse> {
+    Json(SendResponse {
+        message_id,
+        timestamp: chrono::Utc::now().timestamp(),
+    })
+}
+
+/// Puts the reply context on any message kind that carries one.
+fn with_quote(
+    mut message: wa::Message,
+    quoted: Option<&Quoted>,
+    chat: &whatsapp_rust::Jid,
+) -> Result<wa::Message, ApiError> {
+    use whatsapp_rust::wacore::proto_helpers::MessageExt;
+    if let Some(q) = quoted {
+        message.set_context_info(quote(q, chat)?);
+    }
+    Ok(message)
+}
+
+async fn send_location(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<SendLocationRequest>,
+) -> ApiResult<Json<SendResponse>> {
+    let to = recipient("phone", &req.phone)?;
+    // 0 is a real coordinate (the equator, Greenwich); only the range is checked.
+    if !(-90.0..=90.0).contains(&req.latitude) {
+        return Err(ApiError::bad_request("latitude must be between -90 and 90"));
+    }
+    if !(-180.0..=180.0).contains(&req.longitude) {
+        return Err(ApiError::bad_request(
+            "longitude must be between -180 and 180",
+        ));
+    }
+    let location = wa::message::LocationMessage {
+        degrees_latitude: Some(req.latitude),
+        degrees_longitude: Some(req.longitude),
+        name: req.name.filter(|n| !n.is_empty()),
+        address: req.address.filter(|a| !a.is_empty()),
+        ..Default::default()
+    };
+    let message = wa::Message {
+        location_message: location.into(),
+        ..Default::default()
+    };
+    let message = with_quote(message, req.quoted.as_ref(), &to)?;
+    Ok(sent(s.engine.send(&rec.name, to, message).await?))
+}
+
+/// A vCard 3.0 for one phone number, as WhatsApp clients write them.
+fn vcard(name: &str, phone: &str) -> String {
+    let escaped = name
+        .replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,");
+    format!(
+        "BEGIN:VCARD\nVERSION:3.0\nFN:{escaped}\nTEL;type=CELL;type=VOICE;waid={phone}:+{phone}\nEND:VCARD"
+    )
+}
+
+async fn send_contact(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<SendContactRequest>,
+) -> ApiResult<Json<SendResponse>> {
+    let to = recipient("phone", &req.phone)?;
+    let name = required("contactName", &req.contact_name)?;
+    let contact = recipient("contactPhone", &req.contact_phone)?;
+    let contact_phone = contact.user.to_string();
+    let card = wa::message::ContactMessage {
+        display_name: Some(name.to_string()),
+        vcard: Some(vcard(name, &contact_phone)),
+        ..Default::default()
+    };
+    let message = wa::Message {
+        contact_message: card.into(),
+        ..Default::default()
+    };
+    let message = with_quote(message, req.quoted.as_ref(), &to)?;
+    Ok(sent(s.engine.send(&rec.name, to, message).await?))
+}
+
+async fn edit(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<EditMessageRequest>,
+) -> ApiResult<Json<SendResponse>> {
+    let to = recipient("phone", &req.phone)?;
+    let id = required("messageId", &req.message_id)?.to_string();
+    let text = required("newText", &req.new_text)?;
+    let edit_id = s
+        .engine
+        .edit(&rec.name, to, id, wa::Message::text(text))
+        .await?;
+    Ok(sent(edit_id))
+}
+
 async fn send_text(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
@@ -53,9 +158,5 @@ async fn send_text(
         Some(q) => wa::Message::text_with_context(text, quote(q, &to)?),
         None => wa::Message::text(text),
     };
-    let id = s.engine.send(&rec.name, to, message).await?;
-    Ok(Json(SendResponse {
-        message_id: id,
-        timestamp: chrono::Utc::now().timestamp(),
-    }))
+    Ok(sent(s.engine.send(&rec.name, to, message).await?))
 }

@@ -126,6 +126,58 @@ async fn text_reaches_the_simulated_user_decrypted() {
         "{inbox}"
     );
 
+    // Location (0 is a valid coordinate), contact card, and an edit of the text.
+    let sends = [
+        (
+            "/tx/message/send/location",
+            json!({"phone": "5511988880001", "latitude": 0.0, "longitude": -46.63, "name": "Here"}),
+        ),
+        (
+            "/tx/message/send/contact",
+            json!({"phone": "5511988880001", "contactName": "Ana", "contactPhone": "5511977770000"}),
+        ),
+        (
+            "/tx/message/edit",
+            json!({"phone": "5511988880001", "messageId": id, "newText": "edited"}),
+        ),
+    ];
+    for (path, body) in &sends {
+        let (code, b) = TestApp::call(app.post(path).json(body)).await;
+        assert_eq!(code, 200, "{path}: {b}");
+        assert!(
+            b["messageId"].as_str().is_some_and(|m| !m.is_empty()),
+            "{b}"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let inbox = loop {
+        let inbox: Value = reqwest::get(&inbox_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if inbox.as_array().is_some_and(|a| a.len() >= 4) {
+            break inbox;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the user got only {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let kinds: Vec<&str> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["text", "location", "contact", "protocol"],
+        "{inbox}"
+    );
+
     // Bad input: 400 naming the field, nothing sent.
     for (bad, field) in [
         (json!({"text": "x"}), "phone"),
@@ -141,13 +193,57 @@ async fn text_reaches_the_simulated_user_decrypted() {
         assert_eq!(code, 400, "{bad}");
         assert!(e["error"].as_str().unwrap().contains(field), "{bad}: {e}");
     }
+    for (path, bad, field) in [
+        (
+            "location",
+            json!({"phone": "5511988880001", "latitude": 91.0, "longitude": 0.0}),
+            "latitude",
+        ),
+        (
+            "location",
+            json!({"phone": "5511988880001", "latitude": "x", "longitude": 0.0}),
+            "latitude",
+        ),
+        (
+            "location",
+            json!({"phone": "5511988880001", "latitude": 1.0, "longitude": 181.0}),
+            "longitude",
+        ),
+        (
+            "location",
+            json!({"phone": "5511988880001", "latitude": 1.0}),
+            "longitude",
+        ),
+        (
+            "contact",
+            json!({"phone": "5511988880001", "contactName": "", "contactPhone": "5511977770000"}),
+            "contactName",
+        ),
+        (
+            "contact",
+            json!({"phone": "5511988880001", "contactName": "Ana", "contactPhone": "x"}),
+            "contactPhone",
+        ),
+    ] {
+        let url = format!("/tx/message/send/{path}");
+        let (code, e) = TestApp::call(app.post(&url).json(&bad)).await;
+        assert_eq!(code, 400, "{bad}");
+        assert!(e["error"].as_str().unwrap().contains(field), "{bad}: {e}");
+    }
+    let edit = json!({"phone": "5511988880001", "messageId": "X", "newText": ""});
+    let (code, e) = TestApp::call(app.post("/tx/message/edit").json(&edit)).await;
+    assert_eq!(code, 400, "{e}");
     let inbox: Value = reqwest::get(&inbox_url)
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(inbox.as_array().unwrap().len(), 1);
+    assert_eq!(
+        inbox.as_array().unwrap().len(),
+        4,
+        "refused input sent nothing: {inbox}"
+    );
     wa.stop().await;
 }
 
