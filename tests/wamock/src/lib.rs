@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod cipher;
 pub mod error;
+pub mod faults;
 pub mod framing;
 pub mod handshake;
 pub mod iq;

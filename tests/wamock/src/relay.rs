@@ -147,6 +147,20 @@ fn delivered_message(
     b.children(children).build()
 }
 
+/// The message ids a receipt is for: its `id` and any `<list><item id/>`.
+pub fn receipt_ids(node: &Node) -> Vec<String> {
+    let mut ids: Vec<String> = attr(node, "id").into_iter().collect();
+    if let Some(list) = child(node, "list") {
+        ids.extend(
+            list.children()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|item| attr(item, "id")),
+        );
+    }
+    ids
+}
+
 /// Relays a `<receipt>` from `sender` to every device of the account it is for, and
 /// returns the ack for it.
 pub fn receipt(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> {

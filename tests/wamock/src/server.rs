@@ -38,6 +38,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/ws/chat", get(chat))
         .route("/admin/scan-qr", post(admin::scan_qr))
         .route("/admin/devices", get(admin::devices))
+        .route("/admin/devices/{jid}/kick", post(admin::faults::kick))
         .route("/admin/users", post(admin::users::create))
         .route("/admin/users/{phone}/send", post(admin::users::send))
         .route("/admin/users/{phone}/inbox", get(admin::users::inbox))

@@ -29,6 +29,8 @@ use crate::state::{
 
 /// The client's own handshake timeout is 20 s; we wait as long for each message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the client gets to close the socket itself after a stream error.
+const STREAM_ERROR_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves one upgraded websocket until it closes.
 pub async fn serve(state: Arc<State>, socket: WebSocket) {
@@ -90,6 +92,28 @@ impl Session {
 
     async fn close(&mut self) {
         let _ = self.ws.send(Message::Close(None)).await;
+    }
+
+    /// After a stream error, lets the client read it and close the socket itself
+    /// (ignoring anything else it sends), for up to [`STREAM_ERROR_GRACE`].
+    /// whatsapp-rust 0.7 handles a stream error on a separate task: when the socket
+    /// closes first, its reconnect can race the handler, which then tears down the
+    /// new connection instead of the old one.
+    async fn await_client_close(&mut self) {
+        let drain = async {
+            loop {
+                match self.ws.recv().await {
+                    None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(STREAM_ERROR_GRACE, drain)
+            .await
+            .is_err()
+        {
+            tracing::debug!(device = ?self.device, "client kept the socket open after a stream error");
+        }
     }
 
     fn iq_id(&mut self) -> String {
@@ -158,6 +182,7 @@ impl Session {
                     Some(Outbound::Close(node)) => {
                         if let Some(node) = node {
                             self.send(&mut cipher, &node).await?;
+                            self.await_client_close().await;
                         }
                         self.close().await;
                         return Ok(());
@@ -279,15 +304,26 @@ impl Session {
                 };
                 let ack = match node.tag.as_ref() {
                     "message" => relay::message(&self.state, &device, &node),
-                    "receipt" => relay::receipt(&self.state, &device, &node),
+                    "receipt" => {
+                        // A receipt is how a client acknowledges a message it got.
+                        self.state
+                            .acknowledged(&device, "message", &relay::receipt_ids(&node));
+                        relay::receipt(&self.state, &device, &node)
+                    }
                     _ => relay::ack(&node, None),
                 };
                 if let Some(ack) = ack {
                     self.send(cipher, &ack).await?;
                 }
             }
-            // The client's own acks of what we delivered: nothing to do.
-            "ack" => {}
+            // The client's own acks of what we delivered.
+            "ack" => {
+                if let (Some(device), Some(class), Some(id)) =
+                    (&self.device, attr(&node, "class"), attr(&node, "id"))
+                {
+                    self.state.acknowledged(device, &class, &[id]);
+                }
+            }
             other => tracing::debug!(tag = other, "stanza not handled by wamock yet"),
         }
         Ok(())

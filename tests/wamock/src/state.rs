@@ -1,5 +1,5 @@
 //! What the server remembers: accounts, the live chat connections (at most one per
-//! device), and the stanzas queued for devices that are offline.
+//! device), and the stanzas delivered to each device that it has not acknowledged yet.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,8 +19,8 @@ use crate::prekeys::KeyBundle;
 
 pub type ConnId = u64;
 
-/// At most this many stanzas wait for an offline device; older ones are dropped.
-const OFFLINE_QUEUE_LIMIT: usize = 1000;
+/// At most this many unacknowledged stanzas are kept per device; older ones are dropped.
+const PENDING_LIMIT: usize = 1000;
 
 /// What other tasks ask a connection to do.
 #[derive(Debug)]
@@ -53,7 +53,8 @@ struct Inner {
     lids: HashMap<String, String>,
     conns: HashMap<ConnId, Conn>,
     by_device: HashMap<DeviceAddr, ConnId>,
-    offline: HashMap<DeviceAddr, VecDeque<Node>>,
+    /// Delivered (or queued) and not yet acknowledged, per device: resent at each login.
+    pending: HashMap<DeviceAddr, VecDeque<Node>>,
     refs: HashMap<String, ConnId>,
     next_conn: ConnId,
 }
@@ -98,7 +99,8 @@ pub enum LoginRefusal {
     WrongNoiseKey,
 }
 
-/// What `<success>` needs to say, and what waited for the device while it was away.
+/// What `<success>` needs to say, and what the device has not acknowledged yet (the
+/// offline queue, each stanza marked `offline`).
 pub struct LoginInfo {
     pub lid: String,
     pub created: u64,
@@ -336,9 +338,17 @@ impl State {
                 .send(Outbound::Close(Some(crate::nodes::conflict("replaced"))));
         }
         let offline = inner
-            .offline
-            .remove(addr)
-            .map(Vec::from)
+            .pending
+            .get(addr)
+            .map(|q| {
+                q.iter()
+                    .map(|n| {
+                        let mut n = n.clone();
+                        n.attrs.insert("offline", "1");
+                        n
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(LoginInfo {
             lid,
@@ -435,7 +445,9 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Sends a stanza to a device now, or queues it until the device logs in.
+    /// Sends a stanza to a device now if it is connected, and keeps it until the device
+    /// acknowledges it (a `<receipt>` for a message, an `<ack>` otherwise), resending it
+    /// at each login until then.
     pub fn deliver(&self, to: &DeviceAddr, node: Node) -> Delivery {
         let mut inner = self.lock();
         let exists = inner
@@ -445,19 +457,31 @@ impl State {
         if !exists {
             return Delivery::NoDevice;
         }
-        if let Some(conn) = inner.by_device.get(to).and_then(|id| inner.conns.get(id))
-            && conn.tx.send(Outbound::Node(node.clone())).is_ok()
-        {
-            return Delivery::Live;
-        }
-        let queue = inner.offline.entry(to.clone()).or_default();
-        if queue.len() >= OFFLINE_QUEUE_LIMIT {
+        let live = inner
+            .by_device
+            .get(to)
+            .and_then(|id| inner.conns.get(id))
+            .is_some_and(|conn| conn.tx.send(Outbound::Node(node.clone())).is_ok());
+        let queue = inner.pending.entry(to.clone()).or_default();
+        if queue.len() >= PENDING_LIMIT {
             queue.pop_front();
         }
-        let mut node = node;
-        node.attrs.insert("offline", "1");
         queue.push_back(node);
-        Delivery::Queued
+        if live {
+            Delivery::Live
+        } else {
+            Delivery::Queued
+        }
+    }
+
+    /// A device acknowledged the stanzas of this class (tag) with these ids.
+    pub fn acknowledged(&self, addr: &DeviceAddr, class: &str, ids: &[String]) {
+        let mut inner = self.lock();
+        if let Some(queue) = inner.pending.get_mut(addr) {
+            queue.retain(|n| {
+                n.tag != class || !crate::nodes::attr(n, "id").is_some_and(|id| ids.contains(&id))
+            });
+        }
     }
 
     /// The live connection of a device.
@@ -467,7 +491,17 @@ impl State {
         inner.conns.get(id).map(|c| c.tx.clone())
     }
 
-    /// Removes a companion device (its keys, queue and binding); returns its connection.
+    /// Unbinds a device from its live connection (which no longer counts as its socket)
+    /// and returns that connection.
+    pub fn detach(&self, addr: &DeviceAddr) -> Option<mpsc::UnboundedSender<Outbound>> {
+        let mut inner = self.lock();
+        let id = inner.by_device.remove(addr)?;
+        let conn = inner.conns.get_mut(&id)?;
+        conn.device = None;
+        Some(conn.tx.clone())
+    }
+
+    /// Removes a device (its keys, queue and binding); returns its connection.
     pub fn forget_device(&self, addr: &DeviceAddr) -> Option<mpsc::UnboundedSender<Outbound>> {
         let mut inner = self.lock();
         if let Some(account) = inner.accounts.get_mut(&addr.phone) {
@@ -477,7 +511,7 @@ impl State {
                 account.devices.remove(&addr.device);
             }
         }
-        inner.offline.remove(addr);
+        inner.pending.remove(addr);
         let id = inner.by_device.remove(addr)?;
         let conn = inner.conns.get_mut(&id)?;
         conn.device = None;

@@ -1,5 +1,6 @@
 //! The admin JSON API that tests (and people) use to play the phone and the users.
 
+pub mod faults;
 pub mod users;
 
 use std::sync::Arc;
