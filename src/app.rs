@@ -89,13 +89,22 @@ impl App {
         let cancel = CancellationToken::new();
         limiter.spawn_recovery(cancel.child_token());
         spawn_sweeper(limiter.clone(), cancel.child_token());
+        let backends: BackendSource = {
+            let store = store.clone();
+            Arc::new(move |rec| store.device_backend(rec.id))
+        };
         let engine = Arc::new(Engine::new(
             store.clone(),
-            in_memory_backends(),
+            backends,
             EngineConfig {
                 server_url: config.whatsapp_server_url.clone(),
             },
         ));
+        // Sessions that were paired reconnect by themselves, without a QR.
+        tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.resume_paired().await }
+        });
         let state = AppState(Arc::new(Shared {
             engine,
             auth: Authenticator::new(global_key, store.clone()),
@@ -144,20 +153,6 @@ impl App {
         self.state.engine.shutdown().await;
         Ok(())
     }
-}
-
-/// Device keys in memory, one store per session, until the database-backed device store is
-/// wired (issue 4): pairing does not survive a restart of the server yet.
-fn in_memory_backends() -> BackendSource {
-    use std::collections::HashMap;
-    use whatsapp_rust::wacore::store::InMemoryBackend;
-    let map: std::sync::Mutex<HashMap<uuid::Uuid, Arc<InMemoryBackend>>> = Default::default();
-    Arc::new(move |rec| {
-        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(rec.id)
-            .or_insert_with(|| Arc::new(InMemoryBackend::new()))
-            .clone()
-    })
 }
 
 fn spawn_sweeper(limiter: Arc<Limiter>, cancel: CancellationToken) {

@@ -31,6 +31,7 @@ impl State {
 
 pub struct Live {
     name: String,
+    id: uuid::Uuid,
     client: Arc<Client>,
     state: Mutex<State>,
     qr: Mutex<Option<String>>,
@@ -41,6 +42,7 @@ impl Live {
     pub fn new(rec: &SessionRecord, client: Arc<Client>) -> Self {
         Live {
             name: rec.name.clone(),
+            id: rec.id,
             client,
             state: Mutex::new(State::Connecting),
             qr: Mutex::new(None),
@@ -123,6 +125,9 @@ impl Live {
             Event::LoggedOut(l) => {
                 tracing::warn!(session = %self.name, reason = ?l.reason, "logged out");
                 self.finish(store, true).await;
+                if let Err(e) = store.delete_device_store(self.id).await {
+                    tracing::error!(session = %self.name, error = %e, "deleting device keys");
+                }
                 return true;
             }
             Event::PairingQrCodesExhausted(_) => {

@@ -204,10 +204,43 @@ impl Engine {
         }
     }
 
-    /// Logs the device out of WhatsApp (if connected) and stops the client.
-    pub async fn logout(&self, name: &str) {
-        if let Some(l) = self.forget(name) {
+    /// Logs the device out of WhatsApp (if connected), stops the client and deletes the
+    /// device's keys: the next connect needs a new QR.
+    pub async fn logout(&self, rec: &SessionRecord) {
+        if let Some(l) = self.forget(&rec.name) {
             l.logout(SHUTDOWN_GRACE).await;
+        }
+        self.wipe(rec).await;
+    }
+
+    /// Deletes the device keys and what the session row says about the device.
+    pub(crate) async fn wipe(&self, rec: &SessionRecord) {
+        if let Err(e) = self.store.delete_device_store(rec.id).await {
+            tracing::error!(session = %rec.name, error = %e, "deleting device keys");
+        }
+        let cleared = crate::store::DeviceUpdate {
+            status: State::Disconnected.as_str().into(),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.update_session_device(&rec.name, &cleared).await {
+            tracing::error!(session = %rec.name, error = %e, "clearing device fields");
+        }
+    }
+
+    /// Connects every stored session that has a paired device (start-up, shard acquired).
+    pub async fn resume_paired(self: &Arc<Self>) {
+        let sessions = match self.store.list_sessions().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "listing sessions to resume");
+                return;
+            }
+        };
+        for rec in sessions.iter().filter(|r| r.device_jid.is_some()) {
+            match self.connect(rec).await {
+                Ok(_) => tracing::info!(session = %rec.name, "resuming paired session"),
+                Err(e) => tracing::warn!(session = %rec.name, error = %e, "resume failed"),
+            }
         }
     }
 

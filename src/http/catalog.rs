@@ -166,7 +166,6 @@ const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
 const SENT_NOT_STORED: &str =
     "sent and delivered; not yet stored or emitted as message.sent (issue 4)";
-const IN_MEMORY_KEYS: &str = "pairing is kept in memory until the device store lands (issue 4)";
 
 /// Every endpoint of the contract, in the contract's order.
 pub static ENDPOINTS: &[Endpoint] = &[
@@ -194,10 +193,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .done()
         .res("MessageResponse"),
     Endpoint::new(POST, "/:session/connect", SESSIONS, "Connect Session")
-        .partial(IN_MEMORY_KEYS)
+        .done()
         .res("ConnectResponse"),
     Endpoint::new(GET, "/:session/qr", SESSIONS, "Get QR Code")
-        .partial(IN_MEMORY_KEYS)
+        .done()
         .query(Q_QR)
         .res("QrResponse"),
     Endpoint::new(
@@ -210,13 +209,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .body("PairPhoneRequest")
     .res("PairPhoneResponse"),
     Endpoint::new(POST, "/:session/disconnect", SESSIONS, "Disconnect Session")
-        .partial(IN_MEMORY_KEYS)
+        .done()
         .res("MessageResponse"),
     Endpoint::new(POST, "/:session/logout", SESSIONS, "Logout Session")
-        .partial(IN_MEMORY_KEYS)
+        .done()
         .res("MessageResponse"),
     Endpoint::new(POST, "/:session/restart", SESSIONS, "Restart Session")
-        .partial(IN_MEMORY_KEYS)
+        .done()
         .res("MessageResponse"),
     // Profile
     Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile").res("ProfileResponse"),

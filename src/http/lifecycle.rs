@@ -98,7 +98,7 @@ async fn disconnect(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> J
 }
 
 async fn logout(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> Json<Value> {
-    s.engine.logout(&rec.name).await;
+    s.engine.logout(&rec).await;
     Json(json!({"message": "logged out successfully"}))
 }
 

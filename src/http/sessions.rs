@@ -137,6 +137,8 @@ async fn remove(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
 ) -> ApiResult<Json<MessageResponse>> {
+    // A connected device is logged out of WhatsApp first; its keys go with the session rows.
+    s.engine.logout(&rec).await;
     if !s.store.delete_session(&rec.name).await? {
         return Err(ApiError::session_not_found(&rec.name));
     }

@@ -8,11 +8,15 @@ use serde_json::{Value, json};
 use crate::helpers::{Db, TestApp, spawn_with};
 
 async fn app_with_wamock() -> Option<(TestApp, wamock::Server)> {
+    app_on(Db::Sqlite).await
+}
+
+async fn app_on(db: Db) -> Option<(TestApp, wamock::Server)> {
     let server = wamock::Server::start("127.0.0.1:0")
         .await
         .expect("wamock starts");
     let url = server.ws_url();
-    let app = spawn_with(Db::Sqlite, move |c| c.whatsapp_server_url = Some(url)).await?;
+    let app = spawn_with(db, move |c| c.whatsapp_server_url = Some(url)).await?;
     Some((app, server))
 }
 
@@ -248,8 +252,19 @@ async fn text_reaches_the_simulated_user_decrypted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pair_by_qr_then_disconnect_reconnect_and_logout() {
-    let Some((app, wa)) = app_with_wamock().await else {
+async fn pair_by_qr_then_disconnect_reconnect_and_logout_on_sqlite() {
+    lifecycle(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_by_qr_then_disconnect_reconnect_and_logout_on_postgres() {
+    lifecycle(Db::Postgres).await;
+}
+
+/// QR pairing, connected state, disconnect and reconnect, a server restart that resumes the
+/// session from the stored keys, logout that deletes them.
+async fn lifecycle(db: Db) {
+    let Some((app, wa)) = app_on(db).await else {
         return;
     };
     app.create_session("wa1").await;
@@ -331,12 +346,36 @@ async fn pair_by_qr_then_disconnect_reconnect_and_logout() {
         .unwrap();
     assert_eq!(devices[0]["sockets"], 1, "{devices}");
 
+    // A restart of the server: the paired session reconnects by itself, no QR, one socket.
+    let app = app.restart().await;
+    let st = wait_status(&app, "wa1", "connected", Duration::from_secs(40)).await;
+    assert_eq!(st["phone"], "5511999990101", "{st}");
+    assert_eq!(
+        app.get_json("/wa1/qr").await,
+        json!({"status": "connected"})
+    );
+    let devices: Value = reqwest::get(format!("{}/admin/devices", wa.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(devices[0]["sockets"], 1, "{devices}");
+
     let (code, b) = TestApp::call(app.post("/wa1/logout")).await;
     assert_eq!(
         (code, b),
         (200, json!({"message": "logged out successfully"}))
     );
-    assert_eq!(app.get_json("/wa1/status").await["status"], "disconnected");
+    let st = app.get_json("/wa1/status").await;
+    assert_eq!(st["status"], "disconnected");
+    assert!(
+        st.get("deviceJid").is_none() && st.get("phone").is_none(),
+        "{st}"
+    );
+    // Logged out: the keys are gone, the next connect asks for a QR again.
+    let (_, b) = TestApp::call(app.post("/wa1/connect")).await;
+    assert_eq!(b["message"], "scan QR code to authenticate", "{b}");
     wa.stop().await;
 }
 

@@ -105,6 +105,7 @@ impl Drop for PgDatabase {
 /// A running application and what it needs to stay alive.
 pub struct TestApp {
     pub base: String,
+    config: Config,
     pub client: reqwest::Client,
     _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -189,6 +190,20 @@ impl TestApp {
         }
     }
 
+    /// Stops the server gracefully, then starts it again on the same data (database, data
+    /// directory), on a new port: what a restart of the process does.
+    pub async fn restart(mut self) -> TestApp {
+        self.begin_shutdown();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        let config = self.config.clone();
+        let data_dir =
+            std::mem::replace(&mut self._data_dir, tempfile::tempdir().expect("tempdir"));
+        let pg = self._pg.take();
+        start(config, data_dir, pg).await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
@@ -243,7 +258,7 @@ pub async fn spawn_with(db: Db, tune: impl FnOnce(&mut Config)) -> Option<TestAp
 }
 
 pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDatabase>) -> TestApp {
-    let app = App::build(config).await.expect("app builds");
+    let app = App::build(config.clone()).await.expect("app builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
@@ -251,6 +266,7 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDat
         let _ = rx.await;
     }));
     TestApp {
+        config,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         _data_dir: data_dir,
