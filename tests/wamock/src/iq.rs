@@ -5,13 +5,14 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Node, Server};
 
 use crate::nodes::{attr, child, iq_error, iq_result};
-use crate::state::{DeviceAddr, State};
+use crate::state::{ConnId, DeviceAddr, State};
 use crate::usync;
 
 pub struct IqContext<'a> {
     pub state: &'a State,
     /// The logged-in device, `None` on a pairing connection.
     pub device: Option<&'a DeviceAddr>,
+    pub conn: Option<ConnId>,
 }
 
 /// An IQ failure: `<error code text/>`.
@@ -39,6 +40,9 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         "usync" => usync::answer(ctx, iq),
         "w:sync:app:state" => app_state(iq),
         "abt" => Ok(vec![props()]),
+        "md" if child(iq, "link_code_companion_reg").is_some() => {
+            crate::pair_code::companion_iq(ctx, iq)
+        }
         "privacy" => privacy(iq),
         "blocklist" => blocklist(iq),
         // Keepalive pings, passive/active and ping: an empty result is the answer.

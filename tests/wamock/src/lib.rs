@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod iq;
 pub mod keyshare;
 pub mod nodes;
+pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
 pub mod relay;

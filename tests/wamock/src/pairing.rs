@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
 use sha2::Sha256;
 use thiserror::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use wacore::adv::{AdvValidation, validate_adv_with_identity_key};
 use wacore::companion_reg::NATIVE_CAMERA_DEEP_LINK_PREFIX;
 use wacore::libsignal::protocol::KeyPair;
@@ -22,7 +22,7 @@ use waproto::whatsapp as wa;
 use crate::keyshare;
 use crate::nodes::{attr, bytes, child, server_iq, stream_error, unix_now};
 use crate::prekeys::KeyBundle;
-use crate::state::{Device, DeviceAddr, Outbound, State};
+use crate::state::{ConnId, Device, DeviceAddr, Outbound, PairingCandidate, State};
 
 /// How many QR refs a pairing connection gets (the client shows one after another).
 pub const REF_COUNT: usize = 6;
@@ -36,6 +36,8 @@ pub enum PairingError {
     BadRequest(String),
     #[error("no connected client shows this QR code (expired, already used, or disconnected)")]
     UnknownRef,
+    #[error("no connected client waits for a pairing code for this phone number")]
+    UnknownCode,
     #[error("the client disconnected before pairing completed")]
     Gone,
     #[error("the client did not answer pair-success within {0:?}")]
@@ -215,7 +217,7 @@ pub fn verify_device_sign(
     }
 }
 
-fn valid_phone(phone: &str) -> bool {
+pub fn valid_phone(phone: &str) -> bool {
     (5..=20).contains(&phone.len())
         && phone.bytes().all(|b| b.is_ascii_digit())
         && !phone.starts_with('0')
@@ -243,19 +245,49 @@ pub async fn scan_qr(
             "the QR keys are not those of the client showing this ref".into(),
         ));
     }
+    link(
+        state,
+        Linking {
+            conn,
+            tx,
+            candidate,
+            adv_secret: scanned.adv_secret,
+        },
+        phone,
+        push_name,
+    )
+    .await
+}
+
+/// A client about to be linked: its connection, its keys, and the secret the phone
+/// and it share (from the QR, or derived in the pairing-code exchange).
+pub struct Linking {
+    pub conn: ConnId,
+    pub tx: mpsc::UnboundedSender<Outbound>,
+    pub candidate: PairingCandidate,
+    pub adv_secret: [u8; 32],
+}
+
+/// The phone links the client as a new device of `phone`: `pair-success`, the client's
+/// counter-signature, the device record, the app-state key share, then 515.
+pub async fn link(
+    state: &State,
+    linking: Linking,
+    phone: &str,
+    push_name: Option<String>,
+) -> Result<String, PairingError> {
+    let Linking {
+        conn,
+        tx,
+        candidate,
+        adv_secret,
+    } = linking;
+    let identity_pub = candidate.keys.identity;
     let (account_key, raw_id, lid, device_id) = state.reserve_device(phone, push_name);
     let key_index = u32::from(device_id);
-    let addr = DeviceAddr {
-        phone: phone.to_string(),
-        device: device_id,
-    };
-    let container = device_identity_container(
-        &account_key,
-        raw_id,
-        key_index,
-        &scanned.identity_pub,
-        &scanned.adv_secret,
-    )?;
+    let addr = DeviceAddr::new(phone, device_id);
+    let container =
+        device_identity_container(&account_key, raw_id, key_index, &identity_pub, &adv_secret)?;
     let iq_id = format!("pair-{device_id}-{}", rand::rng().random::<u32>());
     let iq = pair_success_iq(
         &iq_id,
@@ -270,7 +302,7 @@ pub async fn scan_qr(
         .await
         .map_err(|_| PairingError::Timeout(SIGN_TIMEOUT))?
         .map_err(|_| PairingError::Gone)?;
-    let signed_identity = verify_device_sign(&reply, &scanned.identity_pub, key_index)?;
+    let signed_identity = verify_device_sign(&reply, &identity_pub, key_index)?;
     let keys = candidate.keys;
     state.complete_pairing(
         conn,
@@ -278,8 +310,8 @@ pub async fn scan_qr(
         Device {
             id: device_id,
             key_index,
-            noise_pub: scanned.noise_pub,
-            identity_pub: scanned.identity_pub,
+            noise_pub: candidate.noise_pub,
+            identity_pub,
             signed_identity: Some(signed_identity),
             keys: keys.clone(),
             paired_at: unix_now(),

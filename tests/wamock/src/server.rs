@@ -37,6 +37,7 @@ fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/ws/chat", get(chat))
         .route("/admin/scan-qr", post(admin::scan_qr))
+        .route("/admin/pair-code", post(admin::pair_code))
         .route("/admin/devices", get(admin::devices))
         .route("/admin/devices/{jid}/kick", post(admin::faults::kick))
         .route("/admin/users", post(admin::users::create))

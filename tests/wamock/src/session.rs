@@ -265,6 +265,7 @@ impl Session {
                 noise_pub: client_static,
                 keys,
                 refs: refs.clone(),
+                code: None,
             },
         );
         let iq_id = self.iq_id();
@@ -292,6 +293,7 @@ impl Session {
                     let ctx = IqContext {
                         state: &self.state,
                         device: self.device.as_ref(),
+                        conn: self.id,
                     };
                     let answer = iq::answer(&ctx, &node);
                     self.send(cipher, &answer).await?;

@@ -33,12 +33,23 @@ pub enum Outbound {
     Close(Option<Node>),
 }
 
-/// An unpaired client waiting for a QR scan on one connection.
+/// An unpaired client waiting for a QR scan (or a pairing code) on one connection.
 #[derive(Debug, Clone)]
 pub struct PairingCandidate {
     pub noise_pub: [u8; 32],
     pub keys: KeyBundle,
     pub refs: Vec<String>,
+    /// Its `companion_hello`, once it asked to pair by code.
+    pub code: Option<CodeRequest>,
+}
+
+/// A client's `companion_hello`: the number it wants to link to and its ephemeral key,
+/// wrapped with the code it shows.
+#[derive(Debug, Clone)]
+pub struct CodeRequest {
+    pub phone: String,
+    pub wrapped_ephemeral: Vec<u8>,
+    pub pairing_ref: String,
 }
 
 struct Conn {
@@ -56,6 +67,10 @@ struct Inner {
     /// Delivered (or queued) and not yet acknowledged, per device: resent at each login.
     pending: HashMap<DeviceAddr, VecDeque<Node>>,
     refs: HashMap<String, ConnId>,
+    /// The connection waiting for a code per phone number (the latest hello wins).
+    code_requests: HashMap<String, ConnId>,
+    /// Who waits for a connection's `companion_finish`.
+    code_finish: HashMap<ConnId, oneshot::Sender<Node>>,
     next_conn: ConnId,
 }
 
@@ -206,7 +221,13 @@ impl State {
             for r in p.refs {
                 inner.refs.remove(&r);
             }
+            if let Some(code) = p.code
+                && inner.code_requests.get(&code.phone) == Some(&id)
+            {
+                inner.code_requests.remove(&code.phone);
+            }
         }
+        inner.code_finish.remove(&id);
         if let Some(addr) = conn.device
             && inner.by_device.get(&addr) == Some(&id)
         {
@@ -240,6 +261,44 @@ impl State {
         let id = *inner.refs.get(pairing_ref)?;
         let conn = inner.conns.get(&id)?;
         Some((id, conn.tx.clone(), conn.pairing.clone()?))
+    }
+
+    /// Records a connection's `companion_hello`. False when it is not a pairing one.
+    pub fn offer_code(&self, id: ConnId, request: CodeRequest) -> bool {
+        let mut inner = self.lock();
+        let Some(candidate) = inner.conns.get_mut(&id).and_then(|c| c.pairing.as_mut()) else {
+            return false;
+        };
+        let phone = request.phone.clone();
+        candidate.code = Some(request);
+        inner.code_requests.insert(phone, id);
+        true
+    }
+
+    /// The connection waiting for a code for this phone number.
+    pub fn code_target(
+        &self,
+        phone: &str,
+    ) -> Option<(ConnId, mpsc::UnboundedSender<Outbound>, PairingCandidate)> {
+        let inner = self.lock();
+        let id = *inner.code_requests.get(phone)?;
+        let conn = inner.conns.get(&id)?;
+        Some((id, conn.tx.clone(), conn.pairing.clone()?))
+    }
+
+    /// Waits for this connection's next `companion_finish`.
+    pub fn await_code_finish(&self, id: ConnId) -> oneshot::Receiver<Node> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().code_finish.insert(id, tx);
+        rx
+    }
+
+    /// Hands a `companion_finish` to whoever waits for it. False when nobody does.
+    pub fn code_finished(&self, id: ConnId, finish: Node) -> bool {
+        match self.lock().code_finish.remove(&id) {
+            Some(tx) => tx.send(finish).is_ok(),
+            None => false,
+        }
     }
 
     /// Creates the account on first use and reserves the next device id.
@@ -292,14 +351,16 @@ impl State {
         if let Some(account) = inner.accounts.get_mut(phone) {
             account.devices.insert(device.id, device);
         }
-        let refs = inner
-            .conns
-            .get_mut(&conn)
-            .and_then(|c| c.pairing.take())
-            .map(|p| p.refs)
-            .unwrap_or_default();
-        for r in refs {
+        let Some(pairing) = inner.conns.get_mut(&conn).and_then(|c| c.pairing.take()) else {
+            return;
+        };
+        for r in pairing.refs {
             inner.refs.remove(&r);
+        }
+        if let Some(code) = pairing.code
+            && inner.code_requests.get(&code.phone) == Some(&conn)
+        {
+            inner.code_requests.remove(&code.phone);
         }
     }
 

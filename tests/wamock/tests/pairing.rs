@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestClient, devices, init_tracing, pair_and_connect, wait_devices};
+use common::{TestClient, devices, init_tracing, pair_and_connect, post_json, wait_devices};
 use serde_json::json;
 use wacore::store::InMemoryBackend;
 use whatsapp_rust::types::events::Event;
@@ -104,6 +104,71 @@ async fn a_server_that_forgot_the_device_logs_it_out() -> anyhow::Result<()> {
     assert_eq!(server.handshakes().xx_fallback, 1);
     assert_eq!(devices(&server.http_url()).await?, json!([]));
 
+    client.shutdown().await;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_by_phone_code() -> anyhow::Result<()> {
+    init_tracing();
+    let server = wamock::Server::start("127.0.0.1:0").await?;
+    let http = server.http_url();
+    let phone = "5511999990004";
+    let client = TestClient::start_with(
+        &server.ws_url(),
+        Arc::new(InMemoryBackend::new()),
+        Some(phone),
+    )
+    .await?;
+    let code = client
+        .wait_for("pairing code", Duration::from_secs(10), |e| match e {
+            Event::PairingCode(c) => Some(c.code.clone()),
+            _ => None,
+        })
+        .await?;
+    // A wrong code does not open the client's key bundle.
+    let wrong = if code.starts_with('A') {
+        "BBBB-BBBB"
+    } else {
+        "AAAA-AAAA"
+    };
+    let refused = reqwest::Client::new()
+        .post(format!("{http}/admin/pair-code"))
+        .json(&json!({ "phone": phone, "code": wrong }))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 422, "{}", refused.text().await?);
+    // No client waits for a code for another number.
+    let unknown = reqwest::Client::new()
+        .post(format!("{http}/admin/pair-code"))
+        .json(&json!({ "phone": "5511999990999", "code": code }))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), 404);
+
+    let dashed = format!("{}-{}", &code[..4], &code[4..]);
+    let answer = post_json(
+        format!("{http}/admin/pair-code"),
+        json!({ "phone": phone, "code": dashed }),
+    )
+    .await?;
+    let jid = answer["jid"].as_str().unwrap_or_default().to_string();
+    assert_eq!(jid, "5511999990004:1@s.whatsapp.net");
+    client
+        .wait_for("PairSuccess", Duration::from_secs(10), |e| {
+            matches!(e, Event::PairSuccess(_)).then_some(())
+        })
+        .await?;
+    client
+        .wait_for("Connected", Duration::from_secs(10), |e| {
+            matches!(e, Event::Connected(_)).then_some(())
+        })
+        .await?;
+    assert_eq!(
+        devices(&http).await?,
+        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+    );
     client.shutdown().await;
     server.stop().await;
     Ok(())

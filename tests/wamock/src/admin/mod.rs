@@ -32,7 +32,7 @@ pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 fn pairing_status(e: &PairingError) -> StatusCode {
     match e {
         PairingError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        PairingError::UnknownRef => StatusCode::NOT_FOUND,
+        PairingError::UnknownRef | PairingError::UnknownCode => StatusCode::NOT_FOUND,
         PairingError::Gone => StatusCode::GONE,
         PairingError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         PairingError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -53,6 +53,33 @@ pub async fn scan_qr(
         Ok(jid) => Json(json!({ "jid": jid })).into_response(),
         Err(e) => {
             tracing::info!(error = %e, "scan-qr failed");
+            error(pairing_status(&e), e)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairCodeRequest {
+    pub phone: String,
+    pub code: String,
+    #[serde(default)]
+    pub push_name: Option<String>,
+}
+
+/// `POST /admin/pair-code {"phone", "code", "pushName"?}` → `{"jid"}`.
+pub async fn pair_code(
+    AxumState(state): AxumState<Arc<State>>,
+    body: Result<Json<PairCodeRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match crate::pair_code::enter_code(&state, &req.phone, &req.code, req.push_name).await {
+        Ok(jid) => Json(json!({ "jid": jid })).into_response(),
+        Err(e) => {
+            tracing::info!(error = %e, "pair-code failed");
             error(pairing_status(&e), e)
         }
     }

@@ -20,6 +20,7 @@ use whatsapp_rust::client::Client;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
 use crate::nodes::unix_now;
+use crate::pairing::valid_phone;
 use crate::state::State;
 use events::Recorder;
 use inbox::{InboxEntry, ReceiptEntry};
@@ -100,12 +101,6 @@ pub fn user_jid(to: &str) -> Result<Jid, UserError> {
         )));
     }
     Ok(jid)
-}
-
-pub fn valid_phone(phone: &str) -> bool {
-    (5..=20).contains(&phone.len())
-        && phone.bytes().all(|b| b.is_ascii_digit())
-        && !phone.starts_with('0')
 }
 
 #[derive(Default)]

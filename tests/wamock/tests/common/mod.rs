@@ -11,6 +11,7 @@ use wacore::net::{HttpClient, HttpRequest, HttpResponse};
 use wacore::store::InMemoryBackend;
 use whatsapp_rust::async_channel::Receiver;
 use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{ChannelEventHandler, Event};
 
@@ -54,15 +55,29 @@ pub struct TestClient {
 impl TestClient {
     /// Builds a client over `backend` (an existing store logs in again) and starts it.
     pub async fn start(ws_url: &str, backend: Arc<InMemoryBackend>) -> anyhow::Result<Self> {
-        let bot = Bot::builder()
+        Self::start_with(ws_url, backend, None).await
+    }
+
+    /// Like `start`, and an unpaired client asks to pair by code with `phone`.
+    pub async fn start_with(
+        ws_url: &str,
+        backend: Arc<InMemoryBackend>,
+        pair_code_phone: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut builder = Bot::builder()
             .with_backend_arc(backend)
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(ws_url))
             .with_http_client(ReqwestHttp(reqwest::Client::new()))
             .with_runtime(whatsapp_rust::TokioRuntime)
             .with_version((2, 3000, 1))
-            .with_push_name("wamock test")
-            .build()
-            .await?;
+            .with_push_name("wamock test");
+        if let Some(phone) = pair_code_phone {
+            builder = builder.with_pair_code(PairCodeOptions {
+                phone_number: phone.to_string(),
+                ..Default::default()
+            });
+        }
+        let bot = builder.build().await?;
         let (handler, events) = ChannelEventHandler::new();
         bot.client().subscribe_handler(handler).detach();
         Ok(Self {
