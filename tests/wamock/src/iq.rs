@@ -40,6 +40,7 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         "usync" => usync::answer(ctx, iq),
         "w:sync:app:state" => app_state(iq),
         "abt" => Ok(vec![props()]),
+        "w:m" if child(iq, "media_conn").is_some() => Ok(vec![ctx.state.media.media_conn()]),
         "md" if child(iq, "link_code_companion_reg").is_some() => {
             crate::pair_code::companion_iq(ctx, iq)
         }

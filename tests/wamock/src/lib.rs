@@ -9,8 +9,10 @@ pub mod error;
 pub mod faults;
 pub mod framing;
 pub mod handshake;
+pub mod http_client;
 pub mod iq;
 pub mod keyshare;
+pub mod media;
 pub mod nodes;
 pub mod pair_code;
 pub mod pairing;
@@ -23,5 +25,6 @@ pub mod users;
 pub mod usync;
 
 pub use error::{Error, Result};
+pub use http_client::{MEDIA_HOST, RoutingHttpClient};
 pub use server::Server;
 pub use state::{DeviceStatus, HandshakeCounts};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State as AxumState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
@@ -15,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::error::Result;
+use crate::media;
 use crate::session;
 use crate::state::{DeviceStatus, HandshakeCounts, State};
 
@@ -44,6 +46,11 @@ fn router(state: Arc<State>) -> Router {
         .route("/admin/users/{phone}/send", post(admin::users::send))
         .route("/admin/users/{phone}/inbox", get(admin::users::inbox))
         .route("/admin/users/{phone}/receipts", get(admin::users::receipts))
+        .route(
+            "/mms/{kind}/{token}",
+            post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
+        )
+        .route("/v/{*path}", get(media::download))
         .fallback(not_found)
         .with_state(state)
 }

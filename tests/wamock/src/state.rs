@@ -164,6 +164,7 @@ pub struct State {
     /// Where this server listens (simulated users connect here).
     pub addr: SocketAddr,
     pub users: crate::users::Users,
+    pub media: crate::media::MediaStore,
     inner: Mutex<Inner>,
     handshakes: Mutex<HandshakeCounts>,
 }
@@ -175,6 +176,7 @@ impl State {
             shutdown: CancellationToken::new(),
             addr,
             users: crate::users::Users::default(),
+            media: crate::media::MediaStore::default(),
             inner: Mutex::new(Inner::default()),
             handshakes: Mutex::new(HandshakeCounts::default()),
         }

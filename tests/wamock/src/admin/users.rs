@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::error;
 use crate::state::State;
+use crate::users::media::MediaRequest;
 use crate::users::{self, UserError};
 
 #[derive(Debug, Deserialize)]
@@ -22,10 +23,15 @@ pub struct CreateUser {
     pub push_name: Option<String>,
 }
 
+/// `{"to", "text"}`, or `{"to", "media": {"type", "data", "mimetype", "caption"?,
+/// "fileName"?}}`.
 #[derive(Debug, Deserialize)]
-pub struct SendText {
+pub struct SendRequest {
     pub to: String,
-    pub text: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub media: Option<MediaRequest>,
 }
 
 fn status(e: &UserError) -> StatusCode {
@@ -57,11 +63,11 @@ pub async fn create(
     }
 }
 
-/// `POST /admin/users/{phone}/send {"to", "text"}` → `{"id"}`.
+/// `POST /admin/users/{phone}/send {"to", "text" | "media"}` → `{"id"}`.
 pub async fn send(
     AxumState(state): AxumState<Arc<State>>,
     Path(phone): Path<String>,
-    body: Result<Json<SendText>, JsonRejection>,
+    body: Result<Json<SendRequest>, JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
@@ -71,7 +77,14 @@ pub async fn send(
         Ok(u) => u,
         Err(e) => return failed(e),
     };
-    match user.send_text(&req.to, &req.text).await {
+    let sent = match (&req.text, &req.media) {
+        (_, Some(media)) => user.send_media(&req.to, media).await,
+        (Some(text), None) => user.send_text(&req.to, text).await,
+        (None, None) => Err(UserError::BadRequest(
+            "a send needs \"text\" or \"media\"".into(),
+        )),
+    };
+    match sent {
         Ok(id) => Json(json!({ "id": id })).into_response(),
         Err(e) => failed(e),
     }

@@ -1,16 +1,21 @@
-//! Records what a simulated user's client emits: the messages it decrypted and the
-//! receipts it got.
+//! Records what a simulated user's client emits: the messages it decrypted (media
+//! downloaded and hashed as they arrive) and the receipts it got.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use wacore::types::events::{Event, EventHandler};
+use waproto::whatsapp as wa;
+use whatsapp_rust::client::Client;
 
 use super::inbox::{self, InboxEntry, ReceiptEntry};
+use super::media;
 
 #[derive(Default)]
 pub struct Recorder {
-    inbox: Mutex<Vec<InboxEntry>>,
+    inbox: Arc<Mutex<Vec<InboxEntry>>>,
     receipts: Mutex<Vec<ReceiptEntry>>,
+    /// The user's client, for media downloads (set once it is built).
+    client: OnceLock<Weak<Client>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -18,6 +23,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Recorder {
+    pub fn set_client(&self, client: &Arc<Client>) {
+        let _ = self.client.set(Arc::downgrade(client));
+    }
+
     pub fn inbox(&self) -> Vec<InboxEntry> {
         lock(&self.inbox).clone()
     }
@@ -26,24 +35,47 @@ impl Recorder {
         lock(&self.receipts).clone()
     }
 
-    /// Updates the entry with this id (media details arrive after the download).
-    pub fn update(&self, id: &str, f: impl FnOnce(&mut InboxEntry)) {
-        if let Some(e) = lock(&self.inbox).iter_mut().find(|e| e.id == id) {
-            f(e);
+    /// Downloads a received message's media and fills in its inbox entry.
+    fn fetch_media(&self, id: String, message: Arc<wa::Message>) {
+        if media::downloadable(&message).is_none() {
+            return;
         }
-    }
-
-    fn push(&self, entry: InboxEntry) {
-        lock(&self.inbox).push(entry);
+        let (Some(client), Ok(runtime)) = (
+            self.client.get().and_then(Weak::upgrade),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let inbox = self.inbox.clone();
+        runtime.spawn(async move {
+            let Some(result) = media::fetch_hash(&client, &message).await else {
+                return;
+            };
+            if let Some(e) = lock(&inbox).iter_mut().find(|e| e.id == id) {
+                match result {
+                    Ok((sha256, len)) => {
+                        e.sha256 = Some(sha256);
+                        e.file_length = Some(len);
+                    }
+                    Err(err) => {
+                        tracing::info!(id = %e.id, error = %err, "simulated user could not download media");
+                        e.media_error = Some(err);
+                    }
+                }
+            }
+        });
     }
 }
 
 impl EventHandler for Recorder {
-    fn handle_event(&self, event: std::sync::Arc<Event>) {
+    fn handle_event(&self, event: Arc<Event>) {
         match &*event {
             Event::Messages(batch) => {
                 for m in batch {
-                    self.push(inbox::entry(&m.message, &m.info));
+                    let entry = inbox::entry(&m.message, &m.info);
+                    let id = entry.id.clone();
+                    lock(&self.inbox).push(entry);
+                    self.fetch_media(id, m.message.clone());
                 }
             }
             Event::Receipt(r) => {

@@ -3,8 +3,8 @@
 //! relay: the users' Signal sessions, encryption and decryption are the library's.
 
 pub mod events;
-pub mod http;
 pub mod inbox;
+pub mod media;
 pub mod register;
 
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use thiserror::Error;
 use wacore::store::InMemoryBackend;
 use wacore::store::traits::{DeviceStore, LidPnMappingEntry, ProtocolStore};
 use wacore_binary::{Jid, Server};
+use waproto::whatsapp as wa;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::client::Client;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
@@ -66,8 +67,28 @@ impl SimUser {
 
     /// Sends a text; returns the message id once the stanza is on the wire.
     pub async fn send_text(&self, to: &str, text: &str) -> Result<String, UserError> {
+        let message = wa::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        self.send(to, message).await
+    }
+
+    /// Uploads a file and sends it; returns the message id.
+    pub async fn send_media(
+        &self,
+        to: &str,
+        request: &media::MediaRequest,
+    ) -> Result<String, UserError> {
+        let message = tokio::time::timeout(SEND_TIMEOUT, media::message(&self.client, request))
+            .await
+            .map_err(|_| UserError::Timeout("uploading the media"))??;
+        self.send(to, message).await
+    }
+
+    async fn send(&self, to: &str, message: wa::Message) -> Result<String, UserError> {
         let to = user_jid(to)?;
-        let sent = tokio::time::timeout(SEND_TIMEOUT, self.client.send_text(to, text))
+        let sent = tokio::time::timeout(SEND_TIMEOUT, self.client.send_message(to, message))
             .await
             .map_err(|_| UserError::Timeout("sending the message"))?
             .map_err(|e| UserError::Client(e.to_string()))?;
@@ -191,7 +212,7 @@ async fn start_client(
         .with_transport_factory(
             TokioWebSocketTransportFactory::new().with_url(format!("ws://{}/ws/chat", state.addr)),
         )
-        .with_http_client(http::UserHttp::new(state.addr))
+        .with_http_client(crate::http_client::RoutingHttpClient::new(state.addr))
         .with_runtime(whatsapp_rust::TokioRuntime)
         .with_version((2, 3000, 1))
         .build()
@@ -200,6 +221,7 @@ async fn start_client(
     // A phone in use: delivery receipts are plain (not `inactive`).
     client.set_force_active_delivery_receipts(true);
     let recorder = Arc::new(Recorder::default());
+    recorder.set_client(&client);
     client.subscribe_handler(recorder.clone()).detach();
     let handle = bot.spawn();
     Ok(Arc::new(SimUser {

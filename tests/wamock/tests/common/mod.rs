@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
-use wacore::net::{HttpClient, HttpRequest, HttpResponse};
 use wacore::store::InMemoryBackend;
 use whatsapp_rust::async_channel::Receiver;
 use whatsapp_rust::bot::{Bot, BotHandle};
@@ -25,25 +24,14 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// whatsapp-rust without `ureq-client` needs an HTTP client; this one is reqwest.
-pub struct ReqwestHttp(pub reqwest::Client);
-
-#[async_trait::async_trait]
-impl HttpClient for ReqwestHttp {
-    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())?;
-        let mut builder = self.0.request(method, &request.url);
-        for (k, v) in &request.headers {
-            builder = builder.header(k, v);
-        }
-        if let Some(body) = request.body {
-            builder = builder.body(body);
-        }
-        let response = builder.send().await?;
-        let status_code = response.status().as_u16();
-        let body = response.bytes().await?.to_vec();
-        Ok(HttpResponse { status_code, body })
-    }
+/// `ws://ADDR/ws/chat` → ADDR.
+pub fn server_addr(ws_url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let addr = ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    Ok(addr.parse()?)
 }
 
 /// One whatsapp-rust client with its event stream.
@@ -67,7 +55,8 @@ impl TestClient {
         let mut builder = Bot::builder()
             .with_backend_arc(backend)
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(ws_url))
-            .with_http_client(ReqwestHttp(reqwest::Client::new()))
+            // Routes wamock's media host (from `media_conn`) to wamock's HTTP side.
+            .with_http_client(wamock::RoutingHttpClient::new(server_addr(ws_url)?))
             .with_runtime(whatsapp_rust::TokioRuntime)
             .with_version((2, 3000, 1))
             .with_push_name("wamock test");

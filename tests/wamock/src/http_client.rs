@@ -1,6 +1,7 @@
-//! The HTTP client simulated users' whatsapp-rust clients get. The client builds media
-//! URLs as `https://{host}{path}`; requests for wamock's media host go to wamock's own
-//! plain-HTTP listener instead.
+//! An HTTP client for whatsapp-rust clients that talk to wamock (simulated users get
+//! one; tests and onwapp's wamock builds can use it or copy [`route`]). The client
+//! builds media URLs as `https://{host}{path}` from the `media_conn` hosts; requests for
+//! wamock's media host go to wamock's own plain-HTTP listener instead.
 
 use std::net::SocketAddr;
 
@@ -9,12 +10,13 @@ use wacore::net::{HttpClient, HttpRequest, HttpResponse};
 /// The host name wamock's `media_conn` answer names.
 pub const MEDIA_HOST: &str = "media.wamock.test";
 
-pub struct UserHttp {
+pub struct RoutingHttpClient {
     client: reqwest::Client,
     server: SocketAddr,
 }
 
-impl UserHttp {
+impl RoutingHttpClient {
+    /// Routes wamock's media host to `server` (wamock's address).
     pub fn new(server: SocketAddr) -> Self {
         Self {
             client: reqwest::Client::new(),
@@ -35,7 +37,7 @@ pub fn route(url: &str, server: SocketAddr) -> String {
 }
 
 #[async_trait::async_trait]
-impl HttpClient for UserHttp {
+impl HttpClient for RoutingHttpClient {
     async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())?;
         let mut builder = self
