@@ -547,13 +547,6 @@ impl State {
         }
     }
 
-    /// The live connection of a device.
-    pub fn conn_of(&self, addr: &DeviceAddr) -> Option<mpsc::UnboundedSender<Outbound>> {
-        let inner = self.lock();
-        let id = inner.by_device.get(addr)?;
-        inner.conns.get(id).map(|c| c.tx.clone())
-    }
-
     /// Unbinds a device from its live connection (which no longer counts as its socket)
     /// and returns that connection.
     pub fn detach(&self, addr: &DeviceAddr) -> Option<mpsc::UnboundedSender<Outbound>> {
