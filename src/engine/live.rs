@@ -8,8 +8,12 @@ use std::{
 use tokio::sync::Mutex as AsyncMutex;
 use whatsapp_rust::{Client, async_channel::Receiver, bot::BotHandle, types::events::Event};
 
-use super::Engine;
+use super::{
+    Engine,
+    events::{Envelope, message_event, message_payload, message_row},
+};
 use crate::store::{DeviceUpdate, SessionRecord, Store};
+use whatsapp_rust::{Jid, wacore_binary::JidExt, waproto::whatsapp as wa};
 
 /// The states the API reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,23 @@ impl Live {
     /// Applies one event; `true` when the client is over.
     async fn on_event(&self, event: &Event, store: &dyn Store) -> bool {
         match event {
+            Event::Messages(batch) => {
+                for m in batch.iter() {
+                    let info = &m.info;
+                    let sender_pn = info.source.sender_alt.as_ref().filter(|j| j.is_pn());
+                    let envelope = Envelope {
+                        id: &info.id,
+                        chat: &info.source.chat,
+                        sender: &info.source.sender,
+                        sender_pn,
+                        from_me: info.source.is_from_me,
+                        is_group: info.source.is_group,
+                        push_name: &info.push_name,
+                        timestamp: info.timestamp.timestamp(),
+                    };
+                    self.record(store, &m.message, &envelope).await;
+                }
+            }
             Event::PairingQrCode(q) => {
                 self.set_qr(Some(q.code.clone()));
                 self.set_state(State::Connecting);
@@ -182,6 +203,38 @@ impl Live {
         {
             tracing::error!(session = %self.name, error = %e, "storing session state");
         }
+    }
+
+    /// Stores a message and appends its event to the outbox, in one transaction.
+    async fn record(&self, store: &dyn Store, message: &wa::Message, e: &Envelope<'_>) {
+        let row = message_row(message, e);
+        // Protocol messages (key shares, edits, revokes) are not chat messages; their own
+        // events come with the message actions.
+        if row.kind == "protocol" || (row.kind == "unknown" && row.content.is_none()) {
+            return;
+        }
+        let event = message_event(e.from_me);
+        let payload = message_payload(&self.name, event, &row, e);
+        if let Err(err) = store.record_message(self.id, &row, event, &payload).await {
+            tracing::error!(session = %self.name, id = %e.id, error = %err, "storing message");
+        }
+    }
+
+    /// Records a message this session sent through the API.
+    pub async fn record_sent(&self, store: &dyn Store, id: &str, to: &Jid, message: &wa::Message) {
+        let Some(me) = self.client.pn() else { return };
+        let push = self.client.push_name();
+        let envelope = Envelope {
+            id,
+            chat: to,
+            sender: &me,
+            sender_pn: None,
+            from_me: true,
+            is_group: to.is_group(),
+            push_name: &push,
+            timestamp: chrono::Utc::now().timestamp(),
+        };
+        self.record(store, message, &envelope).await;
     }
 
     pub async fn pair_with_code(

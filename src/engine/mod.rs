@@ -4,6 +4,7 @@
 //! [`Engine`] starts, stops and inspects sessions; [`live::Live`] is one running client and the
 //! task that turns its events into our session state.
 
+pub mod events;
 mod http_client;
 pub mod jid;
 mod live;
@@ -169,11 +170,14 @@ impl Engine {
         message: whatsapp_rust::waproto::whatsapp::Message,
     ) -> Result<String, EngineError> {
         let live = self.connected(name)?;
-        live.client()
-            .send_message(to, message)
+        let id = live
+            .client()
+            .send_message(to.clone(), message.clone())
             .await
             .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        live.record_sent(&*self.store, &id, &to, &message).await;
+        Ok(id)
     }
 
     /// Replaces the content of a message this session sent.

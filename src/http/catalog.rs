@@ -164,8 +164,7 @@ const Q_NEWSLETTER: &[QueryParam] = &[
 ];
 const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
-const SENT_NOT_STORED: &str =
-    "sent and delivered; not yet stored or emitted as message.sent (issue 4)";
+const SENT_NOT_STORED: &str = "sent, stored and queued as message.sent; media, quoting of unknown messages and delivery of the outbox are still to come (issues 4, 6)";
 
 /// Every endpoint of the contract, in the contract's order.
 pub static ENDPOINTS: &[Endpoint] = &[
@@ -358,12 +357,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .body("DisappearingTimerRequest")
     .res("MessageResponse"),
     Endpoint::new(GET, "/:session/chat/list", CHAT, "List All Chats")
+        .done()
         .query(Q_CHAT_LIST)
         .res("ChatListResponse"),
     Endpoint::new(GET, "/:session/chat/messages", CHAT, "Get Chat Messages")
+        .done()
         .query(Q_CHAT_MESSAGES)
         .res("ChatMessagesResponse"),
     Endpoint::new(GET, "/:session/chat/info", CHAT, "Get Chat Info")
+        .done()
         .query(Q_CHAT_ID)
         .res("ChatRecord"),
     // Messages - Send
@@ -924,6 +926,9 @@ mod tests {
             ("POST", "/:session/message/send/location"),
             ("POST", "/:session/message/send/contact"),
             ("POST", "/:session/message/edit"),
+            ("GET", "/:session/chat/list"),
+            ("GET", "/:session/chat/messages"),
+            ("GET", "/:session/chat/info"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
             ("GET", "/:session/webhook"),

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per area of the contract, each with `router()`.
 
 pub mod catalog;
+pub mod chat;
 pub mod dto;
 pub mod events;
 pub mod extract;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(lifecycle::router())
         .merge(messages::router())
+        .merge(chat::router())
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(events::router())

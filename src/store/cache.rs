@@ -176,3 +176,58 @@ impl DeviceStoreFactory for CachedStore {
         self.inner.delete_device_store(session_id).await
     }
 }
+
+#[async_trait]
+impl super::chat::MessageStore for CachedStore {
+    async fn record_message(
+        &self,
+        session_id: Uuid,
+        message: &super::chat::MessageRow,
+        event: &str,
+        payload: &serde_json::Value,
+    ) -> StoreResult<bool> {
+        self.inner
+            .record_message(session_id, message, event, payload)
+            .await
+    }
+
+    async fn list_messages(
+        &self,
+        session_id: Uuid,
+        chat_jid: &str,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<super::chat::MessageRow>> {
+        self.inner
+            .list_messages(session_id, chat_jid, limit, offset)
+            .await
+    }
+
+    async fn list_chats(
+        &self,
+        session_id: Uuid,
+        limit: i64,
+        offset: i64,
+        unread: bool,
+    ) -> StoreResult<Vec<super::chat::ChatRow>> {
+        self.inner
+            .list_chats(session_id, limit, offset, unread)
+            .await
+    }
+
+    async fn get_chat(
+        &self,
+        session_id: Uuid,
+        jid: &str,
+    ) -> StoreResult<Option<super::chat::ChatRow>> {
+        self.inner.get_chat(session_id, jid).await
+    }
+
+    async fn pending_events(
+        &self,
+        session_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<super::chat::OutboxRow>> {
+        self.inner.pending_events(session_id, limit).await
+    }
+}

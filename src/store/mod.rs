@@ -5,6 +5,7 @@
 //! whatsapp-rust's storage backend, on the same pool.
 
 mod cache;
+pub mod chat;
 pub mod device;
 mod models;
 mod postgres;
@@ -109,11 +110,16 @@ pub trait HealthCheck: Send + Sync {
 
 /// Everything the API needs from storage.
 pub trait Store:
-    SessionStore + SettingsStore + WebhookStore + HealthCheck + DeviceStoreFactory
+    SessionStore + SettingsStore + WebhookStore + HealthCheck + DeviceStoreFactory + chat::MessageStore
 {
 }
 impl<T> Store for T where
-    T: SessionStore + SettingsStore + WebhookStore + HealthCheck + DeviceStoreFactory
+    T: SessionStore
+        + SettingsStore
+        + WebhookStore
+        + HealthCheck
+        + DeviceStoreFactory
+        + chat::MessageStore
 {
 }
 

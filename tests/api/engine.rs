@@ -402,3 +402,88 @@ async fn pairphone_validates_the_phone() {
     .await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_and_sent_messages_are_stored_and_queued_as_events() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("rx").await;
+    pair(&app, &wa, "rx", "5511999990401").await;
+    let user_jid = user(&wa, "5511988880401").await;
+    // The user writes to the session.
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/users/5511988880401/send", wa.http_url()))
+        .json(&json!({"to": "5511999990401@s.whatsapp.net", "text": "hi bridge"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let path = format!("/rx/chat/messages?chatId={user_jid}");
+    let got = poll(&app, &path, Duration::from_secs(20), |b| {
+        b.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let m = &got[0];
+    assert_eq!(m["content"], "hi bridge", "{got}");
+    assert_eq!(
+        (m["type"].clone(), m["fromMe"].clone(), m["status"].clone()),
+        (json!("text"), json!(false), json!("delivered"))
+    );
+    assert_eq!(m["chatJid"], user_jid.as_str());
+
+    // The session answers; both are listed newest first.
+    let (code, sent) = TestApp::call(
+        app.post("/rx/message/send/text")
+            .json(&json!({"phone": "5511988880401", "text": "hello back"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{sent}");
+    let got = app.get_json(&path).await;
+    let contents: Vec<&str> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["hello back", "hi bridge"], "{got}");
+    assert_eq!(got[0]["msgId"], sent["messageId"]);
+    assert_eq!(got[0]["fromMe"], true);
+    // limit and offset.
+    let one = app.get_json(&format!("{path}&limit=1&offset=1")).await;
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    assert_eq!(one[0]["content"], "hi bridge");
+
+    let chats = app.get_json("/rx/chat/list").await;
+    assert_eq!(chats[0]["jid"], user_jid.as_str(), "{chats}");
+    assert_eq!(chats[0]["unreadCount"], 1, "{chats}");
+    let info = app
+        .get_json(&format!("/rx/chat/info?chatId={user_jid}"))
+        .await;
+    assert_eq!(info["jid"], user_jid.as_str());
+    let (code, e) = TestApp::call(app.get("/rx/chat/info?chatId=nobody@s.whatsapp.net")).await;
+    assert_eq!((code, e), (404, json!({"error": "chat not found"})));
+    for bad in [
+        "/rx/chat/messages",
+        "/rx/chat/info",
+        "/rx/chat/list?limit=x",
+        "/rx/chat/list?offset=-1",
+    ] {
+        let (code, e) = TestApp::call(app.get(bad)).await;
+        assert_eq!(code, 400, "{bad}: {e}");
+    }
+
+    // Each message and its event were written together: two events wait in the outbox.
+    let store = app.store();
+    let session = store.get_session("rx").await.unwrap().unwrap();
+    let events = store.pending_events(session.id, 10).await.unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["message.received", "message.sent"]);
+    assert_eq!(events[0].payload.0["sessionId"], "rx");
+    assert_eq!(events[0].payload.0["message"]["content"], "hi bridge");
+    wa.stop().await;
+}

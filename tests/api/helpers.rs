@@ -106,6 +106,7 @@ impl Drop for PgDatabase {
 pub struct TestApp {
     pub base: String,
     config: Config,
+    state: onwapp::app::AppState,
     pub client: reqwest::Client,
     _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -181,6 +182,11 @@ impl TestApp {
             .expect("request");
         assert_eq!(r.status(), 201, "creating session {name}");
         r.json().await.expect("json")
+    }
+
+    /// The running app's store, for checks the API does not expose (the outbox).
+    pub fn store(&self) -> std::sync::Arc<dyn onwapp::store::Store> {
+        self.state.store.clone()
     }
 
     /// Asks the server to shut down gracefully without waiting for it.
@@ -259,6 +265,7 @@ pub async fn spawn_with(db: Db, tune: impl FnOnce(&mut Config)) -> Option<TestAp
 
 pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDatabase>) -> TestApp {
     let app = App::build(config.clone()).await.expect("app builds");
+    let state = app.state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
@@ -267,6 +274,7 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDat
     }));
     TestApp {
         config,
+        state,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         _data_dir: data_dir,

@@ -1,0 +1,41 @@
+-- Chats and messages as the API lists them, and the webhook outbox written in the same
+-- transaction as the message it announces.
+CREATE TABLE IF NOT EXISTS messages (
+    session_id  UUID NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    chat_jid    TEXT NOT NULL,
+    msg_id      TEXT NOT NULL,
+    sender_jid  TEXT,
+    push_name   TEXT,
+    timestamp   BIGINT NOT NULL,
+    type        TEXT NOT NULL,
+    media_type  TEXT,
+    content     TEXT,
+    from_me     BOOLEAN NOT NULL,
+    is_group    BOOLEAN NOT NULL,
+    quoted_id   TEXT,
+    status      TEXT NOT NULL,
+    PRIMARY KEY (session_id, chat_jid, msg_id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (session_id, chat_jid, timestamp DESC);
+
+CREATE TABLE IF NOT EXISTS chats (
+    session_id              UUID NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    jid                     TEXT NOT NULL,
+    name                    TEXT,
+    unread_count            INTEGER NOT NULL DEFAULT 0,
+    marked_as_unread        BOOLEAN NOT NULL DEFAULT FALSE,
+    conversation_timestamp  BIGINT,
+    PRIMARY KEY (session_id, jid)
+);
+
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id               UUID PRIMARY KEY,
+    session_id       UUID NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    event            TEXT NOT NULL,
+    payload          JSONB NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'pending',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       TIMESTAMPTZ NOT NULL,
+    next_attempt_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox (session_id, created_at);
