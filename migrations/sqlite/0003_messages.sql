@@ -14,9 +14,11 @@ CREATE TABLE IF NOT EXISTS messages (
     is_group    INTEGER NOT NULL,
     quoted_id   TEXT,
     status      TEXT NOT NULL,
+    -- When we stored it (µs): orders messages that share a second.
+    stored_us   INTEGER NOT NULL,
     PRIMARY KEY (session_id, chat_jid, msg_id)
 );
-CREATE INDEX IF NOT EXISTS messages_by_time ON messages (session_id, chat_jid, timestamp DESC);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (session_id, chat_jid, timestamp DESC, stored_us DESC);
 
 CREATE TABLE IF NOT EXISTS chats (
     session_id              BLOB NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,

@@ -204,7 +204,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SESSIONS,
         "Pair with Phone Number",
     )
-    .partial("the code is requested from WhatsApp; wamock cannot complete it yet (issue 3)")
+    .done()
     .body("PairPhoneRequest")
     .res("PairPhoneResponse"),
     Endpoint::new(POST, "/:session/disconnect", SESSIONS, "Disconnect Session")

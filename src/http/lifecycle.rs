@@ -89,6 +89,11 @@ async fn pair_phone(
         s.engine.connect(&rec).await?;
     }
     let code = s.engine.pair_phone(&rec.name, &phone).await?;
+    // Shown as WhatsApp's phone shows it: `ABCD-EFGH`.
+    let code = match code.len() {
+        8 if code.is_ascii() && !code.contains('-') => format!("{}-{}", &code[..4], &code[4..]),
+        _ => code,
+    };
     Ok(Json(json!({ "code": code })))
 }
 

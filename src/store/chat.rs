@@ -91,8 +91,8 @@ macro_rules! impl_message_store {
                 let mut tx = self.pool.begin().await.map_err(q)?;
                 let inserted = sqlx::query::<$db>(
                     "INSERT INTO messages (session_id, chat_jid, msg_id, sender_jid, push_name, timestamp, \
-                     type, media_type, content, from_me, is_group, quoted_id, status) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     type, media_type, content, from_me, is_group, quoted_id, status, stored_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                      ON CONFLICT (session_id, chat_jid, msg_id) DO NOTHING",
                 )
                 .bind(session_id)
@@ -108,6 +108,7 @@ macro_rules! impl_message_store {
                 .bind(m.is_group)
                 .bind(m.quoted_id.as_deref())
                 .bind(&m.status)
+                .bind($crate::store::sql::now().timestamp_micros())
                 .execute(&mut *tx)
                 .await
                 .map_err(q)?
@@ -161,7 +162,7 @@ macro_rules! impl_message_store {
                     "SELECT msg_id, chat_jid, sender_jid, push_name, timestamp, type, media_type, content, \
                      from_me, is_group, quoted_id, status FROM messages \
                      WHERE session_id = $1 AND chat_jid = $2 \
-                     ORDER BY timestamp DESC, msg_id DESC LIMIT $3 OFFSET $4",
+                     ORDER BY timestamp DESC, stored_us DESC LIMIT $3 OFFSET $4",
                 )
                 .bind(session_id)
                 .bind(chat_jid)

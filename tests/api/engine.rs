@@ -404,8 +404,17 @@ async fn pairphone_validates_the_phone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incoming_and_sent_messages_are_stored_and_queued_as_events() {
-    let Some((app, wa)) = app_with_wamock().await else {
+async fn incoming_and_sent_messages_are_stored_and_queued_as_events_on_sqlite() {
+    messages_flow(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_and_sent_messages_are_stored_and_queued_as_events_on_postgres() {
+    messages_flow(Db::Postgres).await;
+}
+
+async fn messages_flow(db: Db) {
+    let Some((app, wa)) = app_on(db).await else {
         return;
     };
     app.create_session("rx").await;
@@ -485,5 +494,42 @@ async fn incoming_and_sent_messages_are_stored_and_queued_as_events() {
     assert_eq!(names, ["message.received", "message.sent"]);
     assert_eq!(events[0].payload.0["sessionId"], "rx");
     assert_eq!(events[0].payload.0["message"]["content"], "hi bridge");
+    wa.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_by_phone_code() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("pc").await;
+    let (code, b) = TestApp::call(
+        app.post("/pc/pairphone")
+            .json(&json!({"phone": "+55 11 99999-0501"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let typed = b["code"].as_str().unwrap().to_string();
+    assert_eq!((typed.len(), typed.find('-')), (9, Some(4)), "{b}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/pair-code", wa.http_url()))
+        .json(&json!({"phone": "5511999990501", "code": typed}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let st = wait_status(&app, "pc", "connected", Duration::from_secs(30)).await;
+    assert_eq!(st["phone"], "5511999990501", "{st}");
+    // Paired: asking again is a conflict, not a new code.
+    let (code, e) = TestApp::call(
+        app.post("/pc/pairphone")
+            .json(&json!({"phone": "5511999990501"})),
+    )
+    .await;
+    assert_eq!(code, 409, "{e}");
     wa.stop().await;
 }
