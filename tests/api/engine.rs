@@ -65,6 +65,34 @@ async fn pair(app: &TestApp, wa: &wamock::Server, name: &str, phone: &str) {
     wait_status(app, name, "connected", Duration::from_secs(40)).await;
 }
 
+/// What a simulated user's client received, decrypted, in arrival order.
+async fn user_inbox(wa: &wamock::Server, phone: &str) -> Value {
+    let url = format!("{}/admin/users/{phone}/inbox", wa.http_url());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the user received at least `n` messages.
+async fn wait_inbox(wa: &wamock::Server, phone: &str, n: usize) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = user_inbox(wa, phone).await;
+        if got.as_array().is_some_and(|a| a.len() >= n) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the user got only {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// wamock's view of the paired devices and their live sockets.
+async fn devices(wa: &wamock::Server) -> Value {
+    let url = format!("{}/admin/devices", wa.http_url());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// A simulated user on wamock: a phone of its own, with a real Signal identity.
 async fn user(wa: &wamock::Server, phone: &str) -> String {
     let b: Value = reqwest::Client::new()
@@ -101,24 +129,7 @@ async fn text_reaches_the_simulated_user_decrypted() {
     let id = sent["messageId"].as_str().unwrap().to_string();
     assert!(sent["timestamp"].as_i64().unwrap() > 1_700_000_000);
 
-    let inbox_url = format!("{}/admin/users/5511988880001/inbox", wa.http_url());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let inbox = loop {
-        let inbox: Value = reqwest::get(&inbox_url)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if inbox.as_array().is_some_and(|a| !a.is_empty()) {
-            break inbox;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the user received nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let inbox = wait_inbox(&wa, "5511988880001", 1).await;
     assert_eq!(inbox[0]["id"], id.as_str(), "{inbox}");
     assert_eq!(inbox[0]["type"], "text");
     assert_eq!(inbox[0]["text"], "hello from onwapp");
@@ -153,23 +164,7 @@ async fn text_reaches_the_simulated_user_decrypted() {
             "{b}"
         );
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let inbox = loop {
-        let inbox: Value = reqwest::get(&inbox_url)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if inbox.as_array().is_some_and(|a| a.len() >= 4) {
-            break inbox;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the user got only {inbox}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let inbox = wait_inbox(&wa, "5511988880001", 4).await;
     let kinds: Vec<&str> = inbox
         .as_array()
         .unwrap()
@@ -237,16 +232,11 @@ async fn text_reaches_the_simulated_user_decrypted() {
     let edit = json!({"phone": "5511988880001", "messageId": "X", "newText": ""});
     let (code, e) = TestApp::call(app.post("/tx/message/edit").json(&edit)).await;
     assert_eq!(code, 400, "{e}");
-    let inbox: Value = reqwest::get(&inbox_url)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = user_inbox(&wa, "5511988880001").await;
     assert_eq!(
-        inbox.as_array().unwrap().len(),
+        after.as_array().unwrap().len(),
         4,
-        "refused input sent nothing: {inbox}"
+        "refused input sent nothing: {after}"
     );
     wa.stop().await;
 }
@@ -338,13 +328,8 @@ async fn lifecycle(db: Db) {
     assert_eq!(b["status"], "connecting");
     assert!(b.get("qr").is_none(), "a paired session needs no QR: {b}");
     wait_status(&app, "wa1", "connected", Duration::from_secs(40)).await;
-    let devices: Value = reqwest::get(format!("{}/admin/devices", wa.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(devices[0]["sockets"], 1, "{devices}");
+    let listed = devices(&wa).await;
+    assert_eq!(listed[0]["sockets"], 1, "{listed}");
 
     // A restart of the server: the paired session reconnects by itself, no QR, one socket.
     let app = app.restart().await;
@@ -354,13 +339,8 @@ async fn lifecycle(db: Db) {
         app.get_json("/wa1/qr").await,
         json!({"status": "connected"})
     );
-    let devices: Value = reqwest::get(format!("{}/admin/devices", wa.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(devices[0]["sockets"], 1, "{devices}");
+    let listed = devices(&wa).await;
+    assert_eq!(listed[0]["sockets"], 1, "{listed}");
 
     let (code, b) = TestApp::call(app.post("/wa1/logout")).await;
     assert_eq!(

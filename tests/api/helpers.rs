@@ -165,6 +165,17 @@ impl TestApp {
             .expect("json array")
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request");
+        r.text().await.expect("metrics text")
+    }
+
     /// Sends `req`; returns the status and the body as JSON.
     pub async fn call(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
         let r = req.send().await.expect("request");

@@ -75,15 +75,7 @@ async fn metrics_count_requests_by_route_template() {
         app.get("/m1/status").send().await.unwrap();
     }
     app.get("/ghost/status").send().await.unwrap();
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let line = text
         .lines()
         .find(|l| {

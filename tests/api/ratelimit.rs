@@ -156,15 +156,13 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
     else {
         return;
     };
-    let fallback = |app: &TestApp| {
-        let req = app.client.get(app.url("/metrics"));
-        async move {
-            let text = req.send().await.unwrap().text().await.unwrap();
-            text.lines()
-                .find(|l| l.starts_with("onwapp_ratelimit_redis_fallback "))
-                .map(|l| l.ends_with(" 1"))
-        }
-    };
+    async fn fallback(app: &TestApp) -> Option<bool> {
+        app.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with("onwapp_ratelimit_redis_fallback "))
+            .map(|l| l.ends_with(" 1"))
+    }
     assert_eq!(app.get("/health").send().await.unwrap().status(), 200);
     assert_eq!(fallback(&app).await, Some(false));
 
@@ -189,15 +187,7 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
         .await,
         "never returned to redis"
     );
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("onwapp_ratelimit_redis_fallback_transitions_total 1"),
         "{text}"
