@@ -195,6 +195,22 @@ impl Engine {
             .map_err(|e| EngineError::Send(e.to_string()))
     }
 
+    /// Reacts to the message `key` in `chat`; an empty emoji removes the reaction.
+    pub async fn react(
+        &self,
+        name: &str,
+        chat: whatsapp_rust::Jid,
+        key: whatsapp_rust::waproto::whatsapp::MessageKey,
+        emoji: &str,
+    ) -> Result<String, EngineError> {
+        let live = self.connected(name)?;
+        live.client()
+            .send_reaction(chat, key, emoji)
+            .await
+            .map(|r| r.message_id)
+            .map_err(|e| EngineError::Send(e.to_string()))
+    }
+
     fn connected(&self, name: &str) -> Result<Arc<Live>, EngineError> {
         self.get(name)
             .filter(|l| l.state() == State::Connected)

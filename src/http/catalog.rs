@@ -446,6 +446,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("SendResponse"),
     // Messages - Actions
     Endpoint::new(POST, "/:session/message/react", ACTIONS, "Send Reaction")
+        .partial("sent; reactions are not yet stored nor emitted as message.reaction (issue 4)")
         .body("SendReactionRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/delete", ACTIONS, "Delete Message")
@@ -926,6 +927,7 @@ mod tests {
             ("POST", "/:session/message/send/location"),
             ("POST", "/:session/message/send/contact"),
             ("POST", "/:session/message/edit"),
+            ("POST", "/:session/message/react"),
             ("GET", "/:session/chat/list"),
             ("GET", "/:session/chat/messages"),
             ("GET", "/:session/chat/info"),

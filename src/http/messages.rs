@@ -12,8 +12,8 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{
-            EditMessageRequest, Quoted, SendContactRequest, SendLocationRequest, SendResponse,
-            SendTextRequest,
+            EditMessageRequest, Quoted, SendContactRequest, SendLocationRequest,
+            SendReactionRequest, SendResponse, SendTextRequest,
         },
         extract::{JsonBody, SessionCtx},
     },
@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/message/send/location", post(send_location))
         .route("/{session}/message/send/contact", post(send_contact))
         .route("/{session}/message/edit", post(edit))
+        .route("/{session}/message/react", post(react))
 }
 
 fn recipient(field: &str, raw: &str) -> Result<whatsapp_rust::Jid, ApiError> {
@@ -145,6 +146,36 @@ async fn edit(
         .edit(&rec.name, to, id, wa::Message::text(text))
         .await?;
     Ok(sent(edit_id))
+}
+
+/// Reacts to a message of the chat with `phone`; an empty `emoji` removes the reaction. Whether
+/// the message was ours comes from the store (a message never seen counts as theirs).
+async fn react(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<SendReactionRequest>,
+) -> ApiResult<Json<SendResponse>> {
+    use whatsapp_rust::wacore_binary::JidExt;
+    let chat = recipient("phone", &req.phone)?;
+    let id = required("messageId", &req.message_id)?;
+    let stored = s
+        .store
+        .get_message(rec.id, &chat.to_non_ad().to_string(), id)
+        .await?;
+    let from_me = stored.as_ref().is_some_and(|m| m.from_me);
+    let participant = match &stored {
+        Some(m) if chat.is_group() && !m.from_me => m.sender_jid.clone(),
+        _ => None,
+    };
+    let key = wa::MessageKey {
+        remote_jid: Some(chat.to_string()),
+        from_me: Some(from_me),
+        id: Some(id.to_string()),
+        participant,
+    };
+    Ok(sent(
+        s.engine.react(&rec.name, chat, key, &req.emoji).await?,
+    ))
 }
 
 async fn send_text(

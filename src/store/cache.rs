@@ -223,6 +223,15 @@ impl super::chat::MessageStore for CachedStore {
         self.inner.get_chat(session_id, jid).await
     }
 
+    async fn get_message(
+        &self,
+        session_id: Uuid,
+        chat_jid: &str,
+        msg_id: &str,
+    ) -> StoreResult<Option<super::chat::MessageRow>> {
+        self.inner.get_message(session_id, chat_jid, msg_id).await
+    }
+
     async fn pending_events(
         &self,
         session_id: Uuid,

@@ -72,6 +72,12 @@ pub trait MessageStore: Send + Sync {
         unread: bool,
     ) -> StoreResult<Vec<ChatRow>>;
     async fn get_chat(&self, session_id: Uuid, jid: &str) -> StoreResult<Option<ChatRow>>;
+    async fn get_message(
+        &self,
+        session_id: Uuid,
+        chat_jid: &str,
+        msg_id: &str,
+    ) -> StoreResult<Option<MessageRow>>;
     /// Pending outbox events of a session, oldest first.
     async fn pending_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<OutboxRow>>;
 }
@@ -206,6 +212,25 @@ macro_rules! impl_message_store {
                 )
                 .bind(session_id)
                 .bind(jid)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
+            }
+
+            async fn get_message(
+                &self,
+                session_id: uuid::Uuid,
+                chat_jid: &str,
+                msg_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::chat::MessageRow>> {
+                sqlx::query_as::<$db, $crate::store::chat::MessageRow>(
+                    "SELECT msg_id, chat_jid, sender_jid, push_name, timestamp, type, media_type, content, \
+                     from_me, is_group, quoted_id, status FROM messages \
+                     WHERE session_id = $1 AND chat_jid = $2 AND msg_id = $3",
+                )
+                .bind(session_id)
+                .bind(chat_jid)
+                .bind(msg_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))

@@ -466,6 +466,43 @@ async fn messages_flow(db: Db) {
         assert_eq!(code, 400, "{bad}: {e}");
     }
 
+    // A reaction to the user's message, then its removal (empty emoji).
+    let hi = got.as_array().unwrap()[1]["msgId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for emoji in ["❤️", ""] {
+        let body = json!({"phone": "5511988880401", "messageId": hi, "emoji": emoji});
+        let (code, b) = TestApp::call(app.post("/rx/message/react").json(&body)).await;
+        assert_eq!(code, 200, "{b}");
+    }
+    let seen = wait_inbox(&wa, "5511988880401", 3).await;
+    let reactions: Vec<(&str, &str)> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "reaction")
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap(),
+                m["text"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(reactions, [("reaction", "❤️"), ("reaction", "")], "{seen}");
+    for (bad, field) in [
+        (json!({"phone": "5511988880401", "emoji": "x"}), "messageId"),
+        (json!({"phone": "5511988880401", "messageId": hi}), "emoji"),
+        (
+            json!({"phone": "nope", "messageId": hi, "emoji": "x"}),
+            "phone",
+        ),
+    ] {
+        let (code, e) = TestApp::call(app.post("/rx/message/react").json(&bad)).await;
+        assert_eq!(code, 400, "{bad}");
+        assert!(e["error"].as_str().unwrap().contains(field), "{bad}: {e}");
+    }
+
     // Each message and its event were written together: two events wait in the outbox.
     let store = app.store();
     let session = store.get_session("rx").await.unwrap().unwrap();
