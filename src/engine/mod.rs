@@ -211,6 +211,21 @@ impl Engine {
             .map_err(|e| EngineError::Send(e.to_string()))
     }
 
+    /// Deletes a message for everyone in `chat`.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        chat: whatsapp_rust::Jid,
+        message_id: &str,
+        how: whatsapp_rust::RevokeType,
+    ) -> Result<(), EngineError> {
+        let live = self.connected(name)?;
+        live.client()
+            .revoke_message(chat, message_id, how)
+            .await
+            .map_err(|e| EngineError::Send(e.to_string()))
+    }
+
     fn connected(&self, name: &str) -> Result<Arc<Live>, EngineError> {
         self.get(name)
             .filter(|l| l.state() == State::Connected)

@@ -450,6 +450,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("SendReactionRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/delete", ACTIONS, "Delete Message")
+        .partial("deletes for everyone; forMe: true (this device only) answers 501 until app-state writes exist (issue 4)")
         .body("DeleteMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/edit", ACTIONS, "Edit Message")
@@ -928,6 +929,7 @@ mod tests {
             ("POST", "/:session/message/send/contact"),
             ("POST", "/:session/message/edit"),
             ("POST", "/:session/message/react"),
+            ("POST", "/:session/message/delete"),
             ("GET", "/:session/chat/list"),
             ("GET", "/:session/chat/messages"),
             ("GET", "/:session/chat/info"),

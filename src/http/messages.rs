@@ -12,8 +12,8 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{
-            EditMessageRequest, Quoted, SendContactRequest, SendLocationRequest,
-            SendReactionRequest, SendResponse, SendTextRequest,
+            DeleteMessageRequest, EditMessageRequest, Quoted, SendContactRequest,
+            SendLocationRequest, SendReactionRequest, SendResponse, SendTextRequest,
         },
         extract::{JsonBody, SessionCtx},
     },
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/message/send/contact", post(send_contact))
         .route("/{session}/message/edit", post(edit))
         .route("/{session}/message/react", post(react))
+        .route("/{session}/message/delete", post(delete))
 }
 
 fn recipient(field: &str, raw: &str) -> Result<whatsapp_rust::Jid, ApiError> {
@@ -176,6 +177,41 @@ async fn react(
     Ok(sent(
         s.engine.react(&rec.name, chat, key, &req.emoji).await?,
     ))
+}
+
+/// Deletes a message for everyone: our own anywhere, someone else's in a group (as admin).
+/// `forMe: true` (delete only on this device) needs app-state writes, not built yet: 501.
+async fn delete(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<DeleteMessageRequest>,
+) -> ApiResult<Json<SendResponse>> {
+    use whatsapp_rust::{RevokeType, wacore_binary::JidExt};
+    let chat = recipient("phone", &req.phone)?;
+    let id = required("messageId", &req.message_id)?;
+    if req.for_me == Some(true) {
+        return Err(ApiError::NotImplemented);
+    }
+    let stored = s
+        .store
+        .get_message(rec.id, &chat.to_non_ad().to_string(), id)
+        .await?;
+    let how = match stored {
+        Some(m) if !m.from_me => {
+            if !chat.is_group() {
+                return Err(ApiError::bad_request(
+                    "messageId: only your own messages can be deleted for everyone in a direct chat",
+                ));
+            }
+            let sender = m.sender_jid.as_deref().unwrap_or_default();
+            RevokeType::Admin {
+                original_sender: recipient("sender", sender)?,
+            }
+        }
+        _ => RevokeType::Sender,
+    };
+    s.engine.revoke(&rec.name, chat, id, how).await?;
+    Ok(sent(id.to_string()))
 }
 
 async fn send_text(

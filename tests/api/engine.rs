@@ -238,6 +238,28 @@ async fn text_reaches_the_simulated_user_decrypted() {
         4,
         "refused input sent nothing: {after}"
     );
+
+    // Deleting our text for everyone reaches the user as a revoke.
+    let (code, b) = TestApp::call(
+        app.post("/tx/message/delete")
+            .json(&json!({"phone": "5511988880001", "messageId": id, "forMe": false})),
+    )
+    .await;
+    assert_eq!((code, b["messageId"].clone()), (200, json!(id)), "{b}");
+    let seen = wait_inbox(&wa, "5511988880001", 5).await;
+    assert_eq!(seen[4]["type"], "protocol", "{seen}");
+    let (code, _) = TestApp::call(
+        app.post("/tx/message/delete")
+            .json(&json!({"phone": "5511988880001", "messageId": id, "forMe": true})),
+    )
+    .await;
+    assert_eq!(code, 501);
+    let (code, e) = TestApp::call(
+        app.post("/tx/message/delete")
+            .json(&json!({"phone": "5511988880001"})),
+    )
+    .await;
+    assert_eq!(code, 400, "{e}");
     wa.stop().await;
 }
 
