@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real Postgres/SQLite/Redis, spoken to over HTTP.
 
 mod helpers;
+mod wa;
 
 mod auth;
 mod device_store;
