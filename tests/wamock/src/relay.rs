@@ -66,6 +66,9 @@ fn shares(message: &Node) -> Vec<Share<'_>> {
 
 /// Relays a `<message>` from `sender` and returns the ack for it.
 pub fn message(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> {
+    if let Some(id) = attr(node, "id") {
+        state.message_arrived(&id, sender);
+    }
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };

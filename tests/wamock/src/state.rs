@@ -167,6 +167,17 @@ pub struct State {
     pub media: crate::media::MediaStore,
     inner: Mutex<Inner>,
     handshakes: Mutex<HandshakeCounts>,
+    taps: Mutex<Vec<mpsc::UnboundedSender<Arrival>>>,
+}
+
+/// A `<message>` as it reached the server (what [`State::tap_messages`] reports).
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The message id the sender chose.
+    pub id: String,
+    /// The sending device.
+    pub from: String,
+    pub at: std::time::Instant,
 }
 
 impl State {
@@ -179,7 +190,29 @@ impl State {
             media: crate::media::MediaStore::default(),
             inner: Mutex::new(Inner::default()),
             handshakes: Mutex::new(HandshakeCounts::default()),
+            taps: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Every `<message>` a logged-in device sends from now on, as it arrives (benchmarks
+    /// measure send latency up to here).
+    pub fn tap_messages(&self) -> mpsc::UnboundedReceiver<Arrival> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.taps.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    pub(crate) fn message_arrived(&self, id: &str, from: &DeviceAddr) {
+        let mut taps = self.taps.lock().unwrap_or_else(|p| p.into_inner());
+        if taps.is_empty() {
+            return;
+        }
+        let arrival = Arrival {
+            id: id.to_string(),
+            from: from.jid(),
+            at: std::time::Instant::now(),
+        };
+        taps.retain(|t| t.send(arrival.clone()).is_ok());
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -535,6 +568,22 @@ impl State {
         } else {
             Delivery::Queued
         }
+    }
+
+    /// Sends a stanza to a device only if it is connected now, and forgets it (presence
+    /// and chat states are not queued). False when the device has no live socket.
+    pub fn send_live(&self, to: &DeviceAddr, node: Node) -> bool {
+        let inner = self.lock();
+        inner
+            .by_device
+            .get(to)
+            .and_then(|id| inner.conns.get(id))
+            .is_some_and(|conn| conn.tx.send(Outbound::Node(node)).is_ok())
+    }
+
+    /// Whether a device has a live, logged-in socket.
+    pub fn is_live(&self, addr: &DeviceAddr) -> bool {
+        self.lock().by_device.contains_key(addr)
     }
 
     /// A device acknowledged the stanzas of this class (tag) with these ids.
