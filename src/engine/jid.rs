@@ -11,6 +11,22 @@ const SERVERS: &[&str] = &[
     "@broadcast",
 ];
 
+/// The digits of a phone number written with its country code (`+55 (11) 99999-9999`,
+/// `5511999999999`): 7 to 15 digits, not starting with 0. Spaces, dashes, dots and brackets
+/// are ignored. The one rule for every field that takes a phone number.
+pub fn phone_digits(raw: &str) -> Option<String> {
+    let digits: String = raw
+        .trim()
+        .trim_start_matches('+')
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+        .collect();
+    let ok = (7..=15).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some(digits)
+}
+
 /// `5511999999999`, `+55 11 99999-9999` or a full JID → the JID to send to.
 /// The error names what is wrong, for a 400 that names the field.
 pub fn parse_recipient(raw: &str) -> Result<Jid, String> {
@@ -23,20 +39,11 @@ pub fn parse_recipient(raw: &str) -> Result<Jid, String> {
             .parse::<Jid>()
             .map_err(|_| format!("{raw:?} is not a valid JID"));
     }
-    let digits: String = raw
-        .trim_start_matches('+')
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-        .collect();
-    if digits.len() < 7
-        || digits.len() > 15
-        || digits.starts_with('0')
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
+    let Some(digits) = phone_digits(raw) else {
         return Err(format!(
             "{raw:?} is neither a phone number with country code (7-15 digits) nor a JID"
         ));
-    }
+    };
     format!("{digits}@s.whatsapp.net")
         .parse::<Jid>()
         .map_err(|_| format!("{raw:?} is not a valid phone number"))

@@ -61,22 +61,11 @@ async fn qr_code(
 
 /// Digits with country code; a leading `+`, spaces, dashes and parentheses are tolerated.
 pub fn normalize_phone(raw: &str) -> Result<String, ApiError> {
-    let digits: String = raw
-        .trim()
-        .trim_start_matches('+')
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
-    if digits.len() < 7
-        || digits.len() > 15
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || digits.starts_with('0')
-    {
-        return Err(ApiError::bad_request(format!(
+    crate::engine::jid::phone_digits(raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
             "invalid value {raw:?} for field 'phone': expected 7-15 digits with country code"
-        )));
-    }
-    Ok(digits)
+        ))
+    })
 }
 
 async fn pair_phone(
