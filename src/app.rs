@@ -98,6 +98,8 @@ impl App {
             backends,
             EngineConfig {
                 server_url: config.whatsapp_server_url.clone(),
+                media_dir: Some(config.data_dir.join("media")),
+                media_max_bytes: config.media_max_bytes,
             },
         ));
         // Sessions that were paired reconnect by themselves, without a QR.

@@ -51,6 +51,11 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `ws://...` of a WhatsApp test server (builds with the `wamock` feature only).
     pub whatsapp_server_url: Option<String>,
+    /// Largest media file sent (base64 or URL) or kept when received (`MEDIA_MAX_BYTES`).
+    pub media_max_bytes: u64,
+    /// Lets media URLs reach private, loopback and link-local addresses
+    /// (`MEDIA_ALLOW_PRIVATE_URLS`; off by default: the SSRF guard).
+    pub media_allow_private_urls: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +77,8 @@ impl std::fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("media_max_bytes", &self.media_max_bytes)
+            .field("media_allow_private_urls", &self.media_allow_private_urls)
             .finish()
     }
 }
@@ -99,6 +106,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             db_max_connections: 16,
             whatsapp_server_url: None,
+            media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
+            media_allow_private_urls: false,
         }
     }
 }
@@ -221,6 +230,16 @@ impl Config {
                 ));
             }
             c.whatsapp_server_url = Some(v);
+        }
+        if let Some(v) = get("MEDIA_MAX_BYTES") {
+            c.media_max_bytes = parse_positive("MEDIA_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = get("MEDIA_ALLOW_PRIVATE_URLS") {
+            c.media_allow_private_urls = match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(err("MEDIA_ALLOW_PRIVATE_URLS", &v, "must be true or false")),
+            };
         }
         Ok(c)
     }

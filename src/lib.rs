@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod media;
 pub mod observability;
 pub mod ratelimit;
 pub mod store;

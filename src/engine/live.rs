@@ -40,6 +40,8 @@ pub struct Live {
     state: Mutex<State>,
     qr: Mutex<Option<String>>,
     handle: AsyncMutex<Option<BotHandle>>,
+    /// The engine's media store: media messages get a row and their file (`engine::media`).
+    pub(super) media: Option<Arc<super::media::MediaCtx>>,
 }
 
 impl Live {
@@ -51,6 +53,7 @@ impl Live {
             state: Mutex::new(State::Connecting),
             qr: Mutex::new(None),
             handle: AsyncMutex::new(None),
+            media: None,
         }
     }
 
@@ -217,6 +220,9 @@ impl Live {
         let payload = message_payload(&self.name, event, &row, e);
         if let Err(err) = store.record_message(self.id, &row, event, &payload).await {
             tracing::error!(session = %self.name, id = %e.id, error = %err, "storing message");
+        }
+        if let Some(media) = &self.media {
+            media.capture(self.id, &self.client, message, e);
         }
     }
 

@@ -8,6 +8,7 @@ pub mod events;
 mod http_client;
 pub mod jid;
 mod live;
+pub mod media;
 pub mod qr;
 
 use std::{
@@ -48,6 +49,10 @@ pub type BackendSource = Arc<dyn Fn(&SessionRecord) -> Arc<dyn Backend> + Send +
 pub struct EngineConfig {
     /// `ws://...` of a test server (wamock builds only); `None`: WhatsApp itself.
     pub server_url: Option<String>,
+    /// Where media files are kept (`DATA_DIR/media`); `None`: no media rows nor files.
+    pub media_dir: Option<std::path::PathBuf>,
+    /// Largest media file sent or kept (0: the 100 MiB default).
+    pub media_max_bytes: u64,
 }
 
 /// What `connect` found or started.
@@ -62,8 +67,8 @@ pub struct Engine {
     live: Mutex<HashMap<String, Arc<Live>>>,
     backends: BackendSource,
     store: Arc<dyn Store>,
-    http: reqwest::Client,
     config: EngineConfig,
+    media: Option<Arc<media::MediaCtx>>,
 }
 
 /// How long a graceful client shutdown may take before it is aborted.
@@ -74,8 +79,14 @@ impl Engine {
         Engine {
             live: Mutex::new(HashMap::new()),
             backends,
+            media: config.media_dir.as_ref().map(|dir| {
+                Arc::new(media::MediaCtx::new(
+                    store.clone(),
+                    Arc::new(crate::media::FsBlobs::new(dir)),
+                    config.max_media_bytes(),
+                ))
+            }),
             store,
-            http: reqwest::Client::new(),
             config,
         }
     }
@@ -119,7 +130,11 @@ impl Engine {
         let mut builder = Bot::builder()
             .with_backend_arc(backend)
             .with_transport_factory(transport)
-            .with_http_client(http_client::ReqwestHttp(self.http.clone()))
+            .with_http_client(http_client::EngineHttp::new(
+                self.config.server_url.as_deref(),
+                // Ciphertext: the file, up to 16 bytes of padding and a 10-byte MAC.
+                self.config.max_media_bytes() + 64 * 1024,
+            ))
             .with_runtime(TokioRuntime);
         if self.config.server_url.is_some() {
             // A test server: never ask web.whatsapp.com for the current version.
@@ -133,7 +148,7 @@ impl Engine {
         let needs_pairing = client.pn().is_none();
         let (handler, events) = ChannelEventHandler::new();
         client.subscribe_handler(handler).detach();
-        let live = Arc::new(Live::new(rec, client));
+        let live = Arc::new(Live::new(rec, client).with_media(self.media.clone()));
         if let Ok(mut m) = self.live.lock() {
             m.insert(rec.name.clone(), live.clone());
         }

@@ -157,13 +157,21 @@ const Q_MEDIA_LIST: &[QueryParam] = &[
 const Q_MEDIA_PENDING: &[QueryParam] = &[q("limit", false, "Max results (default: 100)")];
 const Q_MEDIA_PROCESS: &[QueryParam] =
     &[q("batchSize", false, "Downloads per batch (default: 10)")];
-const Q_MEDIA_DOWNLOAD: &[QueryParam] = &[q("messageId", true, "Message ID")];
+const Q_MEDIA_DOWNLOAD: &[QueryParam] = &[
+    q("messageId", true, "Message ID"),
+    q(
+        "format",
+        false,
+        "`json` (default: the media record) or `file` (the stored file itself)",
+    ),
+];
 const Q_NEWSLETTER: &[QueryParam] = &[
     q("newsletterId", true, "Newsletter JID"),
     q("newsletterJid", false, "0.2.8 spelling of `newsletterId`"),
 ];
 const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
+const MEDIA_SENT: &str = "base64 (also as a data: URL) or an http(s) URL fetched with an SSRF guard; uploaded, sent, stored with its file and queued as message.sent; no thumbnails, durations or waveforms yet, no multipart uploads; delivery of the outbox is issue 6";
 const SENT_NOT_STORED: &str = "sent, stored and queued as message.sent; media, quoting of unknown messages and delivery of the outbox are still to come (issues 4, 6)";
 
 /// Every endpoint of the contract, in the contract's order.
@@ -379,12 +387,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .body("SendTextRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/image", SEND, "Send Image")
+        .partial(MEDIA_SENT)
         .body("SendImageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/audio", SEND, "Send Audio")
+        .partial(MEDIA_SENT)
         .body("SendAudioRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/video", SEND, "Send Video")
+        .partial(MEDIA_SENT)
         .body("SendVideoRequest")
         .res("SendResponse"),
     Endpoint::new(
@@ -393,9 +404,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Document",
     )
+    .partial(MEDIA_SENT)
     .body("SendDocumentRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/sticker", SEND, "Send Sticker")
+        .partial(MEDIA_SENT)
         .body("SendStickerRequest")
         .res("SendResponse"),
     Endpoint::new(
@@ -634,9 +647,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("EmptyResponse"),
     // Media
     Endpoint::new(GET, "/:session/media/list", MEDIA, "List Media")
+        .done()
         .query(Q_MEDIA_LIST)
         .res("MediaListResponse"),
     Endpoint::new(GET, "/:session/media/pending", MEDIA, "List Pending Media")
+        .done()
         .query(Q_MEDIA_PENDING)
         .res("MediaPendingResponse"),
     Endpoint::new(
@@ -645,9 +660,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         MEDIA,
         "Process Pending Media",
     )
+    .done()
     .query(Q_MEDIA_PROCESS)
     .res("MediaProcessResponse"),
     Endpoint::new(GET, "/:session/media/download", MEDIA, "Get Media")
+        .partial("the JSON record (OnWapp's answer); `&format=file` serves the stored file itself, and `storageUrl` points there; no media-retry requests for expired files yet")
         .query(Q_MEDIA_DOWNLOAD)
         .res("MediaRecord"),
     // Newsletters (Channels)
@@ -927,12 +944,21 @@ mod tests {
             ("POST", "/:session/message/send/text"),
             ("POST", "/:session/message/send/location"),
             ("POST", "/:session/message/send/contact"),
+            ("POST", "/:session/message/send/image"),
+            ("POST", "/:session/message/send/audio"),
+            ("POST", "/:session/message/send/video"),
+            ("POST", "/:session/message/send/document"),
+            ("POST", "/:session/message/send/sticker"),
             ("POST", "/:session/message/edit"),
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),
             ("GET", "/:session/chat/list"),
             ("GET", "/:session/chat/messages"),
             ("GET", "/:session/chat/info"),
+            ("GET", "/:session/media/list"),
+            ("GET", "/:session/media/pending"),
+            ("POST", "/:session/media/process"),
+            ("GET", "/:session/media/download"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
             ("GET", "/:session/webhook"),

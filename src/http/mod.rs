@@ -9,6 +9,7 @@ pub mod extract;
 pub mod fuzzing;
 pub mod health;
 pub mod lifecycle;
+pub mod media;
 pub mod messages;
 pub mod middleware;
 pub mod openapi;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(lifecycle::router())
         .merge(messages::router())
+        .merge(media::router())
         .merge(chat::router())
         .merge(settings::router())
         .merge(webhooks::router())

@@ -52,6 +52,11 @@ impl CachedStore {
     fn cached(&self, name: &str) -> Option<SessionRecord> {
         self.by_name.read().ok()?.get(name).cloned()
     }
+
+    /// The store behind the cache, for traits that have nothing to cache.
+    pub(super) fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@
 mod cache;
 pub mod chat;
 pub mod device;
+pub mod media;
 mod models;
 mod postgres;
 mod sql;
@@ -110,7 +111,13 @@ pub trait HealthCheck: Send + Sync {
 
 /// Everything the API needs from storage.
 pub trait Store:
-    SessionStore + SettingsStore + WebhookStore + HealthCheck + DeviceStoreFactory + chat::MessageStore
+    SessionStore
+    + SettingsStore
+    + WebhookStore
+    + HealthCheck
+    + DeviceStoreFactory
+    + chat::MessageStore
+    + media::MediaStore
 {
 }
 impl<T> Store for T where
@@ -120,6 +127,7 @@ impl<T> Store for T where
         + HealthCheck
         + DeviceStoreFactory
         + chat::MessageStore
+        + media::MediaStore
 {
 }
 

@@ -32,3 +32,4 @@ impl PgStore {
 super::sql::impl_sql_store!(PgStore, sqlx::Postgres);
 super::device::impl_device_store!(PgStore, sqlx::Postgres);
 super::chat::impl_message_store!(PgStore, sqlx::Postgres);
+super::media::impl_media_store!(PgStore, sqlx::Postgres);

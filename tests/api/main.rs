@@ -9,6 +9,7 @@ mod engine;
 mod errors;
 mod events;
 mod health;
+mod media;
 mod openapi;
 mod process;
 mod ratelimit;

@@ -85,7 +85,8 @@ pub struct SendDocumentRequest {
     pub phone: String,
     /// Document as base64 or an http(s) URL.
     pub document: String,
-    /// File name shown to the recipient.
+    /// File name shown to the recipient (`fileName` is accepted too).
+    #[serde(alias = "fileName")]
     pub filename: String,
     /// MIME type; `application/octet-stream` when absent.
     #[serde(default, alias = "mimeType", skip_serializing_if = "Option::is_none")]

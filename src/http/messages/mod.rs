@@ -1,9 +1,11 @@
 //! `Messages - Send` and `Messages - Actions`: what a session sends through its WhatsApp client.
 //!
-//! One file per family: [`send`] (text, location, contact), [`actions`] (edit, react, delete);
+//! One file per family: [`send`] (text, location, contact), [`media`] (image, audio, video,
+//! document, sticker), [`actions`] (edit, react, delete);
 //! the helpers here are shared by all of them.
 
 mod actions;
+mod media;
 mod send;
 
 use axum::{Json, Router, routing::post};
@@ -24,6 +26,11 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/message/send/text", post(send::text))
         .route("/{session}/message/send/location", post(send::location))
         .route("/{session}/message/send/contact", post(send::contact))
+        .route("/{session}/message/send/image", post(media::image))
+        .route("/{session}/message/send/audio", post(media::audio))
+        .route("/{session}/message/send/video", post(media::video))
+        .route("/{session}/message/send/document", post(media::document))
+        .route("/{session}/message/send/sticker", post(media::sticker))
         .route("/{session}/message/edit", post(actions::edit))
         .route("/{session}/message/react", post(actions::react))
         .route("/{session}/message/delete", post(actions::delete))

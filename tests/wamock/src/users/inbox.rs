@@ -21,6 +21,15 @@ pub struct InboxEntry {
     pub caption: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mimetype: Option<String>,
+    /// Audio: sent as a voice note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ptt: Option<bool>,
+    /// Document: the file name shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// The id of the message this one replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quoted_id: Option<String>,
     /// Hex SHA-256 of the media bytes the user's client downloaded and decrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -65,11 +74,51 @@ pub fn entry(message: &wa::Message, info: &MessageInfo) -> InboxEntry {
             .or_else(|| reaction_text(base)),
         caption: message.get_caption().map(str::to_owned),
         mimetype,
+        ptt: base.audio_message.as_option().and_then(|a| a.ptt),
+        file_name: base
+            .document_message
+            .as_option()
+            .and_then(|d| d.file_name.clone()),
+        quoted_id: quoted_id(base),
         sha256: None,
         file_length: None,
         media_error: None,
         timestamp: info.timestamp.timestamp(),
     }
+}
+
+/// `stanza_id` of the reply context of any message kind that carries one.
+fn quoted_id(m: &wa::Message) -> Option<String> {
+    let contexts = [
+        m.extended_text_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.image_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.video_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.audio_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.document_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.sticker_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.location_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.contact_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+    ];
+    contexts
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.stanza_id.clone())
 }
 
 fn reaction_text(base: &wa::Message) -> Option<String> {

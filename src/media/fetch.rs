@@ -1,0 +1,245 @@
+//! Downloads the media URL of a send request (wire-facts §3.13): http(s) only, 30 s, at most
+//! 5 redirects, a size limit, `User-Agent: OnWapp/1.0`, and an SSRF guard that refuses
+//! localhost names and private, loopback and link-local addresses at every hop. The guard
+//! checks the addresses a name resolves to and connects to the checked address itself, so a
+//! second DNS answer cannot slip a private address in.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, header};
+use url::Url;
+
+use super::web::{self, Exchange, WebError, human_size};
+
+pub const USER_AGENT: &str = "OnWapp/1.0";
+pub const MAX_REDIRECTS: usize = 5;
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a URL could not be fetched. The texts follow OnWapp's (`url: ...`, `file: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("url: only http and https schemes are allowed")]
+    Scheme,
+    #[error("url: invalid URL: {0}")]
+    Invalid(String),
+    #[error("url: localhost URLs are not allowed")]
+    Localhost,
+    #[error("url: URLs pointing to private/internal IPs are not allowed")]
+    Private,
+    #[error("url: failed to download: {0}")]
+    Status(String),
+    #[error("url: stopped after {MAX_REDIRECTS} redirects")]
+    Redirects,
+    #[error("url: redirect without a valid Location")]
+    BadRedirect,
+    #[error("url: no answer within {} s", TIMEOUT.as_secs())]
+    Timeout,
+    #[error("file: file size exceeds the {} limit", human_size(*.0))]
+    TooLarge(u64),
+    #[error("url: {0}")]
+    Transport(String),
+}
+
+/// The body and the `Content-Type` it came with.
+#[derive(Debug)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Fetcher {
+    pub max_bytes: u64,
+    /// Lets URLs reach private and loopback addresses (tests, trusted networks).
+    pub allow_private: bool,
+}
+
+impl Fetcher {
+    pub async fn fetch(&self, raw: &str) -> Result<Fetched, FetchError> {
+        tokio::time::timeout(TIMEOUT, self.follow(raw))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+    }
+
+    async fn follow(&self, raw: &str) -> Result<Fetched, FetchError> {
+        let mut url = Url::parse(raw.trim()).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        let headers = [
+            (header::USER_AGENT.to_string(), USER_AGENT.to_string()),
+            (header::ACCEPT.to_string(), "*/*".to_string()),
+        ];
+        for hop in 0..=MAX_REDIRECTS {
+            let addr = self.target(&url).await?;
+            let res = web::exchange(
+                addr,
+                &Exchange {
+                    method: Method::GET,
+                    url: &url,
+                    headers: &headers,
+                    body: Bytes::new(),
+                    max_body: self.max_bytes,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                WebError::TooLarge(n) => FetchError::TooLarge(n),
+                other => FetchError::Transport(other.to_string()),
+            })?;
+            if matches!(res.status, 301 | 302 | 303 | 307 | 308) {
+                if hop == MAX_REDIRECTS {
+                    return Err(FetchError::Redirects);
+                }
+                let location = res
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or(FetchError::BadRedirect)?;
+                url = url.join(location).map_err(|_| FetchError::BadRedirect)?;
+                continue;
+            }
+            if !(200..300).contains(&res.status) {
+                let reason = http::StatusCode::from_u16(res.status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                return Err(FetchError::Status(
+                    format!("{} {reason}", res.status).trim_end().to_string(),
+                ));
+            }
+            let content_type = res
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return Ok(Fetched {
+                bytes: res.body,
+                content_type,
+            });
+        }
+        Err(FetchError::Redirects)
+    }
+
+    /// The address to connect to for `url`, after the scheme and SSRF checks.
+    async fn target(&self, url: &Url) -> Result<SocketAddr, FetchError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FetchError::Scheme);
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| FetchError::Invalid("no host".into()))?;
+        if !self.allow_private && is_localhost_name(host) {
+            return Err(FetchError::Localhost);
+        }
+        let addrs = web::resolve(url)
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err(FetchError::Private);
+        }
+        addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| FetchError::Transport(format!("{host} has no address")))
+    }
+}
+
+fn is_localhost_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost") || h == "ip6-localhost" || h == "ip6-loopback"
+}
+
+/// An address on the public internet: not loopback, private, link-local, shared (CGNAT),
+/// unspecified, broadcast, multicast or documentation space.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => public_v4(v4),
+            None => public_v6(v6),
+        },
+    }
+}
+
+fn public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)))
+}
+
+fn public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_public_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} is not public");
+        }
+        for ip in ["8.8.8.8", "157.240.1.1", "2a03:2880::1", "::ffff:8.8.8.8"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn localhost_names() {
+        assert!(is_localhost_name("localhost"));
+        assert!(is_localhost_name("LOCALHOST."));
+        assert!(is_localhost_name("api.localhost"));
+        assert!(!is_localhost_name("localhost.example.com"));
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_before_connecting() {
+        let f = Fetcher {
+            max_bytes: 1024,
+            allow_private: false,
+        };
+        let e = f.fetch("ftp://example.com/x").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "url: only http and https schemes are allowed"
+        );
+        let e = f.fetch("http://localhost:1/x").await.unwrap_err();
+        assert_eq!(e.to_string(), "url: localhost URLs are not allowed");
+        let e = f.fetch("http://127.0.0.1:1/x").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "url: URLs pointing to private/internal IPs are not allowed"
+        );
+        let e = f.fetch("http://[::1]:1/x").await.unwrap_err();
+        assert!(matches!(e, FetchError::Private), "{e}");
+    }
+}
