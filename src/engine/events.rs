@@ -41,8 +41,16 @@ fn kind(m: &wa::Message) -> (&'static str, Option<&'static str>) {
         "contact"
     } else if m.contacts_array_message.is_set() {
         "contacts"
-    } else if m.poll_creation_message.is_set() || m.poll_creation_message_v3.is_set() {
+    } else if super::rich::poll_of(m).is_some() {
         "poll"
+    } else if m.buttons_message.is_set() {
+        "buttons"
+    } else if m.list_message.is_set() {
+        "list"
+    } else if m.template_message.is_set() {
+        "template"
+    } else if m.interactive_message.is_set() {
+        "interactive"
     } else if m.protocol_message.is_set() {
         "protocol"
     } else {
@@ -69,9 +77,35 @@ fn content(m: &wa::Message) -> Option<String> {
     if let Some(c) = m.contact_message.as_option() {
         return c.display_name.clone();
     }
+    if let Some(text) = rich_text(m) {
+        return Some(text);
+    }
     m.document_message
         .as_option()
         .and_then(|d| d.file_name.clone())
+}
+
+/// Poll name, or the body of a buttons, list, template or interactive message.
+fn rich_text(m: &wa::Message) -> Option<String> {
+    use wa::message::template_message::Format;
+    if let Some(p) = super::rich::poll_of(m) {
+        return p.name.clone();
+    }
+    if let Some(b) = m.buttons_message.as_option() {
+        return b.content_text.clone();
+    }
+    if let Some(l) = m.list_message.as_option() {
+        return l.description.clone().or_else(|| l.title.clone());
+    }
+    if let Some(t) = m.template_message.as_option() {
+        let hydrated = match &t.format {
+            Some(Format::HydratedFourRowTemplate(h)) => Some(&**h),
+            _ => t.hydrated_template.as_option(),
+        };
+        return hydrated.and_then(|h| h.hydrated_content_text.clone());
+    }
+    let i = m.interactive_message.as_option()?;
+    i.body.as_option().and_then(|b| b.text.clone())
 }
 
 /// The stored row of a message.

@@ -210,6 +210,7 @@ impl Live {
 
     /// Stores a message and appends its event to the outbox, in one transaction.
     async fn record(&self, store: &dyn Store, message: &wa::Message, e: &Envelope<'_>) {
+        super::rich::remember_poll(store, self.id, message, e).await;
         let row = message_row(message, e);
         // Protocol messages (key shares, edits, revokes) are not chat messages; their own
         // events come with the message actions.

@@ -10,6 +10,7 @@ pub mod jid;
 mod live;
 pub mod media;
 pub mod qr;
+pub mod rich;
 
 use std::{
     collections::HashMap,

@@ -171,6 +171,7 @@ const Q_NEWSLETTER: &[QueryParam] = &[
 ];
 const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
+const LEGACY_INTERACTIVE: &str = "sent inside viewOnceMessage with whatsmeow's <biz> node and stored; WhatsApp's own apps have not shown legacy buttons/lists from non-business accounts since 2023, so recipients may see nothing (issue 4)";
 const MEDIA_SENT: &str = "base64 (also as a data: URL) or an http(s) URL fetched with an SSRF guard; uploaded, sent, stored with its file and queued as message.sent; no thumbnails, durations or waveforms yet, no multipart uploads; delivery of the outbox is issue 6";
 const SENT_NOT_STORED: &str = "sent, stored and queued as message.sent; media, quoting of unknown messages and delivery of the outbox are still to come (issues 4, 6)";
 
@@ -425,12 +426,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("SendContactRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/poll", SEND, "Send Poll")
+        .partial(SENT_NOT_STORED)
         .body("SendPollRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/buttons", SEND, "Send Buttons")
+        .partial(LEGACY_INTERACTIVE)
         .body("SendButtonsRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/list", SEND, "Send List")
+        .partial(LEGACY_INTERACTIVE)
         .body("SendListRequest")
         .res("SendResponse"),
     Endpoint::new(
@@ -439,6 +443,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Interactive",
     )
+    .partial("native-flow buttons sent (whatsapp-rust adds the <biz> node) and stored; image/video headers answer 501 until media uploads exist (issue 4)")
     .body("SendInteractiveRequest")
     .res("SendResponse"),
     Endpoint::new(
@@ -447,6 +452,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Template",
     )
+    .partial("hydrated four-row template inside viewOnceMessage, sent and stored; WhatsApp's apps may not show templates from non-business accounts; image/video/document headers answer 501 until media uploads exist (issue 4)")
     .body("SendTemplateRequest")
     .res("SendResponse"),
     Endpoint::new(
@@ -455,6 +461,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Carousel",
     )
+    .partial("cards with native-flow buttons sent and stored; card image/video headers answer 501 until media uploads exist (issue 4)")
     .body("SendCarouselRequest")
     .res("SendResponse"),
     // Messages - Actions
@@ -471,6 +478,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("EditMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/poll/vote", ACTIONS, "Vote on Poll")
+        .partial("votes on polls this session sent or received live (history-synced polls are not known yet); the vote itself is not stored nor emitted (issue 4)")
         .body("PollVoteRequest")
         .res("SendResponse"),
     Endpoint::new(
@@ -479,6 +487,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         ACTIONS,
         "Request Unavailable Message",
     )
+    .partial("the peer resend request reaches the phone; `id` is the requested messageId, as whatsapp-rust does not expose the request's own id")
     .body("RequestUnavailableRequest")
     .res("RequestUnavailableResponse"),
     // Groups
@@ -949,6 +958,14 @@ mod tests {
             ("POST", "/:session/message/send/video"),
             ("POST", "/:session/message/send/document"),
             ("POST", "/:session/message/send/sticker"),
+            ("POST", "/:session/message/send/poll"),
+            ("POST", "/:session/message/send/buttons"),
+            ("POST", "/:session/message/send/list"),
+            ("POST", "/:session/message/send/interactive"),
+            ("POST", "/:session/message/send/template"),
+            ("POST", "/:session/message/send/carousel"),
+            ("POST", "/:session/message/poll/vote"),
+            ("POST", "/:session/message/request-unavailable"),
             ("POST", "/:session/message/edit"),
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),

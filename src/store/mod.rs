@@ -9,6 +9,7 @@ pub mod chat;
 pub mod device;
 pub mod media;
 mod models;
+pub mod poll;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -117,6 +118,7 @@ pub trait Store:
     + HealthCheck
     + DeviceStoreFactory
     + chat::MessageStore
+    + poll::PollStore
     + media::MediaStore
 {
 }
@@ -127,6 +129,7 @@ impl<T> Store for T where
         + HealthCheck
         + DeviceStoreFactory
         + chat::MessageStore
+        + poll::PollStore
         + media::MediaStore
 {
 }

@@ -40,4 +40,5 @@ impl SqliteStore {
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
 super::device::impl_device_store!(SqliteStore, sqlx::Sqlite);
 super::chat::impl_message_store!(SqliteStore, sqlx::Sqlite);
+super::poll::impl_poll_store!(SqliteStore, sqlx::Sqlite);
 super::media::impl_media_store!(SqliteStore, sqlx::Sqlite);

@@ -14,6 +14,7 @@ mod openapi;
 mod process;
 mod ratelimit;
 mod readme;
+mod rich_messages;
 mod sessions;
 mod settings;
 mod store_contract;

@@ -1,12 +1,17 @@
 //! `Messages - Send` and `Messages - Actions`: what a session sends through its WhatsApp client.
 //!
 //! One file per family: [`send`] (text, location, contact), [`media`] (image, audio, video,
-//! document, sticker), [`actions`] (edit, react, delete);
+//! document, sticker), [`actions`] (edit, react, delete),
+//! [`poll`] (polls and votes), [`rich`] (buttons, lists, templates, interactive, carousels),
+//! [`unavailable`] (asking the phone for a message);
 //! the helpers here are shared by all of them.
 
 mod actions;
 mod media;
+mod poll;
+mod rich;
 mod send;
+mod unavailable;
 
 use axum::{Json, Router, routing::post};
 use whatsapp_rust::{
@@ -31,9 +36,23 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/message/send/video", post(media::video))
         .route("/{session}/message/send/document", post(media::document))
         .route("/{session}/message/send/sticker", post(media::sticker))
+        .route("/{session}/message/send/poll", post(poll::send))
+        .route("/{session}/message/send/buttons", post(rich::buttons))
+        .route("/{session}/message/send/list", post(rich::list))
+        .route(
+            "/{session}/message/send/interactive",
+            post(rich::interactive),
+        )
+        .route("/{session}/message/send/template", post(rich::template))
+        .route("/{session}/message/send/carousel", post(rich::carousel))
         .route("/{session}/message/edit", post(actions::edit))
         .route("/{session}/message/react", post(actions::react))
         .route("/{session}/message/delete", post(actions::delete))
+        .route("/{session}/message/poll/vote", post(poll::vote))
+        .route(
+            "/{session}/message/request-unavailable",
+            post(unavailable::request),
+        )
 }
 
 pub(super) fn recipient(field: &str, raw: &str) -> Result<whatsapp_rust::Jid, ApiError> {

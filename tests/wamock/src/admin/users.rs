@@ -23,8 +23,8 @@ pub struct CreateUser {
     pub push_name: Option<String>,
 }
 
-/// `{"to", "text"}`, or `{"to", "media": {"type", "data", "mimetype", "caption"?,
-/// "fileName"?}}`.
+/// `{"to", "text"}`, `{"to", "media": {"type", "data", "mimetype", "caption"?,
+/// "fileName"?}}`, or `{"to", "poll": {"name", "options", "selectableCount"?}}`.
 #[derive(Debug, Deserialize)]
 pub struct SendRequest {
     pub to: String,
@@ -32,6 +32,8 @@ pub struct SendRequest {
     pub text: Option<String>,
     #[serde(default)]
     pub media: Option<MediaRequest>,
+    #[serde(default)]
+    pub poll: Option<users::PollRequest>,
 }
 
 fn status(e: &UserError) -> StatusCode {
@@ -77,11 +79,12 @@ pub async fn send(
         Ok(u) => u,
         Err(e) => return failed(e),
     };
-    let sent = match (&req.text, &req.media) {
-        (_, Some(media)) => user.send_media(&req.to, media).await,
-        (Some(text), None) => user.send_text(&req.to, text).await,
-        (None, None) => Err(UserError::BadRequest(
-            "a send needs \"text\" or \"media\"".into(),
+    let sent = match (&req.text, &req.media, &req.poll) {
+        (_, _, Some(poll)) => user.send_poll(&req.to, poll).await,
+        (_, Some(media), None) => user.send_media(&req.to, media).await,
+        (Some(text), None, None) => user.send_text(&req.to, text).await,
+        (None, None, None) => Err(UserError::BadRequest(
+            "a send needs \"text\", \"media\" or \"poll\"".into(),
         )),
     };
     match sent {

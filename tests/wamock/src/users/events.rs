@@ -16,6 +16,8 @@ pub struct Recorder {
     receipts: Mutex<Vec<ReceiptEntry>>,
     /// The user's client, for media downloads (set once it is built).
     client: OnceLock<Weak<Client>>,
+    /// The polls the user sent, to decrypt the votes on them.
+    pub polls: super::rich::PollBook,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +74,7 @@ impl EventHandler for Recorder {
         match &*event {
             Event::Messages(batch) => {
                 for m in batch {
+                    let entry = inbox::entry(&m.message, &m.info, &self.polls);
                     let entry = inbox::entry(&m.message, &m.info);
                     let id = entry.id.clone();
                     lock(&self.inbox).push(entry);

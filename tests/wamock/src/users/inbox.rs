@@ -40,6 +40,10 @@ pub struct InboxEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_error: Option<String>,
     pub timestamp: i64,
+    /// The content of rich kinds (poll, poll_vote, buttons, list, template, interactive,
+    /// protocol), flattened into the entry; see [`super::rich`].
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One received receipt (`GET /admin/users/{phone}/receipts`).
@@ -60,8 +64,13 @@ pub fn account_of(sender: &Jid, alt: Option<&Jid>) -> String {
     pn.to_non_ad().to_string()
 }
 
-/// The inbox row for a message (media fields without the download's hash).
-pub fn entry(message: &wa::Message, info: &MessageInfo) -> InboxEntry {
+/// The inbox row for a message (media fields without the download's hash); votes on the
+/// user's own polls are decrypted with the secrets in `polls`.
+pub fn entry(
+    message: &wa::Message,
+    info: &MessageInfo,
+    polls: &super::rich::PollBook,
+) -> InboxEntry {
     let base = message.get_base_message();
     let (kind, mimetype) = kind_of(base);
     InboxEntry {
@@ -84,6 +93,7 @@ pub fn entry(message: &wa::Message, info: &MessageInfo) -> InboxEntry {
         file_length: None,
         media_error: None,
         timestamp: info.timestamp.timestamp(),
+        details: super::rich::details(message, base, info, polls),
     }
 }
 
@@ -140,6 +150,9 @@ fn kind_of(m: &wa::Message) -> (&'static str, Option<String>) {
     }
     if let Some(x) = m.sticker_message.as_option() {
         return ("sticker", x.mimetype.clone());
+    }
+    if let Some(kind) = super::rich::kind(m) {
+        return (kind, None);
     }
     let kind = if m.conversation.is_some() || m.extended_text_message.is_set() {
         "text"

@@ -6,6 +6,7 @@ pub mod events;
 pub mod inbox;
 pub mod media;
 pub mod register;
+pub mod rich;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,6 +75,35 @@ impl SimUser {
         self.send(to, message).await
     }
 
+    /// Sends a poll (whatsapp-rust's own poll builder: v3 for one choice, a fresh message
+    /// secret); keeps the secret so the votes on it show decrypted in the inbox.
+    pub async fn send_poll(&self, to: &str, poll: &PollRequest) -> Result<String, UserError> {
+        let to = user_jid(to)?;
+        let count = poll.selectable_count.unwrap_or(1);
+        let created = tokio::time::timeout(
+            SEND_TIMEOUT,
+            self.client
+                .polls()
+                .create(to, &poll.name, &poll.options, count),
+        )
+        .await
+        .map_err(|_| UserError::Timeout("sending the poll"))?;
+        let (sent, secret) = created.map_err(|e| match e {
+            whatsapp_rust::PollError::InvalidPoll(why) => UserError::BadRequest(why),
+            other => UserError::Client(other.to_string()),
+        })?;
+        self.recorder.polls.insert(
+            sent.message_id.clone(),
+            rich::SentPoll {
+                secret,
+                options: poll.options.clone(),
+                creator_pn: self.jid.clone(),
+                creator_lid: self.client.lid().map(|j| j.to_non_ad().to_string()),
+            },
+        );
+        Ok(sent.message_id)
+    }
+
     /// Uploads a file and sends it; returns the message id.
     pub async fn send_media(
         &self,
@@ -104,6 +134,16 @@ impl SimUser {
             tracing::warn!(phone = %self.phone, "simulated user did not shut down within 5 s");
         }
     }
+}
+
+/// `"poll": {"name", "options": [...], "selectableCount"?}` of an admin send.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRequest {
+    pub name: String,
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub selectable_count: Option<u32>,
 }
 
 /// A `to` the admin API accepts: a user JID (`PHONE@s.whatsapp.net`, `LID@lid`) or

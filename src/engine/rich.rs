@@ -1,0 +1,164 @@
+//! Rich sends and the actions around them: messages that need extra stanza nodes (legacy
+//! buttons and lists announce themselves in a `<biz>` node), poll votes, and asking the phone
+//! for a message this device could not decrypt.
+
+use std::sync::Arc;
+
+use whatsapp_rust::{
+    Jid, NodeBuilder,
+    send::SendOptions,
+    wacore::{
+        proto_helpers::MessageExt,
+        types::message::{MessageInfo, MessageSource},
+    },
+    wacore_binary::{JidExt, Node},
+    waproto::whatsapp as wa,
+};
+
+use super::{Engine, EngineError, events::Envelope};
+use crate::store::{Store, poll::PollRow};
+
+/// The poll creation content of a message, whichever version carries it.
+pub fn poll_of(m: &wa::Message) -> Option<&wa::message::PollCreationMessage> {
+    [
+        &m.poll_creation_message_v3,
+        &m.poll_creation_message,
+        &m.poll_creation_message_v2,
+        &m.poll_creation_message_v5,
+        &m.poll_creation_message_v6,
+    ]
+    .into_iter()
+    .find_map(|p| p.as_option())
+}
+
+/// The stored form of a poll message (`None` for other messages and polls without a secret,
+/// on which no vote could be encrypted).
+pub fn poll_row(message: &wa::Message, e: &Envelope<'_>) -> Option<PollRow> {
+    let base = message.get_base_message();
+    let poll = poll_of(base)?;
+    let secret = [message, base]
+        .into_iter()
+        .find_map(|m| m.message_context_info.as_option()?.message_secret.clone())?;
+    let options: Vec<&str> = poll
+        .options
+        .iter()
+        .filter_map(|o| o.option_name.as_deref())
+        .collect();
+    Some(PollRow {
+        chat_jid: e.chat.to_non_ad().to_string(),
+        msg_id: e.id.to_string(),
+        creator_jid: e.sender.to_non_ad().to_string(),
+        name: poll.name.clone().unwrap_or_default(),
+        options: serde_json::to_string(&options).unwrap_or_else(|_| "[]".into()),
+        selectable_count: poll
+            .selectable_options_count
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(0),
+        secret,
+    })
+}
+
+/// Keeps a poll (sent or received) so the session can vote on it later.
+pub(super) async fn remember_poll(
+    store: &dyn Store,
+    session_id: uuid::Uuid,
+    message: &wa::Message,
+    e: &Envelope<'_>,
+) {
+    let Some(row) = poll_row(message, e) else {
+        return;
+    };
+    if let Err(err) = store.save_poll(session_id, &row).await {
+        tracing::error!(id = %e.id, error = %err, "storing poll");
+    }
+}
+
+/// `<biz>` for legacy interactive messages, as whatsmeow announces them: `<buttons/>` for
+/// buttons, `<list v="2" type="single_select"/>` for lists. whatsapp-rust adds the native
+/// flow one for interactive messages by itself.
+pub fn biz_node(kind: &str) -> Option<Node> {
+    let inner = match kind {
+        "buttons" => NodeBuilder::new("buttons").build(),
+        "list" => NodeBuilder::new("list")
+            .attr("v", "2")
+            .attr("type", "single_select")
+            .build(),
+        _ => return None,
+    };
+    Some(NodeBuilder::new("biz").children([inner]).build())
+}
+
+impl Engine {
+    /// Sends `message` with extra stanza children and records it like [`Engine::send`].
+    pub async fn send_with_nodes(
+        &self,
+        name: &str,
+        to: Jid,
+        message: wa::Message,
+        nodes: Vec<Node>,
+    ) -> Result<String, EngineError> {
+        let live = self.connected(name)?;
+        let options = SendOptions::default().with_extra_stanza_nodes(nodes);
+        let id = live
+            .client()
+            .send_message_with_options(to.clone(), message.clone(), options)
+            .await
+            .map(|r| r.message_id)
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        live.record_sent(&*self.store, &id, &to, &message).await;
+        Ok(id)
+    }
+
+    /// Votes `options` (names, already checked against the poll) on a stored poll.
+    pub async fn vote_poll(
+        &self,
+        name: &str,
+        chat: Jid,
+        poll: &PollRow,
+        options: &[String],
+    ) -> Result<String, EngineError> {
+        let live = self.connected(name)?;
+        let creator: Jid = poll
+            .creator_jid
+            .parse()
+            .map_err(|e| EngineError::Send(format!("failed to build poll vote: {e}")))?;
+        live.client()
+            .polls()
+            .vote(chat, &poll.msg_id, &creator, &poll.secret, options)
+            .await
+            .map(|r| r.message_id)
+            .map_err(|e| EngineError::Send(e.to_string()))
+    }
+
+    /// Asks the account's phone to resend a message this device could not decrypt (a peer
+    /// `PLACEHOLDER_MESSAGE_RESEND` request). `sender` is the author in groups; in a direct
+    /// chat the author is the chat unless it is our own account.
+    pub async fn request_unavailable(
+        &self,
+        name: &str,
+        chat: Jid,
+        sender: Option<Jid>,
+        message_id: &str,
+    ) -> Result<(), EngineError> {
+        let live = self.connected(name)?;
+        let client = live.client();
+        let sender = sender.unwrap_or_else(|| chat.clone());
+        let own = [client.pn(), client.lid()];
+        let is_from_me = own.iter().flatten().any(|me| me.is_same_user_as(&sender));
+        let info = MessageInfo {
+            source: MessageSource {
+                is_group: chat.is_group(),
+                chat,
+                sender,
+                is_from_me,
+                ..Default::default()
+            },
+            id: message_id.into(),
+            ..Default::default()
+        };
+        client
+            .send_pdo_placeholder_resend_request(&Arc::new(info))
+            .await
+            .map_err(|e| EngineError::Send(e.to_string()))
+    }
+}

@@ -1,0 +1,684 @@
+//! Rich messages through whatsapp-rust against wamock: polls, buttons, lists, templates,
+//! interactive messages and carousels as a simulated user decrypts them; poll votes both
+//! ways; asking the phone for an undecryptable message.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::wa::{app_with_wamock, pair, poll, user, user_inbox, wait_inbox};
+
+/// The inbox entry with message id `id`.
+fn by_id<'a>(inbox: &'a Value, id: &str) -> &'a Value {
+    inbox
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["id"] == id))
+        .unwrap_or_else(|| panic!("{id} not in {inbox}"))
+}
+
+async fn send(app: &TestApp, path: &str, body: &Value) -> String {
+    let (code, b) = TestApp::call(app.post(path).json(body)).await;
+    assert_eq!(code, 200, "{path}: {b}");
+    assert!(
+        b["timestamp"].as_i64().is_some_and(|t| t > 1_700_000_000),
+        "{b}"
+    );
+    b["messageId"].as_str().expect("messageId").to_string()
+}
+
+/// The simulated user `from` sends through wamock's admin API.
+async fn user_sends(wa: &wamock::Server, from: &str, body: Value) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/users/{from}/send", wa.http_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let b: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{b}");
+    b["id"].as_str().unwrap().to_string()
+}
+
+const TO: &str = "5511988880601";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rich_messages_reach_the_simulated_user_decrypted() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("rich").await;
+    pair(&app, &wa, "rich", "5511999990601").await;
+    let user_jid = user(&wa, TO).await;
+
+    let poll_id = send(
+        &app,
+        "/rich/message/send/poll",
+        &json!({"phone": TO, "name": "Favorite color?", "options": ["Red", "Blue", "Green"]}),
+    )
+    .await;
+    let multi_id = send(
+        &app,
+        "/rich/message/send/poll",
+        &json!({"phone": TO, "name": "Toppings", "options": ["Ham", "Olives", "Egg"], "selectableCount": 2}),
+    )
+    .await;
+    let buttons_id = send(
+        &app,
+        "/rich/message/send/buttons",
+        &json!({"phone": TO, "contentText": "Choose:", "headerText": "Menu", "footerText": "bye",
+                "buttons": [{"buttonId": "1", "displayText": "Option 1"}, {"buttonId": "2", "displayText": "Option 2"}]}),
+    )
+    .await;
+    let list_id = send(
+        &app,
+        "/rich/message/send/list",
+        &json!({"phone": TO, "title": "Menu", "description": "Select an option", "buttonText": "View",
+                "footerText": "f",
+                "sections": [{"title": "Products", "rows": [
+                    {"title": "Item 1", "rowId": "1", "description": "first"},
+                    {"title": "Item 2", "rowId": "2"}]}]}),
+    )
+    .await;
+    let interactive_id = send(
+        &app,
+        "/rich/message/send/interactive",
+        &json!({"phone": TO, "title": "Shop", "body": "Check out!", "footer": "ft",
+                "buttons": [{"name": "quick_reply", "params": {"display_text": "Buy", "id": "buy"}},
+                            {"name": "cta_url", "params": {"display_text": "Site", "url": "https://example.com"}}]}),
+    )
+    .await;
+    let template_id = send(
+        &app,
+        "/rich/message/send/template",
+        &json!({"phone": TO, "title": "Hello", "content": "Pick one", "footer": "tf",
+                "buttons": [
+                    {"quickReply": {"displayText": "Yes", "id": "yes"}},
+                    {"index": 5, "urlButton": {"displayText": "Docs", "url": "https://example.com/docs"}},
+                    {"callButton": {"displayText": "Call", "phoneNumber": "+5511999999999"}}]}),
+    )
+    .await;
+    let carousel_id = send(
+        &app,
+        "/rich/message/send/carousel",
+        &json!({"phone": TO, "body": "Our picks", "cards": [
+            {"header": {"title": "Card A"}, "body": "A body", "footer": "A foot",
+             "buttons": [{"name": "quick_reply", "params": {"display_text": "Want A", "id": "a"}}]},
+            {"header": {"title": "Card B"}, "body": "B body"}]}),
+    )
+    .await;
+
+    let inbox = wait_inbox(&wa, TO, 7).await;
+    let p = by_id(&inbox, &poll_id);
+    assert_eq!(p["type"], "poll", "{p}");
+    assert_eq!(p["name"], "Favorite color?");
+    assert_eq!(p["options"], json!(["Red", "Blue", "Green"]));
+    assert_eq!(p["selectableCount"], 1);
+    assert_eq!(
+        (p["pollVersion"].clone(), p["hasSecret"].clone()),
+        (json!(3), json!(true))
+    );
+    let m = by_id(&inbox, &multi_id);
+    assert_eq!(
+        (m["selectableCount"].clone(), m["pollVersion"].clone()),
+        (json!(2), json!(1)),
+        "{m}"
+    );
+
+    let b = by_id(&inbox, &buttons_id);
+    assert_eq!(b["type"], "buttons", "{b}");
+    assert_eq!(b["viewOnce"], true);
+    assert_eq!(
+        (
+            b["contentText"].clone(),
+            b["headerText"].clone(),
+            b["footerText"].clone()
+        ),
+        (json!("Choose:"), json!("Menu"), json!("bye"))
+    );
+    assert_eq!(
+        b["buttons"],
+        json!([{"buttonId": "1", "displayText": "Option 1"}, {"buttonId": "2", "displayText": "Option 2"}])
+    );
+
+    let l = by_id(&inbox, &list_id);
+    assert_eq!(
+        (l["type"].clone(), l["viewOnce"].clone()),
+        (json!("list"), json!(true)),
+        "{l}"
+    );
+    assert_eq!(
+        (
+            l["title"].clone(),
+            l["description"].clone(),
+            l["buttonText"].clone(),
+            l["footerText"].clone()
+        ),
+        (
+            json!("Menu"),
+            json!("Select an option"),
+            json!("View"),
+            json!("f")
+        )
+    );
+    assert_eq!(
+        l["sections"],
+        json!([{"title": "Products", "rows": [
+            {"title": "Item 1", "rowId": "1", "description": "first"},
+            {"title": "Item 2", "rowId": "2"}]}])
+    );
+
+    let i = by_id(&inbox, &interactive_id);
+    assert_eq!(i["type"], "interactive", "{i}");
+    assert!(
+        i.get("viewOnce").is_none(),
+        "interactive messages go unwrapped: {i}"
+    );
+    assert_eq!(
+        (i["title"].clone(), i["body"].clone(), i["footer"].clone()),
+        (json!("Shop"), json!("Check out!"), json!("ft"))
+    );
+    assert_eq!(
+        i["buttons"],
+        json!([{"name": "quick_reply", "params": {"display_text": "Buy", "id": "buy"}},
+               {"name": "cta_url", "params": {"display_text": "Site", "url": "https://example.com"}}])
+    );
+
+    let t = by_id(&inbox, &template_id);
+    assert_eq!(
+        (t["type"].clone(), t["viewOnce"].clone()),
+        (json!("template"), json!(true)),
+        "{t}"
+    );
+    assert_eq!(
+        (
+            t["title"].clone(),
+            t["content"].clone(),
+            t["footer"].clone()
+        ),
+        (json!("Hello"), json!("Pick one"), json!("tf"))
+    );
+    assert_eq!(
+        t["buttons"],
+        json!([
+            {"index": 1, "quickReply": {"displayText": "Yes", "id": "yes"}},
+            {"index": 5, "urlButton": {"displayText": "Docs", "url": "https://example.com/docs"}},
+            {"index": 3, "callButton": {"displayText": "Call", "phoneNumber": "+5511999999999"}}])
+    );
+
+    let c = by_id(&inbox, &carousel_id);
+    assert_eq!(
+        (c["type"].clone(), c["body"].clone()),
+        (json!("interactive"), json!("Our picks")),
+        "{c}"
+    );
+    assert_eq!(
+        c["cards"],
+        json!([
+            {"title": "Card A", "body": "A body", "footer": "A foot",
+             "buttons": [{"name": "quick_reply", "params": {"display_text": "Want A", "id": "a"}}]},
+            {"title": "Card B", "body": "B body", "buttons": []}])
+    );
+
+    // The session stored what it sent, with the contract's types and contents.
+    let path = format!("/rich/chat/messages?chatId={user_jid}");
+    let stored = poll(&app, &path, Duration::from_secs(10), |b| {
+        b.as_array().is_some_and(|a| a.len() >= 7)
+    })
+    .await;
+    let row = |id: &str| {
+        stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["msgId"] == id)
+            .map(|m| (m["type"].clone(), m["content"].clone(), m["fromMe"].clone()))
+            .unwrap_or_else(|| panic!("{id} not stored: {stored}"))
+    };
+    assert_eq!(
+        row(&poll_id),
+        (json!("poll"), json!("Favorite color?"), json!(true))
+    );
+    assert_eq!(
+        row(&buttons_id),
+        (json!("buttons"), json!("Choose:"), json!(true))
+    );
+    assert_eq!(
+        row(&list_id),
+        (json!("list"), json!("Select an option"), json!(true))
+    );
+    assert_eq!(
+        row(&interactive_id),
+        (json!("interactive"), json!("Check out!"), json!(true))
+    );
+    assert_eq!(
+        row(&template_id),
+        (json!("template"), json!("Pick one"), json!(true))
+    );
+    assert_eq!(
+        row(&carousel_id),
+        (json!("interactive"), json!("Our picks"), json!(true))
+    );
+
+    // Bad input: 400 naming the field (501 for media headers), and nothing sent.
+    let refused: Vec<(&str, Value, &str)> = vec![
+        ("poll", json!({"name": "Q", "options": ["a", "b"]}), "phone"),
+        (
+            "poll",
+            json!({"phone": "abc", "name": "Q", "options": ["a", "b"]}),
+            "phone",
+        ),
+        (
+            "poll",
+            json!({"phone": TO, "name": " ", "options": ["a", "b"]}),
+            "name",
+        ),
+        ("poll", json!({"phone": TO, "name": "Q"}), "options"),
+        (
+            "poll",
+            json!({"phone": TO, "name": "Q", "options": ["a"]}),
+            "options",
+        ),
+        (
+            "poll",
+            json!({"phone": TO, "name": "Q", "options": (0..13).map(|i| i.to_string()).collect::<Vec<_>>()}),
+            "options",
+        ),
+        (
+            "poll",
+            json!({"phone": TO, "name": "Q", "options": ["a", "a"]}),
+            "options",
+        ),
+        (
+            "poll",
+            json!({"phone": TO, "name": "Q", "options": ["a", ""]}),
+            "options[1]",
+        ),
+        (
+            "poll",
+            json!({"phone": TO, "name": "Q", "options": ["a", "b"], "selectableCount": 3}),
+            "selectableCount",
+        ),
+        (
+            "poll",
+            json!({"phone": TO, "name": "Q", "options": ["a", "b"], "selectableCount": "x"}),
+            "selectableCount",
+        ),
+        (
+            "buttons",
+            json!({"phone": TO, "buttons": [{"buttonId": "1", "displayText": "x"}]}),
+            "contentText",
+        ),
+        (
+            "buttons",
+            json!({"phone": TO, "contentText": "c", "buttons": []}),
+            "buttons",
+        ),
+        (
+            "buttons",
+            json!({"phone": TO, "contentText": "c", "buttons": [
+            {"buttonId": "1", "displayText": "a"}, {"buttonId": "2", "displayText": "b"},
+            {"buttonId": "3", "displayText": "c"}, {"buttonId": "4", "displayText": "d"}]}),
+            "buttons",
+        ),
+        (
+            "buttons",
+            json!({"phone": TO, "contentText": "c", "buttons": [{"buttonId": "1", "displayText": ""}]}),
+            "buttons[0].displayText",
+        ),
+        (
+            "buttons",
+            json!({"phone": TO, "contentText": "c", "buttons": [{"buttonId": "1"}]}),
+            "buttons[0]",
+        ),
+        (
+            "buttons",
+            json!({"phone": TO, "contentText": "c", "buttons": [
+            {"buttonId": "1", "displayText": "a"}, {"buttonId": "1", "displayText": "b"}]}),
+            "buttonId",
+        ),
+        (
+            "list",
+            json!({"phone": TO, "description": "d", "buttonText": "b", "sections": [{"rows": [{"title": "t", "rowId": "1"}]}]}),
+            "title",
+        ),
+        (
+            "list",
+            json!({"phone": TO, "title": "t", "description": "d", "buttonText": "", "sections": [{"rows": [{"title": "t", "rowId": "1"}]}]}),
+            "buttonText",
+        ),
+        (
+            "list",
+            json!({"phone": TO, "title": "t", "description": "d", "buttonText": "b", "sections": []}),
+            "sections",
+        ),
+        (
+            "list",
+            json!({"phone": TO, "title": "t", "description": "d", "buttonText": "b", "sections": [{"rows": []}]}),
+            "sections[0].rows",
+        ),
+        (
+            "list",
+            json!({"phone": TO, "title": "t", "description": "d", "buttonText": "b", "sections": [{"rows": [{"title": "t", "rowId": ""}]}]}),
+            "sections[0].rows[0].rowId",
+        ),
+        (
+            "interactive",
+            json!({"phone": TO, "buttons": [{"name": "quick_reply"}]}),
+            "body",
+        ),
+        (
+            "interactive",
+            json!({"phone": TO, "body": "b", "buttons": []}),
+            "buttons",
+        ),
+        (
+            "interactive",
+            json!({"phone": TO, "body": "b", "buttons": [{"name": ""}]}),
+            "buttons[0].name",
+        ),
+        (
+            "interactive",
+            json!({"phone": TO, "body": "b", "buttons": [{"name": "x", "params": [1]}]}),
+            "buttons[0].params",
+        ),
+        (
+            "template",
+            json!({"phone": TO, "buttons": [{"quickReply": {"displayText": "a", "id": "a"}}]}),
+            "content",
+        ),
+        (
+            "template",
+            json!({"phone": TO, "content": "c", "buttons": []}),
+            "buttons",
+        ),
+        (
+            "template",
+            json!({"phone": TO, "content": "c", "buttons": [{"index": 1}]}),
+            "buttons[0]",
+        ),
+        (
+            "template",
+            json!({"phone": TO, "content": "c", "buttons": [{"urlButton": {"displayText": "a", "url": "not a url"}}]}),
+            "buttons[0].urlButton.url",
+        ),
+        (
+            "template",
+            json!({"phone": TO, "content": "c", "buttons": [{"callButton": {"displayText": "a", "phoneNumber": ""}}]}),
+            "buttons[0].callButton.phoneNumber",
+        ),
+        ("carousel", json!({"phone": TO, "cards": []}), "cards"),
+        ("carousel", json!({"phone": TO, "cards": [{}]}), "cards[0]"),
+        (
+            "carousel",
+            json!({"phone": TO, "cards": [{"body": "b", "buttons": [{"name": ""}]}]}),
+            "cards[0].buttons[0].name",
+        ),
+        (
+            "carousel",
+            json!({"phone": "", "cards": [{"body": "b"}]}),
+            "phone",
+        ),
+    ];
+    for (path, bad, field) in &refused {
+        let url = format!("/rich/message/send/{path}");
+        let (code, e) = TestApp::call(app.post(&url).json(bad)).await;
+        assert_eq!(code, 400, "{path} {bad}: {e}");
+        let msg = e["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{path} {bad}: {e} should name {field}");
+    }
+    for (path, body) in [
+        (
+            "interactive",
+            json!({"phone": TO, "body": "b", "buttons": [{"name": "x"}], "image": "aGk="}),
+        ),
+        (
+            "template",
+            json!({"phone": TO, "content": "c", "document": "aGk=", "buttons": [{"quickReply": {"displayText": "a", "id": "a"}}]}),
+        ),
+        (
+            "carousel",
+            json!({"phone": TO, "cards": [{"header": {"image": "https://example.com/a.png"}, "body": "b"}]}),
+        ),
+    ] {
+        let url = format!("/rich/message/send/{path}");
+        let (code, e) = TestApp::call(app.post(&url).json(&body)).await;
+        assert_eq!(
+            (code, e),
+            (501, json!({"error": "not implemented"})),
+            "{path}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = user_inbox(&wa, TO).await;
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        7,
+        "refused input sent nothing: {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_on_polls_reach_the_poll_author_decrypted() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    const U: &str = "5511988880701";
+    app.create_session("vote").await;
+    pair(&app, &wa, "vote", "5511999990701").await;
+    let user_jid = user(&wa, U).await;
+
+    // The user asks; the session receives and stores the poll.
+    let asked = user_sends(
+        &wa,
+        U,
+        json!({"to": "5511999990701", "poll": {"name": "Lunch?", "options": ["Pizza", "Sushi", "Salad"], "selectableCount": 2}}),
+    )
+    .await;
+    let path = format!("/vote/chat/messages?chatId={user_jid}");
+    let got = poll(&app, &path, Duration::from_secs(20), |b| {
+        b.as_array()
+            .is_some_and(|a| a.iter().any(|m| m["msgId"] == asked.as_str()))
+    })
+    .await;
+    assert_eq!(
+        (
+            got[0]["type"].clone(),
+            got[0]["content"].clone(),
+            got[0]["fromMe"].clone()
+        ),
+        (json!("poll"), json!("Lunch?"), json!(false)),
+        "{got}"
+    );
+
+    // The session votes over HTTP; the user's client decrypts the vote with its poll's secret.
+    let vote = json!({"phone": U, "pollMessageId": asked, "selectedOptions": ["Sushi", "Pizza"]});
+    let vote_id = send(&app, "/vote/message/poll/vote", &vote).await;
+    let inbox = wait_inbox(&wa, U, 1).await;
+    let v = by_id(&inbox, &vote_id);
+    assert_eq!(v["type"], "poll_vote", "{v}");
+    assert_eq!(v["pollId"], asked.as_str());
+    assert!(v.get("voteError").is_none(), "{v}");
+    let mut chosen: Vec<String> = serde_json::from_value(v["options"].clone()).unwrap();
+    chosen.sort();
+    assert_eq!(chosen, ["Pizza", "Sushi"]);
+
+    // A changed mind: one option, then none (the vote withdrawn).
+    let one = send(
+        &app,
+        "/vote/message/poll/vote",
+        &json!({"phone": U, "pollMessageId": asked, "selectedOptions": ["Salad"]}),
+    )
+    .await;
+    let none = send(
+        &app,
+        "/vote/message/poll/vote",
+        &json!({"phone": U, "pollMessageId": asked, "selectedOptions": []}),
+    )
+    .await;
+    let inbox = wait_inbox(&wa, U, 3).await;
+    assert_eq!(by_id(&inbox, &one)["options"], json!(["Salad"]), "{inbox}");
+    assert_eq!(by_id(&inbox, &none)["options"], json!([]), "{inbox}");
+
+    // A vote on the session's own poll: single choice, decrypted by the user who received it.
+    let own = send(
+        &app,
+        "/vote/message/send/poll",
+        &json!({"phone": U, "name": "Mine", "options": ["Yes", "No"]}),
+    )
+    .await;
+    let mine = send(
+        &app,
+        "/vote/message/poll/vote",
+        &json!({"phone": U, "pollMessageId": own, "selectedOptions": ["No"]}),
+    )
+    .await;
+    let inbox = wait_inbox(&wa, U, 5).await;
+    let v = by_id(&inbox, &mine);
+    assert_eq!(
+        (v["pollId"].clone(), v["options"].clone()),
+        (json!(own), json!(["No"])),
+        "{v}"
+    );
+
+    // Refused: 400 naming the field, nothing sent.
+    for (bad, field) in [
+        (
+            json!({"pollMessageId": asked, "selectedOptions": ["Pizza"]}),
+            "phone",
+        ),
+        (
+            json!({"phone": "abc", "pollMessageId": asked, "selectedOptions": ["Pizza"]}),
+            "phone",
+        ),
+        (
+            json!({"phone": U, "selectedOptions": ["Pizza"]}),
+            "pollMessageId",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": "", "selectedOptions": ["Pizza"]}),
+            "pollMessageId",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": "3EB0UNKNOWN", "selectedOptions": ["Pizza"]}),
+            "pollMessageId",
+        ),
+        (
+            json!({"phone": "5511988880799", "pollMessageId": asked, "selectedOptions": ["Pizza"]}),
+            "pollMessageId",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": asked}),
+            "selectedOptions",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": asked, "selectedOptions": ["Pasta"]}),
+            "selectedOptions",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": asked, "selectedOptions": ["Pizza", "Pizza"]}),
+            "selectedOptions",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": asked, "selectedOptions": ["Pizza", "Sushi", "Salad"]}),
+            "selectedOptions",
+        ),
+        (
+            json!({"phone": U, "pollMessageId": own, "selectedOptions": ["Yes", "No"]}),
+            "selectedOptions",
+        ),
+    ] {
+        let (code, e) = TestApp::call(app.post("/vote/message/poll/vote").json(&bad)).await;
+        assert_eq!(code, 400, "{bad}: {e}");
+        let msg = e["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{bad}: {e} should name {field}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = user_inbox(&wa, U).await;
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        5,
+        "refused votes sent nothing: {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_unavailable_reaches_the_phone() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    const PHONE: &str = "5511999990801";
+    app.create_session("unav").await;
+    pair(&app, &wa, "unav", PHONE).await;
+    // The account's phone, as a client of its own: it receives the peer request. wamock's
+    // post-pairing key share came from a throwaway Signal store, so the phone first writes
+    // to its own chat: the companion then holds a session the phone's client really has.
+    user(&wa, PHONE).await;
+    user_sends(&wa, PHONE, json!({"to": PHONE, "text": "note to self"})).await;
+    let own_chat = format!("/unav/chat/messages?chatId={PHONE}@s.whatsapp.net");
+    poll(&app, &own_chat, Duration::from_secs(20), |b| {
+        b.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+
+    let body =
+        json!({"chatJid": "5511988880801@s.whatsapp.net", "messageId": "3EB0AABBCCDDEEFF001122"});
+    let (code, b) = TestApp::call(app.post("/unav/message/request-unavailable").json(&body)).await;
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(
+        b,
+        json!({"message": "unavailable message request sent", "id": "3EB0AABBCCDDEEFF001122"})
+    );
+    let inbox = wait_inbox(&wa, PHONE, 1).await;
+    let req = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m.get("placeholderResend").is_some())
+        .unwrap_or_else(|| panic!("no peer request in {inbox}"));
+    assert_eq!(req["type"], "protocol", "{req}");
+    assert_eq!(
+        req["peerRequestType"], "PLACEHOLDER_MESSAGE_RESEND",
+        "{req}"
+    );
+    let key = &req["placeholderResend"][0];
+    assert_eq!(key["id"], "3EB0AABBCCDDEEFF001122", "{req}");
+    assert_eq!(key["fromMe"], false, "{req}");
+    assert!(
+        key["remoteJid"].as_str().is_some_and(|j| !j.is_empty()),
+        "{req}"
+    );
+
+    // OnWapp's spelling `chatId` works too; a group needs the author.
+    let alias = json!({"chatId": "5511988880801", "messageId": "3EB0AABBCCDDEEFF001133"});
+    let (code, b) = TestApp::call(app.post("/unav/message/request-unavailable").json(&alias)).await;
+    assert_eq!(
+        (code, b["id"].clone()),
+        (200, json!("3EB0AABBCCDDEEFF001133")),
+        "{b}"
+    );
+    for (bad, field) in [
+        (json!({"messageId": "X"}), "chatJid"),
+        (json!({"chatJid": "abc", "messageId": "X"}), "chatJid"),
+        (json!({"chatJid": "5511988880801"}), "messageId"),
+        (
+            json!({"chatJid": "5511988880801", "messageId": " "}),
+            "messageId",
+        ),
+        (
+            json!({"chatJid": "120363000000000001@g.us", "messageId": "X"}),
+            "senderJid",
+        ),
+        (
+            json!({"chatJid": "5511988880801", "messageId": "X", "senderJid": "abc"}),
+            "senderJid",
+        ),
+    ] {
+        let (code, e) =
+            TestApp::call(app.post("/unav/message/request-unavailable").json(&bad)).await;
+        assert_eq!(code, 400, "{bad}: {e}");
+        let msg = e["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{bad}: {e} should name {field}");
+    }
+}
