@@ -75,7 +75,6 @@ impl EventHandler for Recorder {
             Event::Messages(batch) => {
                 for m in batch {
                     let entry = inbox::entry(&m.message, &m.info, &self.polls);
-                    let entry = inbox::entry(&m.message, &m.info);
                     let id = entry.id.clone();
                     lock(&self.inbox).push(entry);
                     self.fetch_media(id, m.message.clone());
