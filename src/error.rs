@@ -126,7 +126,7 @@ impl From<crate::engine::EngineError> for ApiError {
         match e {
             E::NotConnected(_) | E::AlreadyPaired(_) => ApiError::Conflict(e.to_string()),
             E::Start(_) => ApiError::Internal(anyhow::anyhow!(e.to_string())),
-            E::Pair(_) | E::Send(_) => ApiError::Upstream(e.to_string()),
+            E::Pair(_) | E::Send(_) | E::Action(_) => ApiError::Upstream(e.to_string()),
         }
     }
 }

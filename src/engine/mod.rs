@@ -4,6 +4,7 @@
 //! [`Engine`] starts, stops and inspects sessions; [`live::Live`] is one running client and the
 //! task that turns its events into our session state.
 
+pub mod chat;
 pub mod events;
 mod http_client;
 pub mod jid;
@@ -40,6 +41,10 @@ pub enum EngineError {
     Pair(String),
     #[error("failed to send message: {0}")]
     Send(String),
+    /// A chat, presence or app-state action WhatsApp (or the client) refused; the text
+    /// says which.
+    #[error("{0}")]
+    Action(String),
 }
 
 /// Where a session's device keys live.

@@ -319,6 +319,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("ContactQrLinkResponse"),
     // Presence
     Endpoint::new(POST, "/:session/presence", PRESENCE, "Set Presence")
+        .done()
         .body("SetPresenceRequest")
         .res("SimpleStatusResponse"),
     Endpoint::new(
@@ -327,6 +328,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         PRESENCE,
         "Subscribe to Presence",
     )
+    .done()
     .body("SubscribePresenceRequest")
     .res("EmptyResponse"),
     // Chat
@@ -336,6 +338,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CHAT,
         "Set Chat Presence (Typing)",
     )
+    .done()
     .body("ChatPresenceRequest")
     .res("ChatPresenceResponse"),
     Endpoint::new(
@@ -344,9 +347,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CHAT,
         "Mark Messages as Read",
     )
+    .done()
     .body("MarkReadRequest")
     .res("EmptyResponse"),
     Endpoint::new(POST, "/:session/chat/unread", CHAT, "Mark Chat as Unread")
+        .done()
         .body("MarkUnreadRequest")
         .res("SimpleStatusResponse"),
     Endpoint::new(
@@ -355,6 +360,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CHAT,
         "Archive/Unarchive Chat",
     )
+    .done()
     .body("ArchiveChatRequest")
     .res("SimpleStatusResponse"),
     Endpoint::new(
@@ -363,6 +369,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CHAT,
         "Set Disappearing Timer",
     )
+    .partial("direct chats proven end to end; a group's timer is set with the group IQ, not yet proven (wamock has no groups)")
     .body("DisappearingTimerRequest")
     .res("MessageResponse"),
     Endpoint::new(GET, "/:session/chat/list", CHAT, "List All Chats")
@@ -470,7 +477,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("SendReactionRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/delete", ACTIONS, "Delete Message")
-        .partial("deletes for everyone; forMe: true (this device only) answers 501 until app-state writes exist (issue 4)")
+        .done()
         .body("DeleteMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/edit", ACTIONS, "Edit Message")
@@ -969,6 +976,13 @@ mod tests {
             ("POST", "/:session/message/edit"),
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),
+            ("POST", "/:session/presence"),
+            ("POST", "/:session/presence/subscribe"),
+            ("POST", "/:session/chat/presence"),
+            ("POST", "/:session/chat/markread"),
+            ("POST", "/:session/chat/unread"),
+            ("POST", "/:session/chat/archive"),
+            ("POST", "/:session/chat/disappearing"),
             ("GET", "/:session/chat/list"),
             ("GET", "/:session/chat/messages"),
             ("GET", "/:session/chat/info"),

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod chat;
+pub mod chat_actions;
 pub mod dto;
 pub mod events;
 pub mod extract;
@@ -13,6 +14,7 @@ pub mod media;
 pub mod messages;
 pub mod middleware;
 pub mod openapi;
+pub mod presence;
 pub mod sessions;
 pub mod settings;
 pub mod unimplemented;
@@ -43,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(media::router())
         .merge(chat::router())
+        .merge(chat_actions::router())
+        .merge(presence::router())
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(events::router())

@@ -200,6 +200,11 @@ impl TestApp {
         self.state.store.clone()
     }
 
+    /// The running app's engine, to watch a session's WhatsApp client in tests.
+    pub fn engine(&self) -> std::sync::Arc<onwapp::engine::Engine> {
+        self.state.engine.clone()
+    }
+
     /// Asks the server to shut down gracefully without waiting for it.
     pub fn begin_shutdown(&mut self) {
         if let Some(s) = self.stop.take() {

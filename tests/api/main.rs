@@ -4,6 +4,7 @@ mod helpers;
 mod wa;
 
 mod auth;
+mod chat_actions;
 mod device_store;
 mod engine;
 mod errors;

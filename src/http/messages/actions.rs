@@ -59,7 +59,8 @@ pub(super) async fn react(
 }
 
 /// Deletes a message for everyone: our own anywhere, someone else's in a group (as admin).
-/// `forMe: true` (delete only on this device) needs app-state writes, not built yet: 501.
+/// `forMe: true` deletes it on this account's devices only (app state), see
+/// [`crate::http::chat_actions::delete_for_me`].
 pub(super) async fn delete(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
@@ -68,13 +69,14 @@ pub(super) async fn delete(
     use whatsapp_rust::{RevokeType, wacore_binary::JidExt};
     let chat = recipient("phone", &req.phone)?;
     let id = required("messageId", &req.message_id)?;
-    if req.for_me == Some(true) {
-        return Err(ApiError::NotImplemented);
-    }
     let stored = s
         .store
         .get_message(rec.id, &chat.to_non_ad().to_string(), id)
         .await?;
+    if req.for_me == Some(true) {
+        crate::http::chat_actions::delete_for_me(&s, &rec, chat, id, stored).await?;
+        return Ok(sent(id.to_string()));
+    }
     let how = match stored {
         Some(m) if !m.from_me => {
             if !chat.is_group() {

@@ -43,6 +43,10 @@ pub struct Account {
     pub primary: Option<Device>,
     /// Companion devices by id (1 and up).
     pub devices: BTreeMap<u16, Device>,
+    /// The account's app-state (syncd) collections, as its devices uploaded them.
+    pub app_state: crate::appstate::Collections,
+    /// The account's presence and who watches it.
+    pub presence: crate::presence::Book,
 }
 
 impl Account {
@@ -69,6 +73,8 @@ impl Account {
             next_device: 1,
             primary: None,
             devices: BTreeMap::new(),
+            app_state: Default::default(),
+            presence: Default::default(),
         }
     }
 

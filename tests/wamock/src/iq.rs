@@ -38,7 +38,7 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
     let result = match xmlns.as_str() {
         "encrypt" => encrypt(ctx, iq),
         "usync" => usync::answer(ctx, iq),
-        "w:sync:app:state" => app_state(iq),
+        "w:sync:app:state" => crate::appstate::answer(ctx, iq),
         "abt" => Ok(vec![props()]),
         "w:m" if child(iq, "media_conn").is_some() => Ok(vec![ctx.state.media.media_conn()]),
         "md" if child(iq, "link_code_companion_reg").is_some() => {
@@ -136,47 +136,6 @@ fn fetch_bundles(ctx: &IqContext<'_>, key: &Node) -> Node {
         });
     }
     NodeBuilder::new("list").children(out).build()
-}
-
-/// App-state sync: wamock holds no patches yet, so every collection is answered at the
-/// version the client asked for, with nothing new. A collection carrying patches (an
-/// upload) is refused per collection, as retryable: wamock does not store them yet.
-fn app_state(iq: &Node) -> Answer {
-    let Some(sync) = child(iq, "sync") else {
-        return Err(Refusal::new(400, "bad-request"));
-    };
-    let collections = sync
-        .children()
-        .unwrap_or_default()
-        .iter()
-        .filter(|c| c.tag == "collection");
-    let mut out = Vec::new();
-    for c in collections {
-        let Some(name) = attr(c, "name") else {
-            continue;
-        };
-        if child(c, "patch").is_some() {
-            out.push(
-                NodeBuilder::new("collection")
-                    .attr("name", name)
-                    .attr("type", "error")
-                    .children([NodeBuilder::new("error")
-                        .attr("code", "501")
-                        .attr("text", "wamock does not store app-state patches yet")
-                        .build()])
-                    .build(),
-            );
-            continue;
-        }
-        let version = attr(c, "version").unwrap_or_else(|| "0".into());
-        out.push(
-            NodeBuilder::new("collection")
-                .attr("name", name)
-                .attr("version", version)
-                .build(),
-        );
-    }
-    Ok(vec![NodeBuilder::new("sync").children(out).build()])
 }
 
 /// A/B props: none set.

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod appstate;
 pub mod cipher;
 pub mod error;
 pub mod faults;
@@ -17,6 +18,7 @@ pub mod nodes;
 pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
+pub mod presence;
 pub mod relay;
 pub mod server;
 pub mod session;

@@ -47,6 +47,26 @@ fn router(state: Arc<State>) -> Router {
         .route("/admin/users/{phone}/inbox", get(admin::users::inbox))
         .route("/admin/users/{phone}/receipts", get(admin::users::receipts))
         .route(
+            "/admin/users/{phone}/presence",
+            get(admin::presence::seen).post(admin::presence::set),
+        )
+        .route(
+            "/admin/users/{phone}/presence/subscribe",
+            post(admin::presence::subscribe),
+        )
+        .route(
+            "/admin/users/{phone}/chatstates",
+            get(admin::presence::chatstates),
+        )
+        .route(
+            "/admin/users/{phone}/chatstate",
+            post(admin::presence::send_chatstate),
+        )
+        .route(
+            "/admin/accounts/{phone}/app-state",
+            get(admin::presence::app_state),
+        )
+        .route(
             "/mms/{kind}/{token}",
             post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
         )

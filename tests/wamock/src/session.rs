@@ -312,6 +312,8 @@ impl Session {
                             .acknowledged(&device, "message", &relay::receipt_ids(&node));
                         relay::receipt(&self.state, &device, &node)
                     }
+                    "presence" => crate::presence::presence(&self.state, &device, &node),
+                    "chatstate" => crate::presence::chatstate(&self.state, &device, &node),
                     _ => relay::ack(&node, None),
                 };
                 if let Some(ack) = ack {

@@ -1,6 +1,7 @@
 //! The admin JSON API that tests (and people) use to play the phone and the users.
 
 pub mod faults;
+pub mod presence;
 pub mod users;
 
 use std::sync::Arc;

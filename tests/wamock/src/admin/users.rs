@@ -45,7 +45,7 @@ fn status(e: &UserError) -> StatusCode {
     }
 }
 
-fn failed(e: UserError) -> Response {
+pub(super) fn failed(e: UserError) -> Response {
     tracing::info!(error = %e, "user request failed");
     error(status(&e), e)
 }

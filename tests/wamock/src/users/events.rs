@@ -9,11 +9,14 @@ use whatsapp_rust::client::Client;
 
 use super::inbox::{self, InboxEntry, ReceiptEntry};
 use super::media;
+use super::presence::{self, ChatstateEntry, PresenceEntry};
 
 #[derive(Default)]
 pub struct Recorder {
     inbox: Arc<Mutex<Vec<InboxEntry>>>,
     receipts: Mutex<Vec<ReceiptEntry>>,
+    presences: Mutex<Vec<PresenceEntry>>,
+    chatstates: Mutex<Vec<ChatstateEntry>>,
     /// The user's client, for media downloads (set once it is built).
     client: OnceLock<Weak<Client>>,
     /// The polls the user sent, to decrypt the votes on them.
@@ -35,6 +38,14 @@ impl Recorder {
 
     pub fn receipts(&self) -> Vec<ReceiptEntry> {
         lock(&self.receipts).clone()
+    }
+
+    pub fn presences(&self) -> Vec<PresenceEntry> {
+        lock(&self.presences).clone()
+    }
+
+    pub fn chatstates(&self) -> Vec<ChatstateEntry> {
+        lock(&self.chatstates).clone()
     }
 
     /// Downloads a received message's media and fills in its inbox entry.
@@ -91,6 +102,8 @@ impl EventHandler for Recorder {
                     });
                 }
             }
+            Event::Presence(p) => lock(&self.presences).push(presence::presence_entry(p)),
+            Event::ChatPresence(c) => lock(&self.chatstates).push(presence::chatstate_entry(c)),
             _ => {}
         }
     }

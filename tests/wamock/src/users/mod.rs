@@ -5,6 +5,7 @@
 pub mod events;
 pub mod inbox;
 pub mod media;
+pub mod presence;
 pub mod register;
 pub mod rich;
 
@@ -64,6 +65,16 @@ impl SimUser {
 
     pub fn receipts(&self) -> Vec<ReceiptEntry> {
         self.recorder.receipts()
+    }
+
+    /// The presences the user's client saw, oldest first.
+    pub fn presences(&self) -> Vec<presence::PresenceEntry> {
+        self.recorder.presences()
+    }
+
+    /// The chat states (typing, recording, paused) the user's client saw, oldest first.
+    pub fn chatstates(&self) -> Vec<presence::ChatstateEntry> {
+        self.recorder.chatstates()
     }
 
     /// Sends a text; returns the message id once the stanza is on the wire.

@@ -1,0 +1,437 @@
+//! Chat actions and presence over HTTP, through whatsapp-rust, against wamock: what the other
+//! side really got (the simulated user's chat states, receipts, inbox and presences; the
+//! account's app state as wamock decrypts it; the session client's presence events).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use whatsapp_rust::types::events::{ChannelEventHandler, Event};
+
+use crate::helpers::TestApp;
+use crate::wa::{app_with_wamock, pair, poll, user, wait_inbox};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn admin_get(wa: &wamock::Server, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", wa.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn admin_post(wa: &wamock::Server, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", wa.http_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "POST {path}: {:?}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Polls a wamock admin `GET` until `done` accepts it.
+async fn wait_admin(wa: &wamock::Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let got = admin_get(wa, path).await;
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {path} never got there: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn len(v: &Value) -> usize {
+    v.as_array().map_or(0, Vec::len)
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    TestApp::call(app.post(path).json(&body)).await
+}
+
+/// The mutations the session's account uploaded, as wamock decrypted them.
+async fn app_state(wa: &wamock::Server, phone: &str, action: &str, n: usize) -> Vec<Value> {
+    let path = format!("/admin/accounts/{phone}/app-state");
+    let all = wait_admin(wa, &path, |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().filter(|m| m["action"] == action).count() >= n)
+    })
+    .await;
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["action"] == action)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn typing_and_read_receipts_reach_the_user() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("ca").await;
+    let body = json!({"phone": "5511988881001", "state": "composing"});
+    let (code, e) = post(&app, "/ca/chat/presence", body.clone()).await;
+    assert_eq!(code, 409, "not connected yet: {e}");
+
+    user(&wa, "5511988881001").await;
+    pair(&app, &wa, "ca", "5511999991001").await;
+
+    // composing, composing + audio (recording), recording, paused: each echoed.
+    let states = [
+        (json!({"state": "composing"}), "composing"),
+        (json!({"state": "composing", "media": "audio"}), "recording"),
+        (json!({"state": "recording"}), "recording"),
+        (json!({"state": "paused"}), "paused"),
+    ];
+    for (extra, _) in &states {
+        let mut b = extra.clone();
+        b["phone"] = json!("5511988881001");
+        let (code, r) = post(&app, "/ca/chat/presence", b).await;
+        assert_eq!(code, 200, "{r}");
+        assert_eq!(r, json!({"state": extra["state"]}));
+    }
+    let seen = wait_admin(&wa, "/admin/users/5511988881001/chatstates", |v| {
+        len(v) >= states.len()
+    })
+    .await;
+    let got: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = states.iter().map(|(_, s)| *s).collect();
+    assert_eq!(got, want, "{seen}");
+    assert_eq!(seen[0]["from"], "5511999991001@s.whatsapp.net", "{seen}");
+    assert_eq!(seen[0]["chat"], "5511999991001@s.whatsapp.net", "{seen}");
+
+    // The user writes twice; the session marks both read; the user gets read receipts.
+    let mut ids = Vec::new();
+    for text in ["one", "two"] {
+        let sent = admin_post(
+            &wa,
+            "/admin/users/5511988881001/send",
+            json!({"to": "5511999991001", "text": text}),
+        )
+        .await;
+        ids.push(sent["id"].as_str().unwrap().to_string());
+    }
+    poll(
+        &app,
+        "/ca/chat/messages?chatId=5511988881001@s.whatsapp.net",
+        LIMIT,
+        |b| len(b) >= 2,
+    )
+    .await;
+    let (code, r) = post(
+        &app,
+        "/ca/chat/markread",
+        json!({"phone": "5511988881001", "messageIds": ids}),
+    )
+    .await;
+    assert_eq!((code, r), (200, json!({})));
+    let receipts = wait_admin(&wa, "/admin/users/5511988881001/receipts", |v| {
+        ids.iter().all(|id| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == id.as_str() && r["type"] == "read")
+        })
+    })
+    .await;
+    let read = receipts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "read")
+        .unwrap();
+    assert_eq!(read["from"], "5511999991001@s.whatsapp.net", "{receipts}");
+    app.stop().await;
+    wa.stop().await;
+}
+
+#[tokio::test]
+async fn archive_unread_and_delete_for_me_reach_the_accounts_app_state() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("cs").await;
+    user(&wa, "5511988881002").await;
+    pair(&app, &wa, "cs", "5511999991002").await;
+    let chat = "5511988881002@s.whatsapp.net";
+
+    // The phone's push name reached the session through app state.
+    let seeded = app_state(&wa, "5511999991002", "setting_pushName", 1).await;
+    assert_eq!(seeded[0]["collection"], "critical_block", "{seeded:?}");
+
+    let (code, r) = post(
+        &app,
+        "/cs/chat/archive",
+        json!({"phone": "5511988881002", "archive": true}),
+    )
+    .await;
+    assert_eq!((code, r), (200, json!({"status": "archived"})));
+    let (code, r) = post(
+        &app,
+        "/cs/chat/archive",
+        json!({"phone": chat, "archive": false}),
+    )
+    .await;
+    assert_eq!((code, r), (200, json!({"status": "unarchived"})));
+    let archive = app_state(&wa, "5511999991002", "archive", 2).await;
+    assert_eq!(archive[0]["index"], json!(["archive", chat]), "{archive:?}");
+    assert_eq!(archive[0]["value"], json!({"archived": true}));
+    assert_eq!(archive[1]["value"], json!({"archived": false}));
+    assert_eq!(archive[0]["collection"], "regular_low");
+    assert_eq!(archive[0]["operation"], "set");
+    assert!(archive.iter().all(|m| m["error"].is_null()), "{archive:?}");
+    // Versions follow each other: the client built the second on the first.
+    assert_eq!(
+        archive[1]["version"].as_u64().unwrap(),
+        archive[0]["version"].as_u64().unwrap() + 1
+    );
+
+    let (code, r) = post(&app, "/cs/chat/unread", json!({"phone": "5511988881002"})).await;
+    assert_eq!((code, r), (200, json!({"status": "marked_unread"})));
+    let unread = app_state(&wa, "5511999991002", "markChatAsRead", 1).await;
+    assert_eq!(unread[0]["index"], json!(["markChatAsRead", chat]));
+    assert_eq!(unread[0]["value"], json!({"read": false}));
+
+    // A message the session sent, deleted for me only: app state, no revoke to the user.
+    let (code, sent) = post(
+        &app,
+        "/cs/message/send/text",
+        json!({"phone": "5511988881002", "text": "keep it to yourself"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{sent}");
+    let id = sent["messageId"].as_str().unwrap().to_string();
+    wait_inbox(&wa, "5511988881002", 1).await;
+    let (code, r) = post(
+        &app,
+        "/cs/message/delete",
+        json!({"phone": "5511988881002", "messageId": id, "forMe": true}),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["messageId"], id.as_str());
+    let deleted = app_state(&wa, "5511999991002", "deleteMessageForMe", 1).await;
+    assert_eq!(
+        deleted[0]["index"],
+        json!(["deleteMessageForMe", chat, id, "1", "0"]),
+        "{deleted:?}"
+    );
+    assert_eq!(deleted[0]["collection"], "regular_high");
+    assert_eq!(deleted[0]["value"]["deleteMedia"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inbox = wait_inbox(&wa, "5511988881002", 1).await;
+    assert_eq!(len(&inbox), 1, "the user saw no revoke: {inbox}");
+
+    // Unknown messages cannot be deleted for me (their sender is not known).
+    let (code, e) = post(
+        &app,
+        "/cs/message/delete",
+        json!({"phone": "5511988881002", "messageId": "NOPE", "forMe": true}),
+    )
+    .await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("messageId"), "{e}");
+    app.stop().await;
+    wa.stop().await;
+}
+
+/// Waits for the next presence event from `who` on a session client's event stream.
+async fn next_presence(
+    events: &whatsapp_rust::async_channel::Receiver<std::sync::Arc<Event>>,
+    who: &str,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = tokio::time::timeout(left, events.recv())
+            .await
+            .expect("a presence event in time")
+            .expect("the client runs");
+        if let Event::Presence(p) = &*event
+            && p.from.user == who
+        {
+            return !p.unavailable;
+        }
+    }
+}
+
+#[tokio::test]
+async fn presence_both_ways() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("cp").await;
+    user(&wa, "5511988881004").await;
+    pair(&app, &wa, "cp", "5511999991004").await;
+
+    // The user watches the session: available since it connected (it learned its push name).
+    admin_post(
+        &wa,
+        "/admin/users/5511988881004/presence/subscribe",
+        json!({"to": "5511999991004"}),
+    )
+    .await;
+    let path = "/admin/users/5511988881004/presence";
+    let seen = wait_admin(&wa, path, |v| len(v) >= 1).await;
+    assert_eq!(
+        seen[0],
+        json!({"from": "5511999991004@s.whatsapp.net", "available": true})
+    );
+    let (code, r) = post(&app, "/cp/presence", json!({"available": false})).await;
+    assert_eq!((code, r), (200, json!({"status": "unavailable"})));
+    let seen = wait_admin(&wa, path, |v| len(v) >= 2).await;
+    assert_eq!(seen[1]["available"], false, "{seen}");
+    assert!(seen[1]["lastSeen"].as_i64().unwrap() > 1_700_000_000, "{seen}");
+    let (code, r) = post(&app, "/cp/presence", json!({"available": true})).await;
+    assert_eq!((code, r), (200, json!({"status": "available"})));
+    let seen = wait_admin(&wa, path, |v| len(v) >= 3).await;
+    assert_eq!(seen[2]["available"], true, "{seen}");
+
+    // The session watches the user: its client hears the user's presence.
+    let client = app
+        .engine()
+        .connected_client("cp")
+        .expect("a connected client");
+    let (handler, events) = ChannelEventHandler::new();
+    client.subscribe_handler(handler).detach();
+    let (code, r) = post(
+        &app,
+        "/cp/presence/subscribe",
+        json!({"phone": "5511988881004"}),
+    )
+    .await;
+    assert_eq!((code, r), (200, json!({})));
+    assert!(
+        next_presence(&events, "5511988881004").await,
+        "a connected user is available"
+    );
+    admin_post(&wa, path, json!({"available": false})).await;
+    assert!(
+        !next_presence(&events, "5511988881004").await,
+        "the user went away"
+    );
+    app.stop().await;
+    wa.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_field() {
+    let Some((app, _wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("cb").await;
+    let cases = [
+        ("/cb/chat/presence", json!({"state": "composing"}), "phone"),
+        (
+            "/cb/chat/presence",
+            json!({"phone": "5511988881005"}),
+            "state",
+        ),
+        (
+            "/cb/chat/presence",
+            json!({"phone": "5511988881005", "state": "typing"}),
+            "state",
+        ),
+        (
+            "/cb/chat/presence",
+            json!({"phone": "5511988881005", "state": ""}),
+            "state",
+        ),
+        (
+            "/cb/chat/presence",
+            json!({"phone": "5511988881005", "state": "composing", "media": "video"}),
+            "media",
+        ),
+        (
+            "/cb/chat/presence",
+            json!({"phone": "not a phone", "state": "paused"}),
+            "phone",
+        ),
+        ("/cb/chat/markread", json!({"messageIds": ["A"]}), "phone"),
+        (
+            "/cb/chat/markread",
+            json!({"phone": "5511988881005"}),
+            "messageIds",
+        ),
+        (
+            "/cb/chat/markread",
+            json!({"phone": "5511988881005", "messageIds": []}),
+            "messageIds",
+        ),
+        (
+            "/cb/chat/markread",
+            json!({"phone": "5511988881005", "messageIds": [" "]}),
+            "messageIds",
+        ),
+        ("/cb/chat/unread", json!({}), "phone"),
+        ("/cb/chat/archive", json!({"archive": true}), "phone"),
+        (
+            "/cb/chat/archive",
+            json!({"phone": "5511988881005"}),
+            "archive",
+        ),
+        (
+            "/cb/chat/archive",
+            json!({"phone": "5511988881005", "archive": "yes"}),
+            "archive",
+        ),
+        ("/cb/chat/disappearing", json!({"timer": "24h"}), "phone"),
+        (
+            "/cb/chat/disappearing",
+            json!({"phone": "5511988881005"}),
+            "timer",
+        ),
+        (
+            "/cb/chat/disappearing",
+            json!({"phone": "5511988881005", "timer": "soon"}),
+            "timer",
+        ),
+        (
+            "/cb/chat/disappearing",
+            json!({"phone": "5511988881005", "timer": "24"}),
+            "timer",
+        ),
+        ("/cb/presence", json!({}), "available"),
+        ("/cb/presence", json!({"available": "yes"}), "available"),
+        ("/cb/presence/subscribe", json!({}), "phone"),
+        ("/cb/presence/subscribe", json!({"phone": "12"}), "phone"),
+        (
+            "/cb/message/delete",
+            json!({"phone": "5511988881005", "forMe": true}),
+            "messageId",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (code, e) = post(&app, path, body.clone()).await;
+        assert_eq!(code, 400, "{path} {body}: {e}");
+        let msg = e["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{path} {body}: {msg}");
+    }
+    // Valid input on a session that is not connected: 409, nothing sent.
+    for (path, body) in [
+        ("/cb/chat/unread", json!({"phone": "5511988881005"})),
+        ("/cb/presence", json!({"available": true})),
+        (
+            "/cb/chat/disappearing",
+            json!({"phone": "5511988881005", "timer": "90d"}),
+        ),
+    ] {
+        let (code, e) = post(&app, path, body).await;
+        assert_eq!(code, 409, "{path}: {e}");
+    }
+    app.stop().await;
+}
