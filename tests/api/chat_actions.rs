@@ -249,6 +249,44 @@ async fn archive_unread_and_delete_for_me_reach_the_accounts_app_state() {
     wa.stop().await;
 }
 
+#[tokio::test]
+async fn disappearing_timers_reach_the_user() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("cd").await;
+    user(&wa, "5511988881003").await;
+    pair(&app, &wa, "cd", "5511999991003").await;
+    for timer in ["24h", "7d", "off"] {
+        let (code, r) = post(
+            &app,
+            "/cd/chat/disappearing",
+            json!({"phone": "5511988881003", "timer": timer}),
+        )
+        .await;
+        assert_eq!(code, 200, "{r}");
+        assert_eq!(r, json!({"message": format!("timer set to {timer}")}));
+    }
+    let inbox = wait_inbox(&wa, "5511988881003", 3).await;
+    let got: Vec<(Value, Value)> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["protocolType"].clone(), m["ephemeralExpiration"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (json!("EPHEMERAL_SETTING"), json!(86_400)),
+            (json!("EPHEMERAL_SETTING"), json!(604_800)),
+            (json!("EPHEMERAL_SETTING"), json!(0)),
+        ],
+        "{inbox}"
+    );
+    app.stop().await;
+    wa.stop().await;
+}
+
 /// Waits for the next presence event from `who` on a session client's event stream.
 async fn next_presence(
     events: &whatsapp_rust::async_channel::Receiver<std::sync::Arc<Event>>,
