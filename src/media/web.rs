@@ -117,8 +117,17 @@ pub async fn resolve(url: &Url) -> Result<Vec<SocketAddr>, WebError> {
 }
 
 /// Sends `req` to `addr` (plain for `http`, TLS for `https`, the certificate checked against
-/// the URL's host) and reads the whole response.
+/// the URL's host and the Mozilla roots) and reads the whole response.
 pub async fn exchange(addr: SocketAddr, req: &Exchange<'_>) -> Result<WebResponse, WebError> {
+    exchange_with(&tls()?, addr, req).await
+}
+
+/// [`exchange`] with a TLS connector of the caller's (other roots, e.g. in tests).
+pub async fn exchange_with(
+    tls: &TlsConnector,
+    addr: SocketAddr,
+    req: &Exchange<'_>,
+) -> Result<WebResponse, WebError> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| WebError::Connect(addr, e.to_string()))?;
@@ -133,7 +142,7 @@ pub async fn exchange(addr: SocketAddr, req: &Exchange<'_>) -> Result<WebRespons
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             let name = ServerName::try_from(bare.to_string())
                 .map_err(|e| WebError::Url(format!("{host}: {e}")))?;
-            let stream = tls()?
+            let stream = tls
                 .connect(name, tcp)
                 .await
                 .map_err(|e| WebError::Tls(host.to_string(), e.to_string()))?;
@@ -211,6 +220,116 @@ mod tests {
         assert_eq!(human_size(100 * 1024 * 1024), "100 MiB");
         assert_eq!(human_size(2048), "2 KiB");
         assert_eq!(human_size(1000), "1000 bytes");
+    }
+
+    /// A TLS server for `media.test` with a certificate made by the `openssl` CLI, answering one
+    /// request with the Host header and SNI it saw; `None` without openssl.
+    async fn tls_server() -> Option<(SocketAddr, TlsConnector)> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().ok()?;
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=media.test"])
+            .args(["-addext", "subjectAltName=DNS:media.test"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .ok()?;
+        if !made.status.success() {
+            return None;
+        }
+        let certs = vec![CertificateDer::from_pem_file(&cert).ok()?];
+        let key = PrivateKeyDer::from_pem_file(&key).ok()?;
+        let ring = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(ring.clone())
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_no_client_auth()
+            .with_single_cert(certs.clone(), key)
+            .ok()?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certs[0].clone()).ok()?;
+        let client = rustls::ClientConfig::builder_with_provider(ring)
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+        let addr = listener.local_addr().ok()?;
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                    let mut buf = vec![0u8; 4096];
+                    let n = tls.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let host = request
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("host: ")
+                                .or_else(|| l.strip_prefix("Host: "))
+                        })
+                        .unwrap_or("")
+                        .to_string();
+                    let body = format!("sni={sni} host={host}");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Some((addr, TlsConnector::from(Arc::new(client))))
+    }
+
+    #[tokio::test]
+    async fn https_with_sni_and_certificate_checked_against_the_url_host() {
+        let Some((addr, connector)) = tls_server().await else {
+            eprintln!("skipping: no openssl to make a certificate");
+            return;
+        };
+        let url = Url::parse(&format!("https://media.test:{}/v/file?auth=x", addr.port())).unwrap();
+        let req = Exchange {
+            method: Method::GET,
+            url: &url,
+            headers: &[],
+            body: Bytes::new(),
+            max_body: 1024,
+        };
+        let res = exchange_with(&connector, addr, &req)
+            .await
+            .expect("https exchange");
+        assert_eq!(res.status, 200);
+        let body = String::from_utf8(res.body).unwrap();
+        assert_eq!(
+            body,
+            format!("sni=media.test host=media.test:{}", addr.port())
+        );
+        // The same server under another name: the certificate does not match.
+        let wrong = Url::parse(&format!("https://other.test:{}/", addr.port())).unwrap();
+        let req = Exchange { url: &wrong, ..req };
+        assert!(matches!(
+            exchange_with(&connector, addr, &req).await,
+            Err(WebError::Tls(..))
+        ));
     }
 
     #[test]
