@@ -16,7 +16,18 @@ use whatsapp_rust::{
 };
 
 use super::{Engine, EngineError, events::Envelope};
-use crate::store::{Store, poll::PollRow};
+use crate::{
+    media::{MediaKind, input::MediaFile},
+    store::{Store, poll::PollRow},
+};
+
+/// An uploaded header file of an interactive, template or carousel message.
+#[derive(Debug, Clone)]
+pub enum HeaderMedia {
+    Image(wa::message::ImageMessage),
+    Video(wa::message::VideoMessage),
+    Document(wa::message::DocumentMessage),
+}
 
 /// The poll creation content of a message, whichever version carries it.
 pub fn poll_of(m: &wa::Message) -> Option<&wa::message::PollCreationMessage> {
@@ -89,6 +100,64 @@ pub fn biz_node(kind: &str) -> Option<Node> {
 }
 
 impl Engine {
+    /// Encrypts and uploads a header file (image, video or document) and describes it as the
+    /// message part that carries it. Nothing is stored beyond the message itself.
+    pub async fn upload_header(
+        &self,
+        name: &str,
+        kind: MediaKind,
+        file: MediaFile,
+        file_name: Option<String>,
+    ) -> Result<HeaderMedia, EngineError> {
+        let up = self.upload_media(name, kind, file.bytes).await?;
+        let url = Some(up.url);
+        let direct_path = Some(up.direct_path);
+        let media_key = Some(up.media_key.to_vec());
+        let file_sha256 = Some(up.file_sha256.to_vec());
+        let file_enc_sha256 = Some(up.file_enc_sha256.to_vec());
+        let file_length = Some(up.file_length);
+        let media_key_timestamp = Some(up.media_key_timestamp);
+        let mimetype = Some(file.mimetype);
+        Ok(match kind {
+            MediaKind::Video => HeaderMedia::Video(wa::message::VideoMessage {
+                url,
+                direct_path,
+                media_key,
+                file_sha256,
+                file_enc_sha256,
+                file_length,
+                media_key_timestamp,
+                mimetype,
+                streaming_sidecar: up.streaming_sidecar,
+                ..Default::default()
+            }),
+            MediaKind::Document => HeaderMedia::Document(wa::message::DocumentMessage {
+                url,
+                direct_path,
+                media_key,
+                file_sha256,
+                file_enc_sha256,
+                file_length,
+                media_key_timestamp,
+                mimetype,
+                title: file_name.clone(),
+                file_name,
+                ..Default::default()
+            }),
+            _ => HeaderMedia::Image(wa::message::ImageMessage {
+                url,
+                direct_path,
+                media_key,
+                file_sha256,
+                file_enc_sha256,
+                file_length,
+                media_key_timestamp,
+                mimetype,
+                ..Default::default()
+            }),
+        })
+    }
+
     /// Sends `message` with extra stanza children and records it like [`Engine::send`].
     pub async fn send_with_nodes(
         &self,

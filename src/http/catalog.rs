@@ -450,7 +450,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Interactive",
     )
-    .partial("native-flow buttons sent (whatsapp-rust adds the <biz> node) and stored; image/video headers answer 501 until media uploads exist (issue 4)")
+    .partial("native-flow buttons sent (whatsapp-rust adds the <biz> node) and stored, with a title or an image/video header uploaded from base64 or a URL; delivery of the outbox is issue 6")
     .body("SendInteractiveRequest")
     .res("SendResponse"),
     Endpoint::new(
@@ -459,7 +459,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Template",
     )
-    .partial("hydrated four-row template inside viewOnceMessage, sent and stored; WhatsApp's apps may not show templates from non-business accounts; image/video/document headers answer 501 until media uploads exist (issue 4)")
+    .partial("hydrated four-row template inside viewOnceMessage (a title or an image/video/document header), sent and stored; WhatsApp's apps may not show templates from non-business accounts (issue 4)")
     .body("SendTemplateRequest")
     .res("SendResponse"),
     Endpoint::new(
@@ -468,7 +468,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Carousel",
     )
-    .partial("cards with native-flow buttons sent and stored; card image/video headers answer 501 until media uploads exist (issue 4)")
+    .partial("cards (title or image/video header, body, footer, native-flow buttons) sent with whatsapp-rust's <biz> node and stored; cards without an image or video may not render on WhatsApp's apps (issue 4)")
     .body("SendCarouselRequest")
     .res("SendResponse"),
     // Messages - Actions

@@ -428,27 +428,35 @@ async fn rich_messages_reach_the_simulated_user_decrypted() {
         let msg = e["error"].as_str().unwrap_or_default();
         assert!(msg.contains(field), "{path} {bad}: {e} should name {field}");
     }
-    for (path, body) in [
+    // Header files: refused before anything is uploaded.
+    let refused_files: Vec<(&str, Value, &str)> = vec![
         (
             "interactive",
-            json!({"phone": TO, "body": "b", "buttons": [{"name": "x"}], "image": "aGk="}),
+            json!({"phone": TO, "body": "b", "buttons": [{"name": "x"}], "image": "aGk=", "video": "aGk="}),
+            "image, video",
+        ),
+        (
+            "interactive",
+            json!({"phone": TO, "body": "b", "buttons": [{"name": "x"}], "image": "not base64!"}),
+            "image",
         ),
         (
             "template",
-            json!({"phone": TO, "content": "c", "document": "aGk=", "buttons": [{"quickReply": {"displayText": "a", "id": "a"}}]}),
+            json!({"phone": TO, "title": "t", "content": "c", "image": "aGk=", "buttons": [{"quickReply": {"displayText": "a", "id": "a"}}]}),
+            "title",
         ),
         (
             "carousel",
-            json!({"phone": TO, "cards": [{"header": {"image": "https://example.com/a.png"}, "body": "b"}]}),
+            json!({"phone": TO, "cards": [{"header": {"image": "not base64!"}, "body": "b"}]}),
+            "cards[0].header.image",
         ),
-    ] {
+    ];
+    for (path, bad, field) in &refused_files {
         let url = format!("/rich/message/send/{path}");
-        let (code, e) = TestApp::call(app.post(&url).json(&body)).await;
-        assert_eq!(
-            (code, e),
-            (501, json!({"error": "not implemented"})),
-            "{path}"
-        );
+        let (code, e) = TestApp::call(app.post(&url).json(bad)).await;
+        assert_eq!(code, 400, "{path} {bad}: {e}");
+        let msg = e["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{path} {bad}: {e} should name {field}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = user_inbox(&wa, TO).await;
@@ -681,4 +689,101 @@ async fn request_unavailable_reaches_the_phone() {
         let msg = e["error"].as_str().unwrap_or_default();
         assert!(msg.contains(field), "{bad}: {e} should name {field}");
     }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Polls the inbox until the entry `id` has its header file downloaded (or failed).
+async fn downloaded(wa: &wamock::Server, phone: &str, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let inbox = user_inbox(wa, phone).await;
+        if let Some(e) = inbox.as_array().and_then(|a| {
+            a.iter()
+                .find(|e| e["id"] == id && (e["sha256"].is_string() || e["mediaError"].is_string()))
+        }) {
+            return e.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never downloaded: {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_files_are_uploaded_and_the_user_downloads_them() {
+    use base64::Engine as _;
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    const U: &str = "5511988880901";
+    app.create_session("hdr").await;
+    pair(&app, &wa, "hdr", "5511999990901").await;
+    user(&wa, U).await;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend((0..5000u32).map(|i| (i * 7 % 251) as u8));
+    let pdf: Vec<u8> = (0..3000u32).map(|i| (i % 13) as u8 + b'a').collect();
+    let mut card_png = png.clone();
+    card_png.extend_from_slice(b"card");
+
+    let interactive = send(
+        &app,
+        "/hdr/message/send/interactive",
+        &json!({"phone": U, "title": "Look", "body": "New!", "image": b64(&png),
+                "buttons": [{"name": "quick_reply", "params": {"display_text": "Buy", "id": "buy"}}]}),
+    )
+    .await;
+    let template = send(
+        &app,
+        "/hdr/message/send/template",
+        &json!({"phone": U, "content": "Your invoice", "document": b64(&pdf), "filename": "invoice.pdf",
+                "buttons": [{"quickReply": {"displayText": "Thanks", "id": "ok"}}]}),
+    )
+    .await;
+    let carousel = send(
+        &app,
+        "/hdr/message/send/carousel",
+        &json!({"phone": U, "body": "Pick", "cards": [
+            {"header": {"title": "One", "image": format!("data:image/png;base64,{}", b64(&card_png))}, "body": "first"}]}),
+    )
+    .await;
+
+    let i = downloaded(&wa, U, &interactive).await;
+    assert_eq!(
+        i["sha256"],
+        sha(&png),
+        "the user's client downloaded the header: {i}"
+    );
+    assert_eq!(
+        i["headerFile"],
+        json!({"type": "image", "mimetype": "image/png", "fileSha256": sha(&png), "fileLength": png.len()})
+    );
+    assert_eq!(
+        (i["title"].clone(), i["body"].clone()),
+        (json!("Look"), json!("New!"))
+    );
+
+    let t = downloaded(&wa, U, &template).await;
+    assert_eq!(t["sha256"], sha(&pdf), "{t}");
+    assert_eq!(
+        t["headerFile"],
+        json!({"type": "document", "mimetype": "application/pdf", "fileSha256": sha(&pdf),
+               "fileLength": pdf.len(), "fileName": "invoice.pdf"})
+    );
+    assert!(t.get("title").is_none(), "{t}");
+
+    let inbox = wait_inbox(&wa, U, 3).await;
+    let c = by_id(&inbox, &carousel);
+    assert_eq!(
+        c["cards"][0]["headerFile"],
+        json!({"type": "image", "mimetype": "image/png", "fileSha256": sha(&card_png), "fileLength": card_png.len()}),
+        "{c}"
+    );
+    assert_eq!(c["cards"][0]["title"], "One");
 }

@@ -13,16 +13,21 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::{quote, recipient, required, sent};
 use crate::{
     app::AppState,
-    engine::rich::biz_node,
+    engine::{
+        EngineError, State as Live,
+        rich::{HeaderMedia, biz_node},
+    },
     error::{ApiError, ApiResult},
     http::{
         dto::{
-            NativeFlowButton, Quoted, SendButtonsRequest, SendCarouselRequest,
+            CarouselCardHeader, NativeFlowButton, Quoted, SendButtonsRequest, SendCarouselRequest,
             SendInteractiveRequest, SendListRequest, SendResponse, SendTemplateRequest,
             TemplateButton,
         },
         extract::{JsonBody, SessionCtx},
     },
+    media::{Fetcher, MediaKind, input},
+    store::SessionRecord,
 };
 
 const MAX_BUTTONS: usize = 3;
@@ -33,12 +38,68 @@ fn text(value: &Option<String>) -> Option<String> {
     value.as_ref().filter(|v| !v.trim().is_empty()).cloned()
 }
 
-/// Media headers need uploads, which are not built yet.
-fn no_media(fields: &[&Option<String>]) -> Result<(), ApiError> {
-    if fields.iter().any(|f| text(f).is_some()) {
-        return Err(ApiError::NotImplemented);
+/// A header file named in a request: the field (for errors), its kind and value.
+struct HeaderFile<'a> {
+    field: String,
+    kind: MediaKind,
+    value: &'a str,
+}
+
+/// The one header file among `candidates` (field, kind, value); two is a 400 naming them.
+fn header_file<'a>(
+    prefix: &str,
+    candidates: &[(&str, MediaKind, &'a Option<String>)],
+) -> Result<Option<HeaderFile<'a>>, ApiError> {
+    let given: Vec<_> = candidates
+        .iter()
+        .filter_map(|(f, k, v)| {
+            let v = v.as_deref().filter(|v| !v.trim().is_empty())?;
+            Some(HeaderFile {
+                field: format!("{prefix}{f}"),
+                kind: *k,
+                value: v,
+            })
+        })
+        .collect();
+    if given.len() > 1 {
+        let names: Vec<&str> = given.iter().map(|h| h.field.as_str()).collect();
+        return Err(ApiError::bad_request(format!(
+            "{}: a header carries one file, not several",
+            names.join(", ")
+        )));
     }
-    Ok(())
+    Ok(given.into_iter().next())
+}
+
+/// Decodes or downloads a header file and uploads it (the session must be connected first:
+/// nothing is downloaded for a session that could not send it).
+async fn upload(
+    s: &AppState,
+    rec: &SessionRecord,
+    h: HeaderFile<'_>,
+    mimetype: Option<&str>,
+    file_name: Option<String>,
+) -> ApiResult<HeaderMedia> {
+    if s.engine.state(&rec.name) != Live::Connected {
+        return Err(EngineError::NotConnected(rec.name.clone()).into());
+    }
+    let fetcher = Fetcher {
+        max_bytes: s.config.media_max_bytes,
+        allow_private: s.config.media_allow_private_urls,
+    };
+    let mut file = input::load(h.kind, h.value, mimetype, &fetcher)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", h.field)))?;
+    // OnWapp's default for template documents.
+    if h.kind == MediaKind::Document
+        && mimetype.is_none()
+        && file.mimetype == MediaKind::Document.default_mime()
+    {
+        file.mimetype = "application/pdf".into();
+    }
+    Ok(s.engine
+        .upload_header(&rec.name, h.kind, file, file_name)
+        .await?)
 }
 
 fn context(
@@ -215,18 +276,26 @@ fn native_flow(
 /// Header, body and footer of an interactive message (or card); `None` parts are left out.
 fn envelope(
     title: Option<String>,
+    media: Option<HeaderMedia>,
     body: Option<String>,
     footer: Option<String>,
 ) -> wa::message::InteractiveMessage {
-    use wa::message::interactive_message::{Body, Footer, Header};
+    use wa::message::interactive_message::{Body, Footer, Header, header::Media};
+    let header = match (title, media) {
+        (None, None) => None,
+        (title, media) => Some(Header {
+            title,
+            has_media_attachment: Some(media.is_some()),
+            media: media.map(|m| match m {
+                HeaderMedia::Image(i) => Media::ImageMessage(Box::new(i)),
+                HeaderMedia::Video(v) => Media::VideoMessage(Box::new(v)),
+                HeaderMedia::Document(d) => Media::DocumentMessage(Box::new(d)),
+            }),
+            ..Default::default()
+        }),
+    };
     wa::message::InteractiveMessage {
-        header: title
-            .map(|t| Header {
-                title: Some(t),
-                has_media_attachment: Some(false),
-                ..Default::default()
-            })
-            .into(),
+        header: header.into(),
         body: body.map(|t| Body { text: Some(t) }).into(),
         footer: footer
             .map(|t| Footer {
@@ -250,10 +319,26 @@ pub(super) async fn interactive(
         return Err(ApiError::bad_request("buttons must have at least 1 entry"));
     }
     let flow = native_flow("buttons", &req.buttons)?;
-    no_media(&[&req.image, &req.video])?;
-    let mut im = envelope(text(&req.title), Some(body.to_string()), text(&req.footer));
+    let context = context(req.quoted.as_ref(), &to)?;
+    let file = header_file(
+        "",
+        &[
+            ("image", MediaKind::Image, &req.image),
+            ("video", MediaKind::Video, &req.video),
+        ],
+    )?;
+    let media = match file {
+        Some(h) => Some(upload(&s, &rec, h, req.mimetype.as_deref(), None).await?),
+        None => None,
+    };
+    let mut im = envelope(
+        text(&req.title),
+        media,
+        Some(body.to_string()),
+        text(&req.footer),
+    );
     im.interactive_message = Some(Payload::NativeFlowMessage(Box::new(flow)));
-    im.context_info = context(req.quoted.as_ref(), &to)?.into();
+    im.context_info = context.into();
     let message = wa::Message {
         interactive_message: im.into(),
         ..Default::default()
@@ -337,16 +422,42 @@ pub(super) async fn template(
         .enumerate()
         .map(|(i, b)| template_button(i, b))
         .collect::<Result<Vec<_>, _>>()?;
-    no_media(&[&req.image, &req.video, &req.document])?;
+    let context = context(req.quoted.as_ref(), &to)?;
+    let file = header_file(
+        "",
+        &[
+            ("image", MediaKind::Image, &req.image),
+            ("video", MediaKind::Video, &req.video),
+            ("document", MediaKind::Document, &req.document),
+        ],
+    )?;
+    let title = text(&req.title);
+    if let (Some(_), Some(h)) = (&title, &file) {
+        return Err(ApiError::bad_request(format!(
+            "title: a template header is a title or a file ({}), not both",
+            h.field
+        )));
+    }
+    let title = match file {
+        Some(h) => {
+            let name = text(&req.filename);
+            match upload(&s, &rec, h, req.mimetype.as_deref(), name).await? {
+                HeaderMedia::Image(i) => Some(Title::ImageMessage(Box::new(i))),
+                HeaderMedia::Video(v) => Some(Title::VideoMessage(Box::new(v))),
+                HeaderMedia::Document(d) => Some(Title::DocumentMessage(Box::new(d))),
+            }
+        }
+        None => title.map(Title::HydratedTitleText),
+    };
     let hydrated = HydratedFourRowTemplate {
         hydrated_content_text: Some(content.to_string()),
         hydrated_footer_text: text(&req.footer),
         hydrated_buttons: buttons,
-        title: text(&req.title).map(Title::HydratedTitleText),
+        title,
         ..Default::default()
     };
     let template = wa::message::TemplateMessage {
-        context_info: context(req.quoted.as_ref(), &to)?.into(),
+        context_info: context.into(),
         hydrated_template: hydrated.clone().into(),
         format: Some(Format::HydratedFourRowTemplate(Box::new(hydrated))),
         ..Default::default()
@@ -371,29 +482,51 @@ pub(super) async fn carousel(
             req.cards.len()
         )));
     }
-    let mut cards = Vec::with_capacity(req.cards.len());
+    // Everything is checked before any file is downloaded or uploaded.
+    let empty = CarouselCardHeader::default();
+    let mut checked = Vec::with_capacity(req.cards.len());
     for (i, c) in req.cards.iter().enumerate() {
-        let header = c.header.clone().unwrap_or_default();
-        no_media(&[&header.image, &header.video])?;
+        let header = c.header.as_ref().unwrap_or(&empty);
+        let file = header_file(
+            &format!("cards[{i}].header."),
+            &[
+                ("image", MediaKind::Image, &header.image),
+                ("video", MediaKind::Video, &header.video),
+            ],
+        )?;
         let (title, body, footer) = (text(&header.title), text(&c.body), text(&c.footer));
         let buttons = c.buttons.as_deref().unwrap_or_default();
-        if title.is_none() && body.is_none() && footer.is_none() && buttons.is_empty() {
+        if title.is_none()
+            && file.is_none()
+            && body.is_none()
+            && footer.is_none()
+            && buttons.is_empty()
+        {
             return Err(ApiError::bad_request(format!(
-                "cards[{i}] is empty: give it a header title, body, footer or buttons"
+                "cards[{i}] is empty: give it a header, body, footer or buttons"
             )));
         }
-        let mut card = envelope(title, body, footer);
         let flow = native_flow(&format!("cards[{i}].buttons"), buttons)?;
+        checked.push((title, file, header.mimetype.as_deref(), body, footer, flow));
+    }
+    let context = context(req.quoted.as_ref(), &to)?;
+    let mut cards = Vec::with_capacity(checked.len());
+    for (title, file, mimetype, body, footer, flow) in checked {
+        let media = match file {
+            Some(h) => Some(upload(&s, &rec, h, mimetype, None).await?),
+            None => None,
+        };
+        let mut card = envelope(title, media, body, footer);
         card.interactive_message = Some(Payload::NativeFlowMessage(Box::new(flow)));
         cards.push(card);
     }
-    let mut im = envelope(text(&req.title), text(&req.body), text(&req.footer));
+    let mut im = envelope(text(&req.title), None, text(&req.body), text(&req.footer));
     im.interactive_message = Some(Payload::CarouselMessage(Box::new(CarouselMessage {
         cards,
         message_version: Some(1),
         ..Default::default()
     })));
-    im.context_info = context(req.quoted.as_ref(), &to)?.into();
+    im.context_info = context.into();
     let message = wa::Message {
         interactive_message: im.into(),
         ..Default::default()

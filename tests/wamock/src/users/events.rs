@@ -88,7 +88,10 @@ impl EventHandler for Recorder {
                     let entry = inbox::entry(&m.message, &m.info, &self.polls);
                     let id = entry.id.clone();
                     lock(&self.inbox).push(entry);
-                    self.fetch_media(id, m.message.clone());
+                    // A header file of an interactive message or template is downloaded too.
+                    let media = super::rich::header_file_message(&m.message)
+                        .map_or_else(|| m.message.clone(), Arc::new);
+                    self.fetch_media(id, media);
                 }
             }
             Event::Receipt(r) => {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 use wacore::poll::{self, PollVoteAddressing, PollVoteCiphertext};
+use wacore::proto_helpers::MessageExt;
 use wacore::types::message::MessageInfo;
 use waproto::whatsapp as wa;
 
@@ -313,6 +314,30 @@ fn template_details(m: &wa::Message) -> Map<String, Value> {
         Some(Title::HydratedTitleText(s)) => Some(s.clone()),
         _ => None,
     };
+    let file = match &h.title {
+        Some(Title::ImageMessage(x)) => Some(file_fields(
+            "image",
+            &x.mimetype,
+            &x.file_sha256,
+            x.file_length,
+            None,
+        )),
+        Some(Title::VideoMessage(x)) => Some(file_fields(
+            "video",
+            &x.mimetype,
+            &x.file_sha256,
+            x.file_length,
+            None,
+        )),
+        Some(Title::DocumentMessage(x)) => Some(file_fields(
+            "document",
+            &x.mimetype,
+            &x.file_sha256,
+            x.file_length,
+            x.file_name.as_ref(),
+        )),
+        _ => None,
+    };
     let buttons: Vec<Value> = h
         .hydrated_buttons
         .iter()
@@ -336,18 +361,96 @@ fn template_details(m: &wa::Message) -> Map<String, Value> {
         .collect();
     object(json!({
         "title": title,
+        "headerFile": file,
         "content": h.hydrated_content_text,
         "footer": h.hydrated_footer_text,
         "buttons": buttons,
     }))
 }
 
+/// `{"type", "mimetype", "fileSha256" (hex, as the sender declared it), "fileLength",
+/// "fileName"?}` of a header file.
+fn file_fields(
+    kind: &str,
+    mimetype: &Option<String>,
+    sha256: &Option<Vec<u8>>,
+    length: Option<u64>,
+    file_name: Option<&String>,
+) -> Value {
+    let hex: Option<String> = sha256
+        .as_ref()
+        .map(|h| h.iter().map(|b| format!("{b:02x}")).collect());
+    Value::Object(object(json!({
+        "type": kind,
+        "mimetype": mimetype,
+        "fileSha256": hex,
+        "fileLength": length,
+        "fileName": file_name,
+    })))
+}
+
+fn interactive_header_file(h: &wa::message::interactive_message::Header) -> Option<Value> {
+    use wa::message::interactive_message::header::Media;
+    Some(match h.media.as_ref()? {
+        Media::ImageMessage(x) => {
+            file_fields("image", &x.mimetype, &x.file_sha256, x.file_length, None)
+        }
+        Media::VideoMessage(x) => {
+            file_fields("video", &x.mimetype, &x.file_sha256, x.file_length, None)
+        }
+        Media::DocumentMessage(x) => file_fields(
+            "document",
+            &x.mimetype,
+            &x.file_sha256,
+            x.file_length,
+            x.file_name.as_ref(),
+        ),
+        _ => return None,
+    })
+}
+
+/// The header file of an interactive message or template as a plain media message, so the
+/// user's client can download it like any other (`None` when there is none).
+pub fn header_file_message(message: &wa::Message) -> Option<wa::Message> {
+    use wa::message::interactive_message::header::Media;
+    use wa::message::template_message::{Format, hydrated_four_row_template::Title};
+    use waproto::buffa::MessageField;
+    let m = message.get_base_message();
+    let mut out = wa::Message::default();
+    if let Some(h) = m
+        .interactive_message
+        .as_option()
+        .and_then(|i| i.header.as_option())
+    {
+        match h.media.as_ref()? {
+            Media::ImageMessage(x) => out.image_message = MessageField::some((**x).clone()),
+            Media::VideoMessage(x) => out.video_message = MessageField::some((**x).clone()),
+            Media::DocumentMessage(x) => out.document_message = MessageField::some((**x).clone()),
+            _ => return None,
+        }
+        return Some(out);
+    }
+    let t = m.template_message.as_option()?;
+    let h = match &t.format {
+        Some(Format::HydratedFourRowTemplate(h)) => Some(&**h),
+        _ => t.hydrated_template.as_option(),
+    }?;
+    match h.title.as_ref()? {
+        Title::ImageMessage(x) => out.image_message = MessageField::some((**x).clone()),
+        Title::VideoMessage(x) => out.video_message = MessageField::some((**x).clone()),
+        Title::DocumentMessage(x) => out.document_message = MessageField::some((**x).clone()),
+        _ => return None,
+    }
+    Some(out)
+}
+
 /// Header title, body, footer and native flow buttons of an interactive message or card;
-/// `cards` for a carousel.
+/// `cards` for a carousel; `headerFile` for a header image, video or document.
 fn interactive_fields(i: &wa::message::InteractiveMessage) -> Map<String, Value> {
     use wa::message::interactive_message::InteractiveMessage as Payload;
     let mut out = object(json!({
         "title": i.header.as_option().and_then(|h| h.title.clone()),
+        "headerFile": i.header.as_option().and_then(interactive_header_file),
         "body": i.body.as_option().and_then(|b| b.text.clone()),
         "footer": i.footer.as_option().and_then(|f| f.text.clone()),
     }));
