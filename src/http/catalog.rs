@@ -172,7 +172,7 @@ const Q_NEWSLETTER: &[QueryParam] = &[
 const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
 const LEGACY_INTERACTIVE: &str = "sent inside viewOnceMessage with whatsmeow's <biz> node and stored; WhatsApp's own apps have not shown legacy buttons/lists from non-business accounts since 2023, so recipients may see nothing (issue 4)";
-const MEDIA_SENT: &str = "base64 (also as a data: URL) or an http(s) URL fetched with an SSRF guard; uploaded, sent, stored with its file and queued as message.sent; no thumbnails, durations or waveforms yet, no multipart uploads; delivery of the outbox is issue 6";
+const MEDIA_SENT: &str = "base64 (also as a data: URL) or an http(s) URL fetched with an SSRF guard; uploaded, sent, stored with its file and queued as message.sent; 0.2.8's multipart form (`file` field) too; no thumbnails, durations or waveforms yet; delivery of the outbox is issue 6";
 const SENT_NOT_STORED: &str = "sent, stored and queued as message.sent; media, quoting of unknown messages and delivery of the outbox are still to come (issues 4, 6)";
 
 /// Every endpoint of the contract, in the contract's order.

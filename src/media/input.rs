@@ -86,6 +86,25 @@ pub async fn load(
     Ok(MediaFile { bytes, mimetype })
 }
 
+/// A file uploaded as bytes (a multipart `file` field), with the part's `Content-Type`.
+pub fn from_bytes(
+    kind: MediaKind,
+    bytes: Vec<u8>,
+    mimetype: Option<&str>,
+    announced: Option<&str>,
+    max: u64,
+) -> Result<MediaFile, InputError> {
+    let field = kind.as_str();
+    if bytes.is_empty() {
+        return Err(InputError::Empty(field));
+    }
+    if bytes.len() as u64 > max {
+        return Err(InputError::TooLarge { field, limit: max });
+    }
+    let mimetype = choose_mime(kind, mimetype, announced, &bytes);
+    Ok(MediaFile { bytes, mimetype })
+}
+
 fn decode(field: &'static str, data: &str, max: u64) -> Result<Vec<u8>, InputError> {
     let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     // 4 characters carry 3 bytes: refuse before allocating the decoded file.
@@ -144,15 +163,16 @@ fn choose_mime(
     if let Some(m) = requested.map(str::trim).filter(|m| !m.is_empty()) {
         return m.to_string();
     }
-    if let Some(m) = announced.map(str::trim).filter(|m| !is_generic(m)) {
-        return m.to_string();
+    let found = announced
+        .map(str::trim)
+        .filter(|m| !is_generic(m))
+        .or_else(|| sniff(bytes))
+        .unwrap_or(kind.default_mime());
+    // WhatsApp plays Ogg audio only as Opus; say so, as its own clients do.
+    if kind == MediaKind::Audio && found.eq_ignore_ascii_case("audio/ogg") {
+        return kind.default_mime().to_string();
     }
-    match sniff(bytes) {
-        // WhatsApp plays Ogg audio only as Opus; say so, as its own clients do.
-        Some("audio/ogg") if kind == MediaKind::Audio => kind.default_mime().to_string(),
-        Some(m) => m.to_string(),
-        None => kind.default_mime().to_string(),
-    }
+    found.to_string()
 }
 
 #[cfg(test)]
@@ -233,6 +253,14 @@ mod tests {
         assert_eq!(
             choose_mime(MediaKind::Sticker, None, None, b"??"),
             "image/webp"
+        );
+        assert_eq!(
+            choose_mime(MediaKind::Audio, None, Some("audio/ogg"), b"??"),
+            "audio/ogg; codecs=opus"
+        );
+        assert_eq!(
+            choose_mime(MediaKind::Audio, Some("audio/ogg"), None, b"??"),
+            "audio/ogg"
         );
     }
 }

@@ -104,6 +104,41 @@ async fn delivered(wa: &wamock::Server, phone: &str, id: &str) -> Value {
     }
 }
 
+/// A `multipart/form-data` body: text fields, then the file as `file`.
+fn form(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "media-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .into_bytes(),
+        );
+    }
+    if let Some((name, mime, bytes)) = file {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+            )
+            .into_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn send_form(app: &TestApp, kind: &str, (ct, body): (String, Vec<u8>)) -> (u16, Value) {
+    TestApp::call(
+        app.post(&format!("/md/message/send/{kind}"))
+            .header("Content-Type", ct)
+            .body(body),
+    )
+    .await
+}
+
 async fn send(app: &TestApp, kind: &str, body: Value) -> String {
     let (code, b) = TestApp::call(app.post(&format!("/md/message/send/{kind}")).json(&body)).await;
     assert_eq!(code, 200, "{kind}: {b}");
@@ -211,18 +246,65 @@ async fn every_kind_reaches_the_user_with_its_bytes() {
     assert_eq!(got["sha256"], sha(&webp));
     let sticker = id;
 
+    // 0.2.8's multipart form: a document (named, typed by the form) and a voice note.
+    let sheet = file(b"PK\x03\x04", 12_000, 7);
+    let xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let (code, b) = send_form(
+        &app,
+        "document",
+        form(
+            &[
+                ("phone", to),
+                ("filename", "sheet.xlsx"),
+                ("mimeType", xlsx),
+            ],
+            Some(("sheet.xlsx", "application/octet-stream", &sheet)),
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let got = delivered(&wa, to, b["messageId"].as_str().unwrap()).await;
+    assert_eq!(got["fileName"], "sheet.xlsx", "{got}");
+    assert_eq!(got["mimetype"], xlsx);
+    assert_eq!(got["sha256"], sha(&sheet));
+    let (code, b) = send_form(
+        &app,
+        "audio",
+        form(
+            &[("phone", to), ("ptt", "true")],
+            Some(("v.ogg", "audio/ogg", &voice)),
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let got = delivered(&wa, to, b["messageId"].as_str().unwrap()).await;
+    assert_eq!(got["ptt"], true, "{got}");
+    assert_eq!(got["mimetype"], "audio/ogg; codecs=opus");
+    assert_eq!(got["sha256"], sha(&voice));
+    let last = b["messageId"].as_str().unwrap().to_string();
+
     // What we sent is in the media store with its file, and listed newest first.
     let list = app.get_json("/md/media/list").await;
-    assert_eq!(list["count"], 6, "{list}");
+    assert_eq!(list["count"], 8, "{list}");
     assert_eq!(list["limit"], 100);
     assert_eq!(list["offset"], 0);
-    let newest = &list["media"][0];
-    assert_eq!(newest["msgId"], sticker.as_str(), "{list}");
-    assert_eq!(newest["mediaType"], "sticker");
-    assert_eq!(newest["fromMe"], true);
-    assert_eq!(newest["downloaded"], true);
-    assert_eq!(newest["fileSize"], webp.len());
-    assert!(newest["waDirectPath"].is_string(), "{newest}");
+    assert_eq!(list["media"][0]["msgId"], last.as_str(), "{list}");
+    let stored = list["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["msgId"] == sticker.as_str())
+        .expect("the sticker is listed");
+    assert_eq!(stored["mediaType"], "sticker");
+    assert_eq!(stored["mimeType"], "image/webp");
+    assert_eq!(stored["fromMe"], true);
+    assert_eq!(stored["downloaded"], true);
+    assert_eq!(stored["fileSize"], webp.len());
+    assert!(stored["waDirectPath"].is_string(), "{stored}");
+    assert!(
+        stored["chatJid"].as_str().unwrap().starts_with(to),
+        "{stored}"
+    );
     let page = app.get_json("/md/media/list?limit=2&offset=1").await;
     assert_eq!(page["count"], 2);
     assert_eq!(page["media"][0]["msgId"], list["media"][1]["msgId"]);
@@ -313,6 +395,31 @@ async fn every_kind_reaches_the_user_with_its_bytes() {
             "{kind}: {error:?} should start with {want:?}"
         );
     }
+    let form_refusals = [
+        (
+            "image",
+            form(&[("phone", to)], None),
+            "failed to get file from form",
+        ),
+        (
+            "image",
+            form(&[], Some(("a.png", "image/png", &photo))),
+            "phone is required",
+        ),
+        (
+            "document",
+            form(&[("phone", to)], Some(("a.pdf", "application/pdf", &pdf))),
+            "filename is required",
+        ),
+    ];
+    for (kind, body, want) in form_refusals {
+        let (code, b) = send_form(&app, kind, body).await;
+        assert_eq!(code, 400, "{kind}: {b}");
+        assert!(
+            b["error"].as_str().unwrap_or_default().starts_with(want),
+            "{b}"
+        );
+    }
     // A session that is not connected: 409 before any download.
     app.create_session("idle").await;
     let (code, b) = TestApp::call(
@@ -324,7 +431,7 @@ async fn every_kind_reaches_the_user_with_its_bytes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = user_inbox(&wa, to).await.as_array().map_or(0, Vec::len);
     assert_eq!(after, before, "nothing more was sent");
-    assert_eq!(app.get_json("/md/media/list").await["count"], 6);
+    assert_eq!(app.get_json("/md/media/list").await["count"], 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

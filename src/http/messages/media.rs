@@ -1,30 +1,45 @@
 //! Image, audio, video, document and sticker messages. The file comes as base64 (a
 //! `data:<mime>;base64,` prefix is accepted) or as an http(s) URL we download (`media::input`);
 //! whatsapp-rust encrypts and uploads it, and the message carrying it is sent and stored.
+//! 0.2.8's multipart form (`file` plus text fields) is accepted too.
 
-use axum::{Json, extract::State};
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    extract::{FromRequest, Multipart, Request, State, multipart::MultipartError},
+    http::{StatusCode, header},
+};
+use serde::de::DeserializeOwned;
 
 use super::{quote, recipient, required, sent};
 use crate::{
     app::AppState,
     engine::{EngineError, State as Live, media::OutgoingMedia},
-    error::ApiResult,
+    error::{ApiError, ApiResult},
     http::{
         dto::{
             Quoted, SendAudioRequest, SendDocumentRequest, SendImageRequest, SendResponse,
             SendStickerRequest, SendVideoRequest,
         },
-        extract::{JsonBody, SessionCtx},
+        extract::{BodyLimit, JsonBody, SessionCtx},
     },
     media::{Fetcher, MediaKind, input},
     store::SessionRecord,
 };
 
+/// Where the file is: the JSON field's value (base64, data URL, http(s) URL) or the bytes of
+/// a multipart `file` field with its `Content-Type`.
+enum Source<'a> {
+    Value(&'a str),
+    File(FormFile),
+}
+
 /// One media send, whatever its kind.
 struct MediaSend<'a> {
     phone: &'a str,
     kind: MediaKind,
-    value: &'a str,
+    source: Source<'a>,
     mimetype: Option<&'a str>,
     quoted: Option<&'a Quoted>,
     caption: Option<String>,
@@ -39,16 +54,26 @@ async fn send(
 ) -> ApiResult<Json<SendResponse>> {
     // Everything cheap is checked before a URL is downloaded.
     let to = recipient("phone", m.phone)?;
-    required(m.kind.as_str(), m.value)?;
+    if let Source::Value(v) = &m.source {
+        required(m.kind.as_str(), v)?;
+    }
     let context = m.quoted.map(|q| quote(q, &to)).transpose()?;
     if s.engine.state(&rec.name) != Live::Connected {
         return Err(EngineError::NotConnected(rec.name.clone()).into());
     }
-    let fetcher = Fetcher {
-        max_bytes: s.config.media_max_bytes,
-        allow_private: s.config.media_allow_private_urls,
+    let max = s.config.media_max_bytes;
+    let file = match m.source {
+        Source::Value(v) => {
+            let fetcher = Fetcher {
+                max_bytes: max,
+                allow_private: s.config.media_allow_private_urls,
+            };
+            input::load(m.kind, v, m.mimetype, &fetcher).await?
+        }
+        Source::File(f) => {
+            input::from_bytes(m.kind, f.bytes, m.mimetype, f.content_type.as_deref(), max)?
+        }
     };
-    let file = input::load(m.kind, m.value, m.mimetype, &fetcher).await?;
     let media = OutgoingMedia {
         kind: m.kind,
         bytes: file.bytes,
@@ -60,15 +85,152 @@ async fn send(
     Ok(sent(s.engine.send_media(rec, to, media, context).await?))
 }
 
+/// A media send body: JSON (the contract's), or `multipart/form-data` with the file in a
+/// `file` field and `phone`, `caption`, `mimeType`, `ptt`, `filename` as text fields (0.2.8).
+pub(super) enum MediaBody<T> {
+    Json(T),
+    Form(Form),
+}
+
+pub(super) struct Form {
+    fields: HashMap<String, String>,
+    file: Option<FormFile>,
+}
+
+struct FormFile {
+    bytes: Vec<u8>,
+    content_type: Option<String>,
+}
+
+impl Form {
+    /// The first of `names` that is present and not blank.
+    fn text(&self, names: &[&str]) -> Option<&str> {
+        names
+            .iter()
+            .filter_map(|n| self.fields.get(*n))
+            .map(|v| v.trim())
+            .find(|v| !v.is_empty())
+    }
+}
+
+fn is_multipart(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+fn form_error(e: MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit: 0 }
+    } else {
+        ApiError::bad_request(format!("invalid multipart body: {}", e.body_text()))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MediaBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_multipart(&req) {
+            return JsonBody::<T>::from_request(req, state)
+                .await
+                .map(|JsonBody(t)| MediaBody::Json(t));
+        }
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
+        let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
+            ApiError::bad_request(format!("invalid multipart body: {}", e.body_text()))
+        })?;
+        let mut form = Form {
+            fields: HashMap::new(),
+            file: None,
+        };
+        let too_large = |e: ApiError| match e {
+            ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge {
+                limit: limit.unwrap_or_default(),
+            },
+            other => other,
+        };
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| too_large(form_error(e)))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            if name == "file" {
+                let content_type = field.content_type().map(str::to_string);
+                let bytes = field.bytes().await.map_err(|e| too_large(form_error(e)))?;
+                form.file = Some(FormFile {
+                    bytes: bytes.to_vec(),
+                    content_type,
+                });
+            } else {
+                let text = field.text().await.map_err(|e| too_large(form_error(e)))?;
+                form.fields.insert(name, text);
+            }
+        }
+        Ok(MediaBody::Form(form))
+    }
+}
+
+/// A multipart send: the same rules as JSON, the file from the `file` field.
+async fn send_form(
+    s: &AppState,
+    rec: &SessionRecord,
+    kind: MediaKind,
+    mut form: Form,
+) -> ApiResult<Json<SendResponse>> {
+    let phone = form
+        .text(&["phone"])
+        .ok_or_else(|| ApiError::bad_request("phone is required"))?
+        .to_string();
+    let file_name = form.text(&["filename", "fileName"]).map(str::to_string);
+    if kind == MediaKind::Document && file_name.is_none() {
+        return Err(ApiError::bad_request("filename is required"));
+    }
+    let caption = match kind {
+        MediaKind::Image | MediaKind::Video => form.text(&["caption"]).map(str::to_string),
+        _ => None,
+    };
+    let mimetype = form.text(&["mimeType", "mimetype"]).map(str::to_string);
+    let ptt = kind == MediaKind::Audio
+        && form
+            .text(&["ptt"])
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let file = form
+        .file
+        .take()
+        .ok_or_else(|| ApiError::bad_request("failed to get file from form: no `file` field"))?;
+    let m = MediaSend {
+        phone: &phone,
+        kind,
+        source: Source::File(file),
+        mimetype: mimetype.as_deref(),
+        quoted: None,
+        caption,
+        file_name,
+        ptt,
+    };
+    send(s, rec, m).await
+}
+
 pub(super) async fn image(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    JsonBody(req): JsonBody<SendImageRequest>,
+    body: MediaBody<SendImageRequest>,
 ) -> ApiResult<Json<SendResponse>> {
+    let req = match body {
+        MediaBody::Json(req) => req,
+        MediaBody::Form(f) => return send_form(&s, &rec, MediaKind::Image, f).await,
+    };
     let m = MediaSend {
         phone: &req.phone,
         kind: MediaKind::Image,
-        value: &req.image,
+        source: Source::Value(&req.image),
         mimetype: req.mimetype.as_deref(),
         quoted: req.quoted.as_ref(),
         caption: req.caption.clone(),
@@ -81,12 +243,16 @@ pub(super) async fn image(
 pub(super) async fn audio(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    JsonBody(req): JsonBody<SendAudioRequest>,
+    body: MediaBody<SendAudioRequest>,
 ) -> ApiResult<Json<SendResponse>> {
+    let req = match body {
+        MediaBody::Json(req) => req,
+        MediaBody::Form(f) => return send_form(&s, &rec, MediaKind::Audio, f).await,
+    };
     let m = MediaSend {
         phone: &req.phone,
         kind: MediaKind::Audio,
-        value: &req.audio,
+        source: Source::Value(&req.audio),
         mimetype: req.mimetype.as_deref(),
         quoted: req.quoted.as_ref(),
         caption: None,
@@ -99,12 +265,16 @@ pub(super) async fn audio(
 pub(super) async fn video(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    JsonBody(req): JsonBody<SendVideoRequest>,
+    body: MediaBody<SendVideoRequest>,
 ) -> ApiResult<Json<SendResponse>> {
+    let req = match body {
+        MediaBody::Json(req) => req,
+        MediaBody::Form(f) => return send_form(&s, &rec, MediaKind::Video, f).await,
+    };
     let m = MediaSend {
         phone: &req.phone,
         kind: MediaKind::Video,
-        value: &req.video,
+        source: Source::Value(&req.video),
         mimetype: req.mimetype.as_deref(),
         quoted: req.quoted.as_ref(),
         caption: req.caption.clone(),
@@ -117,13 +287,17 @@ pub(super) async fn video(
 pub(super) async fn document(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    JsonBody(req): JsonBody<SendDocumentRequest>,
+    body: MediaBody<SendDocumentRequest>,
 ) -> ApiResult<Json<SendResponse>> {
+    let req = match body {
+        MediaBody::Json(req) => req,
+        MediaBody::Form(f) => return send_form(&s, &rec, MediaKind::Document, f).await,
+    };
     let file_name = required("filename", &req.filename)?.trim().to_string();
     let m = MediaSend {
         phone: &req.phone,
         kind: MediaKind::Document,
-        value: &req.document,
+        source: Source::Value(&req.document),
         mimetype: req.mimetype.as_deref(),
         quoted: req.quoted.as_ref(),
         caption: None,
@@ -136,12 +310,16 @@ pub(super) async fn document(
 pub(super) async fn sticker(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    JsonBody(req): JsonBody<SendStickerRequest>,
+    body: MediaBody<SendStickerRequest>,
 ) -> ApiResult<Json<SendResponse>> {
+    let req = match body {
+        MediaBody::Json(req) => req,
+        MediaBody::Form(f) => return send_form(&s, &rec, MediaKind::Sticker, f).await,
+    };
     let m = MediaSend {
         phone: &req.phone,
         kind: MediaKind::Sticker,
-        value: &req.sticker,
+        source: Source::Value(&req.sticker),
         mimetype: req.mimetype.as_deref(),
         quoted: req.quoted.as_ref(),
         caption: None,
