@@ -70,6 +70,9 @@ fn chat_json(c: ChatRow) -> Value {
     if c.marked_as_unread {
         m.insert("markedAsUnread".into(), json!(true));
     }
+    if c.ephemeral_expiration > 0 {
+        m.insert("ephemeralExpiration".into(), json!(c.ephemeral_expiration));
+    }
     if let Some(t) = c.conversation_timestamp {
         m.insert("conversationTimestamp".into(), json!(t));
     }

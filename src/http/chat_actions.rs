@@ -93,13 +93,14 @@ async fn markread(
         }
         ids.push(id);
     }
+    let chat_key = chat.to_non_ad().to_string();
     if !chat.is_group() {
         s.engine.mark_read(&rec.name, &chat, None, &ids).await?;
+        s.store.mark_messages_read(rec.id, &chat_key, &ids).await?;
         return Ok(Json(EmptyResponse {}));
     }
-    let chat_key = chat.to_non_ad().to_string();
     let mut by_author: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for id in ids {
+    for &id in &ids {
         let stored = s.store.get_message(rec.id, &chat_key, id).await?;
         let Some(m) = stored else {
             return Err(ApiError::bad_request(format!(
@@ -112,12 +113,13 @@ async fn markread(
         let author = m.sender_jid.unwrap_or_default();
         by_author.entry(author).or_default().push(id);
     }
-    for (author, ids) in by_author {
+    for (author, of_author) in by_author {
         let author = chat_jid("messageIds (author)", &author)?;
         s.engine
-            .mark_read(&rec.name, &chat, Some(&author), &ids)
+            .mark_read(&rec.name, &chat, Some(&author), &of_author)
             .await?;
     }
+    s.store.mark_messages_read(rec.id, &chat_key, &ids).await?;
     Ok(Json(EmptyResponse {}))
 }
 
@@ -128,6 +130,9 @@ async fn unread(
 ) -> ApiResult<Json<SimpleStatusResponse>> {
     let chat = chat_jid("phone", &req.phone)?;
     s.engine.mark_chat_read(&rec.name, &chat, false).await?;
+    s.store
+        .mark_chat_unread(rec.id, &chat.to_non_ad().to_string())
+        .await?;
     Ok(Json(SimpleStatusResponse {
         status: "marked_unread".into(),
     }))
@@ -196,14 +201,17 @@ async fn disappearing(
     let chat = chat_jid("phone", &req.phone)?;
     let seconds = timer_seconds(&req.timer)?;
     s.engine.set_disappearing(&rec.name, &chat, seconds).await?;
+    s.store
+        .set_chat_ephemeral(rec.id, &chat.to_non_ad().to_string(), i64::from(seconds))
+        .await?;
     Ok(Json(MessageResponse {
         message: format!("timer set to {}", req.timer.trim()),
     }))
 }
 
 /// `POST /:session/message/delete` with `forMe: true`: deletes the message on this account's
-/// devices only (app-state `deleteMessageForMe`). The index names who sent it, so the
-/// message must be one we stored.
+/// devices only (app-state `deleteMessageForMe`) and from our store. The index names who
+/// sent it, so the message must be one we stored.
 pub(crate) async fn delete_for_me(
     s: &AppState,
     rec: &SessionRecord,
@@ -220,6 +228,7 @@ pub(crate) async fn delete_for_me(
         (Some(sender), true) => Some(chat_jid("messageId (sender)", sender)?),
         _ => None,
     };
+    let chat_key = chat.to_non_ad().to_string();
     let own = OwnCopy {
         chat,
         id: id.to_string(),
@@ -228,6 +237,7 @@ pub(crate) async fn delete_for_me(
         timestamp: Some(m.timestamp),
     };
     s.engine.delete_for_me(&rec.name, &own).await?;
+    s.store.forget_message(rec.id, &chat_key, id).await?;
     Ok(())
 }
 

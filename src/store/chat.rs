@@ -32,6 +32,8 @@ pub struct ChatRow {
     pub name: Option<String>,
     pub unread_count: i32,
     pub marked_as_unread: bool,
+    /// Disappearing-messages timer in seconds (0: off).
+    pub ephemeral_expiration: i64,
     pub conversation_timestamp: Option<i64>,
 }
 
@@ -187,7 +189,7 @@ macro_rules! impl_message_store {
                 unread: bool,
             ) -> $crate::store::StoreResult<Vec<$crate::store::chat::ChatRow>> {
                 sqlx::query_as::<$db, $crate::store::chat::ChatRow>(
-                    "SELECT jid, name, unread_count, marked_as_unread, conversation_timestamp FROM chats \
+                    "SELECT jid, name, unread_count, marked_as_unread, ephemeral_expiration, conversation_timestamp FROM chats \
                      WHERE session_id = $1 AND ($2 = FALSE OR unread_count > 0 OR marked_as_unread) \
                      ORDER BY conversation_timestamp IS NULL, conversation_timestamp DESC, jid \
                      LIMIT $3 OFFSET $4",
@@ -207,7 +209,7 @@ macro_rules! impl_message_store {
                 jid: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::chat::ChatRow>> {
                 sqlx::query_as::<$db, $crate::store::chat::ChatRow>(
-                    "SELECT jid, name, unread_count, marked_as_unread, conversation_timestamp FROM chats \
+                    "SELECT jid, name, unread_count, marked_as_unread, ephemeral_expiration, conversation_timestamp FROM chats \
                      WHERE session_id = $1 AND jid = $2",
                 )
                 .bind(session_id)

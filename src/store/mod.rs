@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod chat;
+pub mod chat_state;
 pub mod device;
 pub mod media;
 mod models;
@@ -118,6 +119,7 @@ pub trait Store:
     + HealthCheck
     + DeviceStoreFactory
     + chat::MessageStore
+    + chat_state::ChatStateStore
     + poll::PollStore
     + media::MediaStore
 {
@@ -129,6 +131,7 @@ impl<T> Store for T where
         + HealthCheck
         + DeviceStoreFactory
         + chat::MessageStore
+        + chat_state::ChatStateStore
         + poll::PollStore
         + media::MediaStore
 {

@@ -32,5 +32,6 @@ impl PgStore {
 super::sql::impl_sql_store!(PgStore, sqlx::Postgres);
 super::device::impl_device_store!(PgStore, sqlx::Postgres);
 super::chat::impl_message_store!(PgStore, sqlx::Postgres);
+super::chat_state::impl_chat_state_store!(PgStore, sqlx::Postgres);
 super::poll::impl_poll_store!(PgStore, sqlx::Postgres);
 super::media::impl_media_store!(PgStore, sqlx::Postgres);

@@ -40,5 +40,6 @@ impl SqliteStore {
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
 super::device::impl_device_store!(SqliteStore, sqlx::Sqlite);
 super::chat::impl_message_store!(SqliteStore, sqlx::Sqlite);
+super::chat_state::impl_chat_state_store!(SqliteStore, sqlx::Sqlite);
 super::poll::impl_poll_store!(SqliteStore, sqlx::Sqlite);
 super::media::impl_media_store!(SqliteStore, sqlx::Sqlite);

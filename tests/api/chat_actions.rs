@@ -132,6 +132,8 @@ async fn typing_and_read_receipts_reach_the_user() {
         |b| len(b) >= 2,
     )
     .await;
+    let info = "/ca/chat/info?chatId=5511988881001@s.whatsapp.net";
+    assert_eq!(app.get_json(info).await["unreadCount"], 2);
     let (code, r) = post(
         &app,
         "/ca/chat/markread",
@@ -139,6 +141,20 @@ async fn typing_and_read_receipts_reach_the_user() {
     )
     .await;
     assert_eq!((code, r), (200, json!({})));
+    // Our store follows: nothing unread, both messages read.
+    let chat = app.get_json(info).await;
+    assert!(chat.get("unreadCount").is_none(), "{chat}");
+    let listed = app
+        .get_json("/ca/chat/messages?chatId=5511988881001@s.whatsapp.net")
+        .await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "read"),
+        "{listed}"
+    );
     let receipts = wait_admin(&wa, "/admin/users/5511988881001/receipts", |v| {
         ids.iter().all(|id| {
             v.as_array()
@@ -205,6 +221,12 @@ async fn archive_unread_and_delete_for_me_reach_the_accounts_app_state() {
     let unread = app_state(&wa, "5511999991002", "markChatAsRead", 1).await;
     assert_eq!(unread[0]["index"], json!(["markChatAsRead", chat]));
     assert_eq!(unread[0]["value"], json!({"read": false}));
+    let listed = app.get_json("/cs/chat/list?unread=true").await;
+    assert_eq!(
+        listed,
+        json!([{"jid": chat, "markedAsUnread": true}]),
+        "the chat list shows it unread"
+    );
 
     // A message the session sent, deleted for me only: app state, no revoke to the user.
     let (code, sent) = post(
@@ -235,6 +257,17 @@ async fn archive_unread_and_delete_for_me_reach_the_accounts_app_state() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let inbox = wait_inbox(&wa, "5511988881002", 1).await;
     assert_eq!(len(&inbox), 1, "the user saw no revoke: {inbox}");
+    let listed = app
+        .get_json(&format!("/cs/chat/messages?chatId={chat}"))
+        .await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["msgId"] != id.as_str()),
+        "gone from our store: {listed}"
+    );
 
     // Unknown messages cannot be deleted for me (their sender is not known).
     let (code, e) = post(
@@ -257,7 +290,12 @@ async fn disappearing_timers_reach_the_user() {
     app.create_session("cd").await;
     user(&wa, "5511988881003").await;
     pair(&app, &wa, "cd", "5511999991003").await;
-    for timer in ["24h", "7d", "off"] {
+    let info = "/cd/chat/info?chatId=5511988881003@s.whatsapp.net";
+    for (timer, seconds) in [
+        ("24h", json!(86_400)),
+        ("7d", json!(604_800)),
+        ("off", Value::Null),
+    ] {
         let (code, r) = post(
             &app,
             "/cd/chat/disappearing",
@@ -266,6 +304,9 @@ async fn disappearing_timers_reach_the_user() {
         .await;
         assert_eq!(code, 200, "{r}");
         assert_eq!(r, json!({"message": format!("timer set to {timer}")}));
+        // The chat record follows (omitted when off).
+        let chat = app.get_json(info).await;
+        assert_eq!(chat["ephemeralExpiration"], seconds, "{chat}");
     }
     let inbox = wait_inbox(&wa, "5511988881003", 3).await;
     let got: Vec<(Value, Value)> = inbox
@@ -333,7 +374,10 @@ async fn presence_both_ways() {
     assert_eq!((code, r), (200, json!({"status": "unavailable"})));
     let seen = wait_admin(&wa, path, |v| len(v) >= 2).await;
     assert_eq!(seen[1]["available"], false, "{seen}");
-    assert!(seen[1]["lastSeen"].as_i64().unwrap() > 1_700_000_000, "{seen}");
+    assert!(
+        seen[1]["lastSeen"].as_i64().unwrap() > 1_700_000_000,
+        "{seen}"
+    );
     let (code, r) = post(&app, "/cp/presence", json!({"available": true})).await;
     assert_eq!((code, r), (200, json!({"status": "available"})));
     let seen = wait_admin(&wa, path, |v| len(v) >= 3).await;
@@ -473,3 +517,115 @@ async fn bad_input_is_refused_naming_the_field() {
     }
     app.stop().await;
 }
+
+/// What the chat actions write to our store, read back through the API, on both databases.
+async fn chat_state_follows_in_the_store(app: TestApp) {
+    use onwapp::store::chat::MessageRow;
+    app.create_session("st").await;
+    let store = app.store();
+    let session = store.get_session("st").await.unwrap().unwrap().id;
+    let chat = "5511988881006@s.whatsapp.net";
+    for (id, from_me, at) in [
+        ("A", false, 1_700_000_001),
+        ("B", false, 1_700_000_002),
+        ("C", true, 1_700_000_003),
+    ] {
+        let row = MessageRow {
+            msg_id: id.into(),
+            chat_jid: chat.into(),
+            sender_jid: Some(
+                if from_me {
+                    "5511999991006@s.whatsapp.net"
+                } else {
+                    chat
+                }
+                .into(),
+            ),
+            push_name: None,
+            timestamp: at,
+            kind: "text".into(),
+            media_type: None,
+            content: Some(id.into()),
+            from_me,
+            is_group: false,
+            quoted_id: None,
+            status: if from_me { "sent" } else { "delivered" }.into(),
+        };
+        let event = if from_me {
+            "message.sent"
+        } else {
+            "message.received"
+        };
+        assert!(
+            store
+                .record_message(session, &row, event, &json!({}))
+                .await
+                .unwrap()
+        );
+    }
+    let info = format!("/st/chat/info?chatId={chat}");
+    assert_eq!(app.get_json(&info).await["unreadCount"], 2);
+
+    // Reading one received message (and our own, which stays as it was) leaves one unread.
+    store
+        .mark_messages_read(session, chat, &["A", "C"])
+        .await
+        .unwrap();
+    assert_eq!(app.get_json(&info).await["unreadCount"], 1);
+    let status = |m: &Value| (m["msgId"].clone(), m["status"].clone());
+    let listed = app
+        .get_json(&format!("/st/chat/messages?chatId={chat}"))
+        .await;
+    let got: Vec<_> = listed.as_array().unwrap().iter().map(status).collect();
+    assert_eq!(
+        got,
+        vec![
+            (json!("C"), json!("sent")),
+            (json!("B"), json!("delivered")),
+            (json!("A"), json!("read")),
+        ]
+    );
+
+    // Marked unread until it is read.
+    store.mark_chat_unread(session, chat).await.unwrap();
+    assert_eq!(app.get_json(&info).await["markedAsUnread"], true);
+    assert_eq!(len(&app.get_json("/st/chat/list?unread=true").await), 1);
+    store
+        .mark_messages_read(session, chat, &["B"])
+        .await
+        .unwrap();
+    let read = app.get_json(&info).await;
+    assert_eq!(
+        read,
+        json!({"jid": chat, "conversationTimestamp": 1_700_000_003})
+    );
+    assert_eq!(len(&app.get_json("/st/chat/list?unread=true").await), 0);
+
+    // Timers, also for a chat without messages.
+    store
+        .set_chat_ephemeral(session, chat, 604_800)
+        .await
+        .unwrap();
+    assert_eq!(app.get_json(&info).await["ephemeralExpiration"], 604_800);
+    let other = "5511988881007@s.whatsapp.net";
+    store
+        .set_chat_ephemeral(session, other, 86_400)
+        .await
+        .unwrap();
+    let fresh = app.get_json(&format!("/st/chat/info?chatId={other}")).await;
+    assert_eq!(fresh, json!({"jid": other, "ephemeralExpiration": 86_400}));
+    store
+        .mark_chat_unread(session, "5511988881008@s.whatsapp.net")
+        .await
+        .unwrap();
+
+    // Deleted for me: gone, once.
+    assert!(store.forget_message(session, chat, "B").await.unwrap());
+    assert!(!store.forget_message(session, chat, "B").await.unwrap());
+    let listed = app
+        .get_json(&format!("/st/chat/messages?chatId={chat}"))
+        .await;
+    assert_eq!(len(&listed), 2, "{listed}");
+}
+
+crate::on_both_databases!(chat_state_follows_in_the_store);
