@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use whatsapp_rust::{
-    Jid, NodeBuilder,
+    Jid, NodeBuilder, NodeFilter,
     send::SendOptions,
     wacore::{
         proto_helpers::MessageExt,
@@ -201,14 +201,15 @@ impl Engine {
 
     /// Asks the account's phone to resend a message this device could not decrypt (a peer
     /// `PLACEHOLDER_MESSAGE_RESEND` request). `sender` is the author in groups; in a direct
-    /// chat the author is the chat unless it is our own account.
+    /// chat the author is the chat unless it is our own account. Returns the id of the peer
+    /// message, or `None` when nothing was sent: whatsapp-rust asks once per message.
     pub async fn request_unavailable(
         &self,
         name: &str,
         chat: Jid,
         sender: Option<Jid>,
         message_id: &str,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let live = self.connected(name)?;
         let client = live.client();
         let sender = sender.unwrap_or_else(|| chat.clone());
@@ -225,9 +226,21 @@ impl Engine {
             id: message_id.into(),
             ..Default::default()
         };
+        // whatsapp-rust does not return the request's id; its stanza does. The waiter is
+        // resolved as the stanza is built, so it is ready once the send returns.
+        let mut stanza = client.wait_for_sent_node(
+            NodeFilter::tag("message")
+                .attr("category", "peer")
+                .attr("push_priority", "high_force"),
+        );
         client
             .send_pdo_placeholder_resend_request(&Arc::new(info))
             .await
-            .map_err(|e| EngineError::Send(e.to_string()))
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        Ok(stanza
+            .try_recv()
+            .ok()
+            .flatten()
+            .and_then(|node| node.attrs().optional_string("id").map(|id| id.to_string())))
     }
 }

@@ -494,7 +494,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         ACTIONS,
         "Request Unavailable Message",
     )
-    .partial("the peer resend request reaches the phone; `id` is the requested messageId, as whatsapp-rust does not expose the request's own id")
+    .partial("the peer resend request reaches the phone (`id` is the request's own message id); whatsapp-rust asks once per message while the session runs, so a repeat answers 409")
     .body("RequestUnavailableRequest")
     .res("RequestUnavailableResponse"),
     // Groups

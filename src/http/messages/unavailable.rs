@@ -14,9 +14,9 @@ use crate::{
 };
 
 /// Sends the phone a peer `PLACEHOLDER_MESSAGE_RESEND` request for `messageId`; the phone
-/// answers with the message, which then arrives like any other. whatsapp-rust sends one
-/// request per message and does not expose the peer request's own id, so `id` is the
-/// requested message's id.
+/// answers with the message, which then arrives like any other. `id` is the peer request's
+/// own message id. whatsapp-rust asks once per message while the session runs: a second
+/// request for the same message is a 409.
 pub(super) async fn request(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
@@ -33,11 +33,17 @@ pub(super) async fn request(
         }
         None => None,
     };
-    s.engine
+    let request = s
+        .engine
         .request_unavailable(&rec.name, chat, sender, id)
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "messageId: the phone was already asked for {id} (once per message while the session runs)"
+            ))
+        })?;
     Ok(Json(RequestUnavailableResponse {
         message: "unavailable message request sent".into(),
-        id: id.to_string(),
+        id: request,
     }))
 }
