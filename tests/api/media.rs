@@ -15,6 +15,8 @@ use base64::{Engine as _, prelude::BASE64_STANDARD};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use onwapp::store::{SessionStore, media::MediaStore};
+
 use crate::helpers::{Db, TestApp, spawn_with};
 use crate::wa::{pair, poll, user, user_inbox};
 
@@ -560,6 +562,44 @@ async fn received_media_is_kept(db: Db) {
     let (code, _) =
         TestApp::call(app.get(&format!("/md/media/download?messageId={id}&format=zip"))).await;
     assert_eq!(code, 400);
+
+    // A row whose file is not here yet (as after a failed attempt): process downloads it from
+    // WhatsApp now.
+    let session = app.store().get_session("md").await.unwrap().unwrap();
+    let mut row = app
+        .store()
+        .get_media(session.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    row.id = uuid::Uuid::now_v7();
+    row.msg_id = "REPLAY0001".into();
+    (row.downloaded, row.storage_key, row.stored_at) = (false, None, None);
+    row.download_attempts = 1;
+    row.download_error = Some("earlier failure".into());
+    assert!(app.store().insert_media(&row).await.unwrap());
+    let pending = app.get_json("/md/media/pending").await;
+    assert_eq!(pending["count"], 1, "{pending}");
+    assert_eq!(pending["media"][0]["msgId"], "REPLAY0001");
+    let (code, b) = TestApp::call(app.post("/md/media/process")).await;
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(
+        b,
+        json!({"failed": 0, "message": "Media processing completed", "success": 1})
+    );
+    let replay = app
+        .get_json("/md/media/download?messageId=REPLAY0001")
+        .await;
+    assert_eq!(replay["downloaded"], true, "{replay}");
+    assert_eq!(replay["downloadAttempts"], 2);
+    assert!(replay.get("downloadError").is_none(), "{replay}");
+    let r = app
+        .get("/md/media/download?messageId=REPLAY0001&format=file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha(&r.bytes().await.unwrap()), sha(&photo));
+    assert_eq!(app.get_json("/md/media/pending").await["count"], 0);
 
     // Over the limit: the background download fails, the row stays pending; process tries
     // again and counts the failure.
