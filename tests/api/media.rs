@@ -15,8 +15,6 @@ use base64::{Engine as _, prelude::BASE64_STANDARD};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use onwapp::store::{SessionStore, media::MediaStore};
-
 use crate::helpers::{Db, TestApp, spawn_with};
 use crate::wa::{pair, poll, user, user_inbox};
 
