@@ -61,13 +61,15 @@ async fn rich_messages_reach_the_simulated_user_decrypted() {
     let multi_id = send(
         &app,
         "/rich/message/send/poll",
-        &json!({"phone": TO, "name": "Toppings", "options": ["Ham", "Olives", "Egg"], "selectableCount": 2}),
+        &json!({"phone": TO, "name": "Toppings", "options": ["Ham", "Olives", "Egg"], "selectableCount": 2,
+                "quoted": {"messageId": poll_id}}),
     )
     .await;
     let buttons_id = send(
         &app,
         "/rich/message/send/buttons",
         &json!({"phone": TO, "contentText": "Choose:", "headerText": "Menu", "footerText": "bye",
+                "quoted": {"messageId": poll_id},
                 "buttons": [{"buttonId": "1", "displayText": "Option 1"}, {"buttonId": "2", "displayText": "Option 2"}]}),
     )
     .await;
@@ -85,6 +87,7 @@ async fn rich_messages_reach_the_simulated_user_decrypted() {
         &app,
         "/rich/message/send/interactive",
         &json!({"phone": TO, "title": "Shop", "body": "Check out!", "footer": "ft",
+                "quoted": {"messageId": poll_id},
                 "buttons": [{"name": "quick_reply", "params": {"display_text": "Buy", "id": "buy"}},
                             {"name": "cta_url", "params": {"display_text": "Site", "url": "https://example.com"}}]}),
     )
@@ -126,6 +129,10 @@ async fn rich_messages_reach_the_simulated_user_decrypted() {
         "{m}"
     );
 
+    // Replies quote the first poll, whatever their kind.
+    for id in [&multi_id, &buttons_id, &interactive_id] {
+        assert_eq!(by_id(&inbox, id)["quotedId"], poll_id.as_str(), "{inbox}");
+    }
     let b = by_id(&inbox, &buttons_id);
     assert_eq!(b["type"], "buttons", "{b}");
     assert_eq!(b["viewOnce"], true);

@@ -129,6 +129,7 @@ fn quoted_id(m: &wa::Message) -> Option<String> {
         .into_iter()
         .flatten()
         .find_map(|c| c.stanza_id.clone())
+        .or_else(|| super::rich::quoted_id(m))
 }
 
 fn reaction_text(base: &wa::Message) -> Option<String> {

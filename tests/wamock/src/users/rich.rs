@@ -61,6 +61,29 @@ pub fn kind(m: &wa::Message) -> Option<&'static str> {
     })
 }
 
+/// `stanza_id` of the reply context of a rich message.
+pub fn quoted_id(m: &wa::Message) -> Option<String> {
+    let contexts = [
+        poll_of(m).and_then(|p| p.context_info.as_option()),
+        m.buttons_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.list_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.template_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+        m.interactive_message
+            .as_option()
+            .and_then(|x| x.context_info.as_option()),
+    ];
+    contexts
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.stanza_id.clone())
+}
+
 fn poll_of(m: &wa::Message) -> Option<&wa::message::PollCreationMessage> {
     [
         &m.poll_creation_message_v3,
