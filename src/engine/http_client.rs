@@ -6,10 +6,15 @@
 //! the environment), requests to wamock's media host `https://media.wamock.test/...` go to the
 //! test server's own plain-HTTP address instead, as `wamock::http_client::route` does.
 
+use std::time::Duration;
+
 use url::Url;
 use whatsapp_rust::wacore::net::{HttpClient, HttpRequest, HttpResponse};
 
 use crate::media::web::{self, Exchange};
+
+/// One exchange with a media host (upload or download of up to the size limit) may take this long.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The media host wamock's `media_conn` names (a reserved `.test` name: never real).
 const WAMOCK_MEDIA_HOST: &str = "media.wamock.test";
@@ -66,7 +71,10 @@ impl HttpClient for EngineHttp {
         let addrs = web::resolve(&url).await?;
         let mut last = None;
         for addr in addrs {
-            match web::exchange(addr, &exchange).await {
+            let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, web::exchange(addr, &exchange))
+                .await
+                .map_err(|_| anyhow::anyhow!("{url}: no answer within {EXCHANGE_TIMEOUT:?}"))?;
+            match outcome {
                 Ok(r) => {
                     return Ok(HttpResponse {
                         status_code: r.status,

@@ -9,6 +9,7 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -54,6 +55,9 @@ pub fn human_size(n: u64) -> String {
         format!("{n} bytes")
     }
 }
+
+/// How long a TCP connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to send.
 pub struct Exchange<'a> {
@@ -128,8 +132,9 @@ pub async fn exchange_with(
     addr: SocketAddr,
     req: &Exchange<'_>,
 ) -> Result<WebResponse, WebError> {
-    let tcp = TcpStream::connect(addr)
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
+        .map_err(|_| WebError::Connect(addr, "timed out".into()))?
         .map_err(|e| WebError::Connect(addr, e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     match req.url.scheme() {
