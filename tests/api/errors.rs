@@ -42,7 +42,7 @@ async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
     let probes = [
         (reqwest::Method::GET, "/{s}/profile"),
         (reqwest::Method::GET, "/{s}/contact/list"),
-        (reqwest::Method::POST, "/{s}/message/send/image"),
+        (reqwest::Method::GET, "/{s}/newsletter/list"),
         (reqwest::Method::GET, "/{s}/group/list"),
         (reqwest::Method::POST, "/sessions/{s}/chatwoot/set"),
         (reqwest::Method::DELETE, "/sessions/{s}/chatwoot"),
