@@ -41,8 +41,8 @@ fn args() -> Args {
     };
     let v: Vec<String> = std::env::args().collect();
     let num = |i: usize, d: usize| v.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(d);
-    for i in 0..v.len() {
-        match v[i].as_str() {
+    for (i, arg) in v.iter().enumerate() {
+        match arg.as_str() {
             "--sessions" => a.sessions = num(i, a.sessions).max(1),
             "--sends" => a.sends = num(i, a.sends),
             "--concurrency" => a.concurrency = num(i, a.concurrency).max(1),
