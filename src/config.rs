@@ -384,6 +384,8 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "localhost:6379"),
             ("ALLOWED_ORIGINS", "example.com"),
+            ("MEDIA_MAX_BYTES", "0"),
+            ("MEDIA_ALLOW_PRIVATE_URLS", "maybe"),
             ("GLOBAL_API_KEY", "has space"),
         ] {
             let e = cfg(&[(k, v)])
@@ -392,6 +394,20 @@ mod tests {
             assert_eq!(e.var, k);
             assert!(e.to_string().contains(k));
         }
+    }
+
+    #[test]
+    fn media_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.media_max_bytes, 100 * 1024 * 1024);
+        assert!(!c.media_allow_private_urls);
+        let c = cfg(&[
+            ("MEDIA_MAX_BYTES", "1048576"),
+            ("MEDIA_ALLOW_PRIVATE_URLS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.media_max_bytes, 1_048_576);
+        assert!(c.media_allow_private_urls);
     }
 
     #[test]
