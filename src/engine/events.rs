@@ -6,6 +6,12 @@ use whatsapp_rust::{Jid, wacore::proto_helpers::MessageExt, waproto::whatsapp as
 
 use crate::store::chat::MessageRow;
 
+pub mod info;
+pub mod notify;
+pub mod payload;
+pub mod session;
+pub mod updates;
+
 /// Who, where and when of one message.
 pub struct Envelope<'a> {
     pub id: &'a str,
@@ -142,8 +148,17 @@ pub fn message_event(from_me: bool) -> &'static str {
 }
 
 /// The webhook payload of a message event.
-pub fn message_payload(session: &str, event: &str, row: &MessageRow, e: &Envelope<'_>) -> Value {
-    json!({
+///
+/// OnWapp's keys (`Info`, `Message`, the `Is*` flags) come first in meaning; `message` is our
+/// summary of the stored row.
+pub fn message_payload(
+    session: &str,
+    event: &str,
+    row: &MessageRow,
+    e: &Envelope<'_>,
+    message: &wa::Message,
+) -> Value {
+    let mut payload = json!({
         "event": event,
         "sessionId": session,
         "id": uuid::Uuid::now_v7().to_string(),
@@ -162,5 +177,11 @@ pub fn message_payload(session: &str, event: &str, row: &MessageRow, e: &Envelop
             "quotedId": row.quoted_id,
             "timestamp": row.timestamp,
         },
-    })
+    });
+    if let (Value::Object(out), Value::Object(onwapp)) =
+        (&mut payload, info::message_fields(message, e))
+    {
+        out.extend(onwapp);
+    }
+    payload
 }

@@ -10,7 +10,7 @@ use whatsapp_rust::{Client, async_channel::Receiver, bot::BotHandle, types::even
 
 use super::{
     Engine,
-    events::{Envelope, message_event, message_payload, message_row},
+    events::{Envelope, message_event, message_payload, message_row, notify, session, updates},
 };
 use crate::store::{DeviceUpdate, SessionRecord, Store};
 use whatsapp_rust::{Jid, wacore_binary::JidExt, waproto::whatsapp as wa};
@@ -95,9 +95,26 @@ impl Live {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             this.persist_as(&*store, this.state()).await;
-            while let Ok(event) = events.recv().await {
-                if this.on_event(&event, &*store).await {
-                    break;
+            // whatsapp-rust reconnects after a 515 without any event: its <stream:error> is
+            // watched here, ahead of the events, to report the drop.
+            let stream_errors = || {
+                this.client
+                    .wait_for_node(whatsapp_rust::NodeFilter::tag("stream:error"))
+            };
+            let mut stream_error = stream_errors();
+            loop {
+                tokio::select! {
+                    biased;
+                    node = &mut stream_error => {
+                        if let Ok(node) = node {
+                            this.on_stream_error(&node, &*store).await;
+                        }
+                        stream_error = stream_errors();
+                    }
+                    event = events.recv() => match event {
+                        Ok(event) if !this.on_event(&event, &*store).await => {}
+                        _ => break,
+                    },
                 }
             }
             if let Some(engine) = engine.upgrade() {
@@ -108,23 +125,14 @@ impl Live {
 
     /// Applies one event; `true` when the client is over.
     async fn on_event(&self, event: &Event, store: &dyn Store) -> bool {
+        let mut over = false;
         match event {
             Event::Messages(batch) => {
                 for m in batch.iter() {
-                    let info = &m.info;
-                    let sender_pn = info.source.sender_alt.as_ref().filter(|j| j.is_pn());
-                    let envelope = Envelope {
-                        id: &info.id,
-                        chat: &info.source.chat,
-                        sender: &info.source.sender,
-                        sender_pn,
-                        from_me: info.source.is_from_me,
-                        is_group: info.source.is_group,
-                        push_name: &info.push_name,
-                        timestamp: info.timestamp.timestamp(),
-                    };
-                    self.record(store, &m.message, &envelope).await;
+                    self.record(store, &m.message, &Envelope::received(&m.info))
+                        .await;
                 }
+                return false;
             }
             Event::PairingQrCode(q) => {
                 self.set_qr(Some(q.code.clone()));
@@ -141,10 +149,13 @@ impl Live {
                 self.persist_as(store, State::Connected).await;
                 self.set_state(State::Connected);
             }
-            // The client reconnects by itself unless it was told to stop.
-            Event::Disconnected(_) if self.state() == State::Connected => {
-                self.set_state(State::Connecting);
-                self.persist_as(store, State::Connecting).await;
+            // The client reconnects by itself (with backoff) unless it was told to stop.
+            Event::Disconnected(d) => {
+                tracing::info!(session = %self.name, reason = %d.reason, "disconnected");
+                if self.state() == State::Connected {
+                    self.set_state(State::Connecting);
+                    self.persist_as(store, State::Connecting).await;
+                }
             }
             Event::LoggedOut(l) => {
                 tracing::warn!(session = %self.name, reason = ?l.reason, "logged out");
@@ -152,7 +163,7 @@ impl Live {
                 if let Err(e) = store.delete_device_store(self.id).await {
                     tracing::error!(session = %self.name, error = %e, "deleting device keys");
                 }
-                return true;
+                over = true;
             }
             Event::PairingQrCodesExhausted(_) => {
                 tracing::info!(session = %self.name, "QR codes ran out; session disconnected");
@@ -160,16 +171,61 @@ impl Live {
                 if let Some(h) = self.handle.lock().await.take() {
                     h.abort();
                 }
-                return true;
+                over = true;
             }
             Event::StreamReplaced(_) | Event::TemporaryBan(_) | Event::ClientOutdated(_) => {
                 tracing::warn!(session = %self.name, ?event, "session stopped by WhatsApp");
                 self.finish(store, false).await;
-                return true;
+                over = true;
             }
-            _ => {}
+            other => {
+                let me = notify::Me {
+                    pn: self.client.pn(),
+                    lid: self.client.lid(),
+                };
+                if let Some(m) = notify::map(&self.name, other, &me)
+                    && let Err(e) = notify::apply(store, self.id, &m).await
+                {
+                    tracing::error!(session = %self.name, ?event, error = %e, "storing event");
+                }
+            }
         }
-        false
+        if let Some(e) = session::lifecycle(&self.name, event) {
+            self.emit(store, e).await;
+        }
+        over
+    }
+
+    /// A `<stream:error>` from the server: a 515 drops the connection and whatsapp-rust
+    /// reconnects at once, without a `Disconnected` event of its own. (Conflicts, 401 and 516
+    /// arrive as `StreamReplaced`/`LoggedOut`.)
+    async fn on_stream_error(
+        &self,
+        node: &whatsapp_rust::wacore_binary::OwnedNodeRef,
+        store: &dyn Store,
+    ) {
+        let node = node.get();
+        let code = node.attrs().optional_string("code").map(|c| c.to_string());
+        if code.as_deref() != Some("515")
+            || node.get_optional_child("conflict").is_some()
+            || self.state() != State::Connected
+        {
+            return;
+        }
+        tracing::info!(session = %self.name, "stream error 515: reconnecting");
+        self.set_state(State::Connecting);
+        self.persist_as(store, State::Connecting).await;
+        self.emit(store, session::disconnected(&self.name, "stream error 515"))
+            .await;
+    }
+
+    async fn emit(&self, store: &dyn Store, event: crate::store::events::NewEvent) {
+        if let Err(e) = store
+            .record_events(self.id, std::slice::from_ref(&event))
+            .await
+        {
+            tracing::error!(session = %self.name, event = event.name, error = %e, "storing event");
+        }
     }
 
     async fn finish(&self, store: &dyn Store, logged_out: bool) {
@@ -211,19 +267,65 @@ impl Live {
     /// Stores a message and appends its event to the outbox, in one transaction.
     async fn record(&self, store: &dyn Store, message: &wa::Message, e: &Envelope<'_>) {
         super::rich::remember_poll(store, self.id, message, e).await;
+        // Reactions, edits and revokes change the message they name (`events::updates`).
+        if let Some(u) = updates::classify(message) {
+            match updates::record(store, &self.name, self.id, u, message, e).await {
+                Ok(changed) => {
+                    tracing::debug!(session = %self.name, id = %e.id, kind = u.name(), changed, "message update")
+                }
+                Err(err) => {
+                    tracing::error!(session = %self.name, id = %e.id, kind = u.name(), error = %err, "storing update")
+                }
+            }
+            return;
+        }
         let row = message_row(message, e);
-        // Protocol messages (key shares, edits, revokes) are not chat messages; their own
-        // events come with the message actions.
+        // Other protocol messages (key shares, ...) are not chat messages.
         if row.kind == "protocol" || (row.kind == "unknown" && row.content.is_none()) {
             return;
         }
+        if !e.from_me {
+            self.record_push_name(store, e).await;
+        }
         let event = message_event(e.from_me);
-        let payload = message_payload(&self.name, event, &row, e);
+        let payload = message_payload(&self.name, event, &row, e, message);
         if let Err(err) = store.record_message(self.id, &row, event, &payload).await {
             tracing::error!(session = %self.name, id = %e.id, error = %err, "storing message");
         }
         if let Some(media) = &self.media {
             media.capture(self.id, &self.client, message, e);
+        }
+    }
+
+    /// A sender's push name, kept with their contact; a new one is announced as
+    /// `contact.push_name` (whatsapp-rust 0.7 has no event for it).
+    async fn record_push_name(&self, store: &dyn Store, e: &Envelope<'_>) {
+        if e.push_name.is_empty() || e.is_group && e.sender == e.chat {
+            return;
+        }
+        let contact = e.sender_pn.unwrap_or(e.sender).to_non_ad();
+        let payload = |old: Option<&str>| {
+            super::events::payload::event(
+                &self.name,
+                "contact.push_name",
+                serde_json::json!({
+                    "JID": contact.to_string(),
+                    "JIDAlt": e.sender_pn.map(|_| e.sender.to_non_ad().to_string()).unwrap_or_default(),
+                    "Message": super::events::info::info(e),
+                    "OldPushName": old.unwrap_or_default(),
+                    "NewPushName": e.push_name,
+                }),
+            )
+            .payload
+        };
+        match store
+            .record_push_name(self.id, &contact.to_string(), e.push_name, &payload)
+            .await
+        {
+            Ok(changed) => {
+                tracing::debug!(session = %self.name, %contact, changed, "push name seen");
+            }
+            Err(err) => tracing::error!(session = %self.name, error = %err, "storing push name"),
         }
     }
 

@@ -210,10 +210,15 @@ impl Engine {
         content: whatsapp_rust::waproto::whatsapp::Message,
     ) -> Result<String, EngineError> {
         let live = self.connected(name)?;
-        live.client()
-            .edit_message(to, message_id, content)
+        let done =
+            events::updates::own_change_message(&to, &message_id, None, Some(content.clone()));
+        let id = live
+            .client()
+            .edit_message(to.clone(), message_id, content)
             .await
-            .map_err(|e| EngineError::Send(e.to_string()))
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        live.record_sent(&*self.store, &id, &to, &done).await;
+        Ok(id)
     }
 
     /// Reacts to the message `key` in `chat`; an empty emoji removes the reaction.
@@ -225,11 +230,15 @@ impl Engine {
         emoji: &str,
     ) -> Result<String, EngineError> {
         let live = self.connected(name)?;
-        live.client()
-            .send_reaction(chat, key, emoji)
+        let done = events::updates::reaction_message(key.clone(), emoji);
+        let id = live
+            .client()
+            .send_reaction(chat.clone(), key, emoji)
             .await
             .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        live.record_sent(&*self.store, &id, &chat, &done).await;
+        Ok(id)
     }
 
     /// Deletes a message for everyone in `chat`.
@@ -241,10 +250,18 @@ impl Engine {
         how: whatsapp_rust::RevokeType,
     ) -> Result<(), EngineError> {
         let live = self.connected(name)?;
+        let original = match &how {
+            whatsapp_rust::RevokeType::Admin { original_sender } => Some(original_sender.clone()),
+            _ => None,
+        };
         live.client()
-            .revoke_message(chat, message_id, how)
+            .revoke_message(chat.clone(), message_id, how)
             .await
-            .map_err(|e| EngineError::Send(e.to_string()))
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        let done = events::updates::own_change_message(&chat, message_id, original.as_ref(), None);
+        live.record_sent(&*self.store, message_id, &chat, &done)
+            .await;
+        Ok(())
     }
 
     fn connected(&self, name: &str) -> Result<Arc<Live>, EngineError> {

@@ -8,6 +8,7 @@ mod cache;
 pub mod chat;
 pub mod chat_state;
 pub mod device;
+pub mod events;
 pub mod media;
 mod models;
 pub mod poll;
@@ -121,6 +122,7 @@ pub trait Store:
     + chat::MessageStore
     + chat_state::ChatStateStore
     + poll::PollStore
+    + events::EventStore
     + media::MediaStore
 {
 }
@@ -133,6 +135,7 @@ impl<T> Store for T where
         + chat::MessageStore
         + chat_state::ChatStateStore
         + poll::PollStore
+        + events::EventStore
         + media::MediaStore
 {
 }

@@ -1,5 +1,6 @@
 //! Faults a test can inject into a device's connection: a server restart (515), the
-//! phone removing the device (401), and another login taking the stream over.
+//! phone removing the device (401), another login taking the stream over, and a connection
+//! that just drops.
 
 use std::str::FromStr;
 
@@ -20,6 +21,9 @@ pub enum Kick {
     Removed,
     /// `<stream:error><conflict type="replaced"/>`: another login took the stream.
     Replaced,
+    /// The socket closes with no stanza at all (a network failure): the client reconnects
+    /// with its backoff.
+    Drop,
 }
 
 impl FromStr for Kick {
@@ -30,8 +34,9 @@ impl FromStr for Kick {
             "515" => Ok(Self::Restart),
             "401" => Ok(Self::Removed),
             "replaced" => Ok(Self::Replaced),
+            "drop" => Ok(Self::Drop),
             other => Err(KickError::BadRequest(format!(
-                "reason must be \"515\", \"401\" or \"replaced\", not {other:?}"
+                "reason must be \"515\", \"401\", \"replaced\" or \"drop\", not {other:?}"
             ))),
         }
     }
@@ -72,14 +77,15 @@ pub fn device_of(state: &State, jid: &str) -> Result<DeviceAddr, KickError> {
 /// Applies a kick. Returns whether a live connection was closed.
 pub fn kick(state: &State, addr: &DeviceAddr, kick: Kick) -> Result<bool, KickError> {
     let (conn, node) = match kick {
-        Kick::Restart => (state.detach(addr), stream_error("515")),
-        Kick::Replaced => (state.detach(addr), conflict("replaced")),
-        Kick::Removed => (state.forget_device(addr), device_removed()),
+        Kick::Restart => (state.detach(addr), Some(stream_error("515"))),
+        Kick::Replaced => (state.detach(addr), Some(conflict("replaced"))),
+        Kick::Removed => (state.forget_device(addr), Some(device_removed())),
+        Kick::Drop => (state.detach(addr), None),
     };
     tracing::info!(jid = %addr.jid(), ?kick, connected = conn.is_some(), "kick");
     match conn {
         Some(tx) => {
-            let _ = tx.send(Outbound::Close(Some(node)));
+            let _ = tx.send(Outbound::Close(node));
             Ok(true)
         }
         None if kick == Kick::Removed => Ok(false),

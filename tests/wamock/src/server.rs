@@ -46,6 +46,10 @@ fn router(state: Arc<State>) -> Router {
         .route("/admin/users/{phone}/send", post(admin::users::send))
         .route("/admin/users/{phone}/inbox", get(admin::users::inbox))
         .route("/admin/users/{phone}/receipts", get(admin::users::receipts))
+        .route("/admin/users/{phone}/react", post(admin::actions::react))
+        .route("/admin/users/{phone}/edit", post(admin::actions::edit))
+        .route("/admin/users/{phone}/revoke", post(admin::actions::revoke))
+        .route("/admin/users/{phone}/read", post(admin::actions::read))
         .route(
             "/admin/users/{phone}/presence",
             get(admin::presence::seen).post(admin::presence::set),

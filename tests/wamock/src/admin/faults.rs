@@ -28,8 +28,8 @@ fn failed(e: KickError) -> Response {
     error(status, e)
 }
 
-/// `{"reason": "515" | "401" | "replaced"}` → `{"jid", "reason", "closed": bool}`.
-/// 515 and `replaced` need a live connection (409 otherwise); 401 also removes an
+/// `{"reason": "515" | "401" | "replaced" | "drop"}` → `{"jid", "reason", "closed": bool}`.
+/// 515, `replaced` and `drop` need a live connection (409 otherwise); 401 also removes an
 /// offline device.
 pub async fn kick(
     AxumState(state): AxumState<Arc<State>>,

@@ -1,5 +1,6 @@
 //! The admin JSON API that tests (and people) use to play the phone and the users.
 
+pub mod actions;
 pub mod faults;
 pub mod presence;
 pub mod users;

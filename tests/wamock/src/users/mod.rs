@@ -2,6 +2,7 @@
 //! phone (device 0) of its own account, logged in to this same wamock. wamock stays a
 //! relay: the users' Signal sessions, encryption and decryption are the library's.
 
+pub mod actions;
 pub mod events;
 pub mod inbox;
 pub mod media;
