@@ -379,3 +379,82 @@ async fn incoming(db: Db) {
     );
     wa.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing_are_announced() {
+    let Some((app, wa)) = crate::wa::app_with_wamock().await else {
+        return;
+    };
+    let (me, them) = ("5511977770711", "5511977770712");
+    let their_jid = user(&wa, them).await;
+    app.create_session("pres").await;
+    pair(&app, &wa, "pres", me).await;
+    let session = app.store().get_session("pres").await.unwrap().unwrap().id;
+
+    // Watching the user: available now, then away with a last-seen time.
+    let (code, b) = TestApp::call(
+        app.post("/pres/presence/subscribe")
+            .json(&json!({"phone": them})),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let here = wait_event(&app, session, "presence.update", |p| {
+        p["Unavailable"] == false
+    })
+    .await;
+    assert_eq!(here["From"], their_jid.as_str(), "{here}");
+    admin(
+        &wa,
+        &format!("/users/{them}/presence"),
+        json!({"available": false}),
+    )
+    .await;
+    let away = wait_event(&app, session, "presence.update", |p| {
+        p["Unavailable"] == true
+    })
+    .await;
+    assert!(
+        away["LastSeen"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{away}"
+    );
+
+    // The user types, records a voice note, stops.
+    for state in ["composing", "recording", "paused"] {
+        admin(
+            &wa,
+            &format!("/users/{them}/chatstate"),
+            json!({"to": me, "state": state}),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let states = loop {
+        let got: Vec<(String, String)> = outbox(&app, session)
+            .await
+            .into_iter()
+            .filter(|(n, _)| n == "chat.presence")
+            .map(|(_, p)| {
+                assert_eq!(p["Chat"], their_jid.as_str(), "{p}");
+                (
+                    p["State"].as_str().unwrap().to_string(),
+                    p["Media"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        if got.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let states: Vec<(&str, &str)> = states
+        .iter()
+        .map(|(s, m)| (s.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [("composing", ""), ("composing", "audio"), ("paused", "")]
+    );
+    wa.stop().await;
+}

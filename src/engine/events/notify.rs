@@ -519,3 +519,162 @@ fn group(session: &str, g: &whatsapp_rust::types::events::GroupUpdate, me: &Me) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatsapp_rust::types::events::{GroupUpdate, PictureUpdate, PresenceUpdate, Receipt};
+    use whatsapp_rust::wacore::stanza::groups::GroupParticipantInfo;
+    use whatsapp_rust::wacore::types::call::{CallAction, IncomingCall};
+
+    fn j(s: &str) -> Jid {
+        s.parse().expect("jid")
+    }
+
+    fn at() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time")
+    }
+
+    fn outbox(m: Option<Mapped>) -> Vec<NewEvent> {
+        match m {
+            Some(Mapped::Outbox(e)) => e,
+            other => panic!("not outbox-only: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn receipts_move_messages_forward_and_keep_whatsmeows_type() {
+        let r = Receipt::builder()
+            .source(MessageSource {
+                chat: j("5511900000002@s.whatsapp.net"),
+                sender: j("5511900000002:0@s.whatsapp.net"),
+                ..Default::default()
+            })
+            .message_ids(vec!["A1".into(), "A2".into()])
+            .timestamp(at())
+            .r#type(ReceiptType::Read)
+            .offline(false)
+            .build();
+        let Some(Mapped::Receipt { ids, status, event }) =
+            map("s", &Event::Receipt(r), &Me::default())
+        else {
+            panic!("a receipt");
+        };
+        assert_eq!(
+            (ids, status),
+            (vec!["A1".to_string(), "A2".into()], Some("read"))
+        );
+        assert_eq!(event.name, "message.receipt");
+        let p = &event.payload;
+        assert_eq!(p["Type"], "read");
+        assert_eq!(p["MessageIDs"], json!(["A1", "A2"]));
+        assert_eq!(p["Chat"], "5511900000002@s.whatsapp.net");
+        assert_eq!(p["Timestamp"], "2026-09-21T14:13:20Z");
+        assert_eq!(p["IsFromMe"], false);
+    }
+
+    #[test]
+    fn presence_with_and_without_last_seen() {
+        let seen = |last: Option<chrono::DateTime<chrono::Utc>>| {
+            let p = PresenceUpdate::builder()
+                .from(j("5511900000002@s.whatsapp.net"))
+                .unavailable(last.is_some())
+                .maybe_last_seen(last)
+                .build();
+            outbox(map("s", &Event::Presence(p), &Me::default())).remove(0)
+        };
+        let away = seen(Some(at()));
+        assert_eq!(away.name, "presence.update");
+        assert_eq!(
+            (&away.payload["Unavailable"], &away.payload["LastSeen"]),
+            (&json!(true), &json!("2026-09-21T14:13:20Z"))
+        );
+        assert_eq!(seen(None).payload["LastSeen"], ZERO_TIME);
+    }
+
+    #[test]
+    fn call_offers_name_the_call() {
+        let call = IncomingCall::builder()
+            .from(j("5511900000002:0@s.whatsapp.net"))
+            .stanza_id("S1".into())
+            .platform("android".into())
+            .timestamp(at())
+            .offline(false)
+            .action(CallAction::Offer {
+                call_id: "C1".into(),
+                call_creator: j("5511900000002:0@s.whatsapp.net"),
+                caller_pn: None,
+                caller_country_code: None,
+                device_class: None,
+                joinable: false,
+                is_video: true,
+                audio: vec![],
+                group_jid: None,
+            })
+            .build();
+        let e = outbox(map("s", &Event::IncomingCall(call), &Me::default())).remove(0);
+        assert_eq!(e.name, "call.offer");
+        assert_eq!(e.payload["CallID"], "C1");
+        assert_eq!(e.payload["CallCreator"], "5511900000002@s.whatsapp.net");
+        assert_eq!(e.payload["RemotePlatform"], "android");
+        assert_eq!(e.payload["GroupJID"], "");
+    }
+
+    #[test]
+    fn being_added_to_a_group_is_an_update_a_participant_change_and_a_join() {
+        let me = Me {
+            pn: Some(j("5511900000001:3@s.whatsapp.net")),
+            lid: None,
+        };
+        let added = GroupParticipantInfo {
+            jid: j("5511900000001@s.whatsapp.net"),
+            phone_number: None,
+            display_name: None,
+            r#type: None,
+            lid: None,
+            username: None,
+            join_time: None,
+            group_history_sent_state: None,
+        };
+        let g = GroupUpdate::builder()
+            .group_jid(j("120363000000000001@g.us"))
+            .participant(j("5511900000002@s.whatsapp.net"))
+            .timestamp(at())
+            .is_lid_addressing_mode(false)
+            .action(GroupNotificationAction::Add {
+                participants: vec![added],
+                reason: None,
+            })
+            .build();
+        let events = outbox(map("s", &Event::GroupUpdate(g), &me));
+        let names: Vec<&str> = events.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            ["group.update", "group.participants", "group.joined"]
+        );
+        assert_eq!(
+            events[0].payload["Join"],
+            json!(["5511900000001@s.whatsapp.net"])
+        );
+        assert_eq!(events[1].payload["Action"], "add");
+        assert_eq!(events[2].payload["JID"], "120363000000000001@g.us");
+    }
+
+    #[test]
+    fn a_new_picture_updates_the_contact() {
+        let p = PictureUpdate::builder()
+            .jid(j("5511900000002@s.whatsapp.net"))
+            .timestamp(at())
+            .removed(false)
+            .picture_id("P9".into())
+            .build();
+        let Some(Mapped::Contact { patch, events }) =
+            map("s", &Event::PictureUpdate(p), &Me::default())
+        else {
+            panic!("a contact change");
+        };
+        assert_eq!(patch.picture_id.as_deref(), Some("P9"));
+        assert_eq!(events[0].name, "contact.picture");
+        assert_eq!(events[0].payload["PictureID"], "P9");
+    }
+}
