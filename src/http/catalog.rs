@@ -473,7 +473,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("SendResponse"),
     // Messages - Actions
     Endpoint::new(POST, "/:session/message/react", ACTIONS, "Send Reaction")
-        .partial("sent; reactions are not yet stored nor emitted as message.reaction (issue 4)")
+        .done()
         .body("SendReactionRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/delete", ACTIONS, "Delete Message")
@@ -481,7 +481,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("DeleteMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/edit", ACTIONS, "Edit Message")
-        .partial(SENT_NOT_STORED)
+        .done()
         .body("EditMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/poll/vote", ACTIONS, "Vote on Poll")
