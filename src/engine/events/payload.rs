@@ -46,7 +46,8 @@ pub fn opt_jid(j: Option<&Jid>) -> String {
 }
 
 /// A protobuf message (or any serde value of one) as whatsmeow's webhooks carry it: absent
-/// fields left out, field names in lowerCamel, bytes in base64.
+/// and empty fields left out, field names in lowerCamel, bytes in base64. Enum values keep
+/// their protobuf names (`"MESSAGE_EDIT"`), where whatsmeow writes their numbers.
 pub fn proto<T: serde::Serialize + ?Sized>(m: &T) -> Value {
     serde_json::to_value(m).map_or(Value::Null, |v| camel(v).unwrap_or(Value::Null))
 }
@@ -71,7 +72,10 @@ fn camel(v: Value) -> Option<Value> {
                 base64::engine::general_purpose::STANDARD.encode(bytes),
             ))
         }
-        Value::Array(a) => Some(Value::Array(a.into_iter().filter_map(camel).collect())),
+        Value::Array(a) => {
+            let out: Vec<Value> = a.into_iter().filter_map(camel).collect();
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
         other => Some(other),
     }
 }
