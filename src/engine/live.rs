@@ -219,6 +219,11 @@ impl Live {
             .await;
     }
 
+    /// Records a `session.*` event of a transition the engine made (disconnect, logout).
+    pub(super) async fn announce(&self, store: &dyn Store, event: crate::store::events::NewEvent) {
+        self.emit(store, event).await;
+    }
+
     async fn emit(&self, store: &dyn Store, event: crate::store::events::NewEvent) {
         if let Err(e) = store
             .record_events(self.id, std::slice::from_ref(&event))

@@ -273,17 +273,34 @@ impl Engine {
     /// Closes the client, keeping its credentials.
     pub async fn disconnect(&self, name: &str) {
         if let Some(l) = self.forget(name) {
+            let was = l.state();
             l.stop(SHUTDOWN_GRACE).await;
+            if was != State::Disconnected {
+                l.announce(
+                    &*self.store,
+                    events::session::disconnected(name, "disconnect requested"),
+                )
+                .await;
+            }
         }
     }
 
     /// Logs the device out of WhatsApp (if connected), stops the client and deletes the
     /// device's keys: the next connect needs a new QR.
     pub async fn logout(&self, rec: &SessionRecord) {
-        if let Some(l) = self.forget(&rec.name) {
+        let live = self.forget(&rec.name);
+        let paired =
+            rec.device_jid.is_some() || live.as_ref().is_some_and(|l| l.client().pn().is_some());
+        if let Some(l) = live {
             l.logout(SHUTDOWN_GRACE).await;
         }
         self.wipe(rec).await;
+        if paired {
+            let event = events::session::logged_out_by_request(&rec.name);
+            if let Err(e) = self.store.record_events(rec.id, &[event]).await {
+                tracing::error!(session = %rec.name, error = %e, "storing session.logged_out");
+            }
+        }
     }
 
     /// Deletes the device keys and what the session row says about the device.

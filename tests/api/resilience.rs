@@ -252,6 +252,22 @@ async fn a_replaced_stream_stops_the_session_without_logging_it_out() {
     wait_status(&app, "rrep", "connected", Duration::from_secs(15)).await;
     assert!(app.get_json("/rrep/qr").await.get("code").is_none());
     messages_flow(&app, &wa, "rrep", me, them, 1).await;
+
+    // Transitions asked through the API are announced too.
+    let (code, b) = TestApp::call(app.post("/rrep/disconnect")).await;
+    assert_eq!(code, 200, "{b}");
+    let asked = wait_event(&app, session, "session.disconnected", |p| {
+        p["reason"] == "disconnect requested"
+    })
+    .await;
+    assert_eq!(asked["sessionId"], "rrep");
+    let (code, b) = TestApp::call(app.post("/rrep/logout")).await;
+    assert_eq!(code, 200, "{b}");
+    let out = wait_event(&app, session, "session.logged_out", |_| true).await;
+    assert_eq!(
+        (&out["Reason"], &out["reason"]),
+        (&json!(0), &json!("logout requested"))
+    );
     wa.stop().await;
 }
 

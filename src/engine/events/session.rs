@@ -71,6 +71,15 @@ pub fn lifecycle(session: &str, e: &Event) -> Option<NewEvent> {
     })
 }
 
+/// `session.logged_out` for a logout asked through the API (`Reason` 0: no WhatsApp code).
+pub fn logged_out_by_request(session: &str) -> NewEvent {
+    event(
+        session,
+        "session.logged_out",
+        json!({"OnConnect": false, "Reason": 0, "reason": "logout requested"}),
+    )
+}
+
 /// `session.disconnected`: the connection dropped (the client reconnects by itself unless it
 /// was stopped). OnWapp sends no fields; `reason` says why.
 pub fn disconnected(session: &str, reason: &str) -> NewEvent {
