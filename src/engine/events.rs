@@ -6,6 +6,7 @@ use whatsapp_rust::{Jid, wacore::proto_helpers::MessageExt, waproto::whatsapp as
 
 use crate::store::chat::MessageRow;
 
+pub mod history;
 pub mod info;
 pub mod notify;
 pub mod payload;

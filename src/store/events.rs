@@ -151,6 +151,18 @@ pub trait EventStore: Send + Sync {
         payload: PushNamePayload<'_>,
     ) -> StoreResult<bool>;
 
+    /// A history sync chunk: upserts its chats (name, unread count, last activity), stores
+    /// its messages (those already stored are left alone), its push names, and appends
+    /// `events`. Returns how many messages were new.
+    async fn record_history(
+        &self,
+        session_id: Uuid,
+        chats: &[super::chat::ChatRow],
+        messages: &[super::chat::MessageRow],
+        contacts: &[ContactPatch],
+        events: &[NewEvent],
+    ) -> StoreResult<u64>;
+
     async fn get_contact(&self, session_id: Uuid, jid: &str) -> StoreResult<Option<ContactRow>>;
 
     /// The reactions to one message, oldest first.
@@ -465,6 +477,86 @@ macro_rules! impl_event_store {
                 Ok(true)
             }
 
+            async fn record_history(
+                &self,
+                session_id: uuid::Uuid,
+                chats: &[$crate::store::chat::ChatRow],
+                messages: &[$crate::store::chat::MessageRow],
+                contacts: &[$crate::store::events::ContactPatch],
+                events: &[$crate::store::events::NewEvent],
+            ) -> $crate::store::StoreResult<u64> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
+                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                for c in chats {
+                    sqlx::query::<$db>(
+                        "INSERT INTO chats (session_id, jid, name, unread_count, marked_as_unread, \
+                         conversation_timestamp) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (session_id, jid) DO UPDATE SET \
+                           name = COALESCE(excluded.name, chats.name), \
+                           unread_count = excluded.unread_count, \
+                           marked_as_unread = excluded.marked_as_unread, \
+                           conversation_timestamp = CASE \
+                             WHEN chats.conversation_timestamp IS NULL \
+                               OR chats.conversation_timestamp < excluded.conversation_timestamp \
+                             THEN excluded.conversation_timestamp \
+                             ELSE chats.conversation_timestamp END",
+                    )
+                    .bind(session_id)
+                    .bind(&c.jid)
+                    .bind(c.name.as_deref())
+                    .bind(c.unread_count)
+                    .bind(c.marked_as_unread)
+                    .bind(c.conversation_timestamp)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q)?;
+                }
+                let mut new = 0;
+                for m in messages {
+                    new += sqlx::query::<$db>(
+                        "INSERT INTO messages (session_id, chat_jid, msg_id, sender_jid, push_name, timestamp, \
+                         type, media_type, content, from_me, is_group, quoted_id, status, stored_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                         ON CONFLICT (session_id, chat_jid, msg_id) DO NOTHING",
+                    )
+                    .bind(session_id)
+                    .bind(&m.chat_jid)
+                    .bind(&m.msg_id)
+                    .bind(m.sender_jid.as_deref())
+                    .bind(m.push_name.as_deref())
+                    .bind(m.timestamp)
+                    .bind(&m.kind)
+                    .bind(m.media_type.as_deref())
+                    .bind(m.content.as_deref())
+                    .bind(m.from_me)
+                    .bind(m.is_group)
+                    .bind(m.quoted_id.as_deref())
+                    .bind(&m.status)
+                    .bind($crate::store::sql::now().timestamp_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q)?
+                    .rows_affected();
+                }
+                for c in contacts.iter().filter(|c| c.push_name.is_some()) {
+                    sqlx::query::<$db>(
+                        "INSERT INTO contacts (session_id, jid, push_name, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (session_id, jid) DO UPDATE SET push_name = excluded.push_name, \
+                           updated_at = excluded.updated_at",
+                    )
+                    .bind(session_id)
+                    .bind(&c.jid)
+                    .bind(c.push_name.as_deref())
+                    .bind(chrono::Utc::now().timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q)?;
+                }
+                Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
+                tx.commit().await.map_err(q)?;
+                Ok(new)
+            }
+
             async fn get_contact(
                 &self,
                 session_id: uuid::Uuid,
@@ -586,6 +678,19 @@ impl EventStore for super::CachedStore {
     ) -> StoreResult<bool> {
         self.inner()
             .record_push_name(session_id, jid, push_name, payload)
+            .await
+    }
+
+    async fn record_history(
+        &self,
+        session_id: Uuid,
+        chats: &[super::chat::ChatRow],
+        messages: &[super::chat::MessageRow],
+        contacts: &[ContactPatch],
+        events: &[NewEvent],
+    ) -> StoreResult<u64> {
+        self.inner()
+            .record_history(session_id, chats, messages, contacts, events)
             .await
     }
 

@@ -458,3 +458,104 @@ async fn presence_and_typing_are_announced() {
     );
     wa.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_sync_fills_the_chat_list_without_announcing_each_message_on_sqlite() {
+    history(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_sync_fills_the_chat_list_without_announcing_each_message_on_postgres() {
+    history(Db::Postgres).await;
+}
+
+async fn history(db: Db) {
+    let Some((app, wa)) = app_on(db).await else {
+        return;
+    };
+    let (me, them) = ("5511977770721", "5511977770722");
+    let their_jid = format!("{them}@s.whatsapp.net");
+    app.create_session("hist").await;
+    pair(&app, &wa, "hist", me).await;
+    let session = app.store().get_session("hist").await.unwrap().unwrap().id;
+    let device = crate::wa::devices(&wa).await[0]["jid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The phone sends its chats: one conversation, two messages, the contact's push name.
+    admin(
+        &wa,
+        &format!("/devices/{device}/history"),
+        json!({
+            "conversations": [{"id": their_jid, "name": "Ana", "unreadCount": 2, "messages": [
+                {"id": "HIST0000000000000001", "text": "old news", "timestamp": 1_700_000_000u64},
+                {"id": "HIST0000000000000002", "text": "my answer", "fromMe": true, "timestamp": 1_700_000_100u64},
+            ]}],
+            "pushnames": [{"id": their_jid, "pushName": "Ana P."}],
+        }),
+    )
+    .await;
+    let synced = wait_event(&app, session, "history.sync", |_| true).await;
+    assert_eq!(
+        (
+            &synced["chats"],
+            &synced["messages"],
+            &synced["Conversations"]
+        ),
+        (&json!(1), &json!(2), &json!(1)),
+        "{synced}"
+    );
+    assert_eq!(synced["Type"], 3, "RECENT: {synced}");
+
+    let chats = app.get_json("/hist/chat/list").await;
+    let chat = chats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["jid"] == their_jid.as_str())
+        .unwrap_or_else(|| panic!("{chats}"))
+        .clone();
+    assert_eq!(chat["name"], "Ana", "{chat}");
+    assert_eq!(chat["unreadCount"], 2, "{chat}");
+    assert_eq!(chat["conversationTimestamp"], 1_700_000_100i64, "{chat}");
+    let listed = app
+        .get_json(&format!("/hist/chat/messages?chatId={their_jid}"))
+        .await;
+    let got: Vec<(&str, &str, bool, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["msgId"].as_str().unwrap(),
+                m["content"].as_str().unwrap(),
+                m["fromMe"].as_bool().unwrap(),
+                m["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("HIST0000000000000002", "my answer", true, "sent"),
+            ("HIST0000000000000001", "old news", false, "delivered"),
+        ]
+    );
+    let contact = app
+        .store()
+        .get_contact(session, &their_jid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(contact.push_name.as_deref(), Some("Ana P."));
+    let all = outbox(&app, session).await;
+    assert!(
+        !names(&all)
+            .iter()
+            .any(|n| *n == "message.received" || *n == "message.sent"),
+        "{:?}",
+        names(&all)
+    );
+    wa.stop().await;
+}

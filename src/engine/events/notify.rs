@@ -22,7 +22,7 @@ use crate::store::{
 };
 
 /// What one event writes: outbox rows only, or with the rows they change.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Mapped {
     Outbox(Vec<NewEvent>),
     /// Stored messages `ids` move forward to `status`.
@@ -34,6 +34,12 @@ pub enum Mapped {
     Contact {
         patch: ContactPatch,
         events: Vec<NewEvent>,
+    },
+    /// A history sync chunk, decoded (off the runtime) when applied.
+    History {
+        session: String,
+        sync: Box<whatsapp_rust::types::events::LazyHistorySync>,
+        me: Me,
     },
 }
 
@@ -259,16 +265,11 @@ pub fn map(session: &str, e: &Event, me: &Me) -> Option<Mapped> {
                 "Messages": proto(&n.messages),
             }),
         ),
-        Event::HistorySync(h) => one(
-            "history.sync",
-            json!({
-                "Type": h.sync_type(),
-                "ChunkOrder": h.chunk_order(),
-                "Progress": h.progress(),
-                "Size": h.decompressed_size(),
-                "Conversations": h.get().map(|d| d.conversations.len()),
-            }),
-        ),
+        Event::HistorySync(h) => Some(Mapped::History {
+            session: session.to_string(),
+            sync: h.clone(),
+            me: me.clone(),
+        }),
         Event::OfflineSyncPreview(p) => one(
             "sync.offline_preview",
             json!({
@@ -365,6 +366,25 @@ pub async fn apply(store: &dyn Store, session_id: Uuid, m: &Mapped) -> StoreResu
                 .map(|_| ())
         }
         Mapped::Contact { patch, events } => store.record_contact(session_id, patch, events).await,
+        Mapped::History { session, sync, me } => {
+            let (session, sync, me) = (session.clone(), sync.clone(), me.clone());
+            let decoded =
+                tokio::task::spawn_blocking(move || super::history::decode(&session, &sync, &me))
+                    .await;
+            let Ok((rows, event)) = decoded else {
+                return Ok(());
+            };
+            store
+                .record_history(
+                    session_id,
+                    &rows.chats,
+                    &rows.messages,
+                    &rows.contacts,
+                    std::slice::from_ref(&event),
+                )
+                .await
+                .map(|_| ())
+        }
     }
 }
 

@@ -183,6 +183,17 @@ pub fn share_message(phone: &Phone<'_>) -> wa::Message {
 /// companion `device` whose bundle is `keys`. The pre-key `keys` names first is used
 /// (the caller removes it from the server's bundle).
 pub async fn stanza(phone: &Phone<'_>, device: u16, keys: &KeyBundle) -> Result<Node> {
+    peer_stanza(phone, device, keys, &share_message(phone)).await
+}
+
+/// Any protocol message from the phone to its companion `device`, as a Signal pre-key
+/// message of a fresh session (`category="peer"`).
+pub async fn peer_stanza(
+    phone: &Phone<'_>,
+    device: u16,
+    keys: &KeyBundle,
+    message: &wa::Message,
+) -> Result<Node> {
     let mut identities = Identities {
         identity: IdentityKeyPair::new(
             IdentityKey::new(phone.key.public_key),
@@ -206,7 +217,7 @@ pub async fn stanza(phone: &Phone<'_>, device: u16, keys: &KeyBundle) -> Result<
     )
     .await
     .map_err(crypto)?;
-    let plaintext = MessageUtils::encode_and_pad(&share_message(phone));
+    let plaintext = MessageUtils::encode_and_pad(message);
     let encrypted = message_encrypt(&plaintext, &address, &mut sessions, &mut identities)
         .await
         .map_err(crypto)?;

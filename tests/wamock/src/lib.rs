@@ -10,6 +10,7 @@ pub mod error;
 pub mod faults;
 pub mod framing;
 pub mod handshake;
+pub mod history;
 pub mod http_client;
 pub mod iq;
 pub mod keyshare;

@@ -42,6 +42,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/admin/pair-code", post(admin::pair_code))
         .route("/admin/devices", get(admin::devices))
         .route("/admin/devices/{jid}/kick", post(admin::faults::kick))
+        .route("/admin/devices/{jid}/history", post(admin::history::send))
         .route("/admin/users", post(admin::users::create))
         .route("/admin/users/{phone}/send", post(admin::users::send))
         .route("/admin/users/{phone}/inbox", get(admin::users::inbox))

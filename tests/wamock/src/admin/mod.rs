@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod faults;
+pub mod history;
 pub mod presence;
 pub mod users;
 
