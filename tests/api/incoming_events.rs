@@ -559,3 +559,35 @@ async fn history(db: Db) {
     );
     wa.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecryptable_message_is_announced_not_stored() {
+    let Some((app, wa)) = crate::wa::app_with_wamock().await else {
+        return;
+    };
+    let (me, them) = ("5511977770731", "5511977770732");
+    let their_jid = user(&wa, them).await;
+    app.create_session("undec").await;
+    pair(&app, &wa, "undec", me).await;
+    let session = app.store().get_session("undec").await.unwrap().unwrap().id;
+
+    let sent = admin(
+        &wa,
+        &format!("/users/{them}/undecryptable"),
+        json!({"to": me}),
+    )
+    .await;
+    let id = sent["id"].as_str().unwrap().to_string();
+    let bad = wait_event(&app, session, "message.undecryptable", |p| {
+        p["Info"]["ID"] == id.as_str()
+    })
+    .await;
+    assert_eq!(bad["Info"]["Chat"], their_jid.as_str(), "{bad}");
+    assert_eq!(bad["Info"]["PushName"], "Simulated", "{bad}");
+    assert_eq!(bad["IsUnavailable"], false, "{bad}");
+    assert!(bad["DecryptFailMode"].is_string(), "{bad}");
+    let path = format!("/undec/chat/messages?chatId={their_jid}");
+    let (code, listed) = TestApp::call(app.get(&path)).await;
+    assert!(code == 404 || listed == json!([]), "{code} {listed}");
+    wa.stop().await;
+}

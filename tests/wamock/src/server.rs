@@ -52,6 +52,10 @@ fn router(state: Arc<State>) -> Router {
         .route("/admin/users/{phone}/revoke", post(admin::actions::revoke))
         .route("/admin/users/{phone}/read", post(admin::actions::read))
         .route(
+            "/admin/users/{phone}/undecryptable",
+            post(admin::actions::undecryptable),
+        )
+        .route(
             "/admin/users/{phone}/presence",
             get(admin::presence::seen).post(admin::presence::set),
         )

@@ -83,3 +83,54 @@ pub async fn read(
         Err(e) => failed(e),
     }
 }
+
+/// `{"to": "<phone digits>"}`: a message "from" the user that no one can decrypt.
+#[derive(Debug, serde::Deserialize)]
+pub struct GarbageRequest {
+    pub to: String,
+}
+
+/// `POST /admin/users/{phone}/undecryptable {"to"}` → `{"id", "devices"}`: wamock itself
+/// sends every companion of `to` a `<message>` from the user whose `<enc type="msg">` is
+/// random bytes, as a broken sender would; the client cannot decrypt it. 404 unknown user
+/// or account.
+pub async fn undecryptable(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(phone): Path<String>,
+    body: Result<Json<GarbageRequest>, JsonRejection>,
+) -> Response {
+    use wacore_binary::builder::NodeBuilder;
+    let req = body!(body);
+    let user = user!(state, phone);
+    let to = req
+        .to
+        .trim()
+        .trim_end_matches("@s.whatsapp.net")
+        .to_string();
+    let Some(devices) = state.with_account(&to, false, |a| {
+        a.devices.keys().copied().collect::<Vec<_>>()
+    }) else {
+        return error(StatusCode::NOT_FOUND, "no account with this phone number");
+    };
+    let id = format!("3EB0{:016X}", rand::random::<u64>());
+    let garbage: Vec<u8> = (0..48).map(|_| rand::random::<u8>()).collect();
+    for device in &devices {
+        let node = NodeBuilder::new("message")
+            .attr("from", user.jid.as_str())
+            .attr("id", id.as_str())
+            .attr("type", "text")
+            .attr("t", crate::nodes::unix_now().to_string())
+            .attr("notify", "Simulated")
+            .children([NodeBuilder::new("enc")
+                .attr("v", "2")
+                .attr("type", "msg")
+                .bytes(garbage.clone())
+                .build()])
+            .build();
+        state.deliver(
+            &crate::accounts::DeviceAddr::new(to.as_str(), *device),
+            node,
+        );
+    }
+    Json(json!({ "id": id, "devices": devices.len() })).into_response()
+}
