@@ -173,7 +173,6 @@ const Q_SYNC: &[QueryParam] = &[q("days", false, "Days of history to sync")];
 
 const LEGACY_INTERACTIVE: &str = "sent inside viewOnceMessage with whatsmeow's <biz> node and stored; WhatsApp's own apps have not shown legacy buttons/lists from non-business accounts since 2023, so recipients may see nothing (issue 4)";
 const MEDIA_SENT: &str = "base64 (also as a data: URL) or an http(s) URL fetched with an SSRF guard; uploaded, sent, stored with its file and queued as message.sent; 0.2.8's multipart form (`file` field) too; no thumbnails, durations or waveforms yet; delivery of the outbox is issue 6";
-const SENT_NOT_STORED: &str = "sent, stored and queued as message.sent; media, quoting of unknown messages and delivery of the outbox are still to come (issues 4, 6)";
 
 /// Every endpoint of the contract, in the contract's order.
 pub static ENDPOINTS: &[Endpoint] = &[
@@ -391,7 +390,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Text Message",
     )
-    .partial(SENT_NOT_STORED)
+    .done()
     .body("SendTextRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/image", SEND, "Send Image")
@@ -425,15 +424,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
         SEND,
         "Send Location",
     )
-    .partial(SENT_NOT_STORED)
+    .done()
     .body("SendLocationRequest")
     .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/contact", SEND, "Send Contact")
-        .partial(SENT_NOT_STORED)
+        .done()
         .body("SendContactRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/poll", SEND, "Send Poll")
-        .partial(SENT_NOT_STORED)
+        .done()
         .body("SendPollRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/send/buttons", SEND, "Send Buttons")
