@@ -10,6 +10,7 @@ pub mod history;
 pub mod info;
 pub mod notify;
 pub mod payload;
+pub mod poll_vote;
 pub mod session;
 pub mod updates;
 

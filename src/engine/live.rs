@@ -284,7 +284,17 @@ impl Live {
             }
             return;
         }
-        let row = message_row(message, e);
+        let mut row = message_row(message, e);
+        // A vote on a poll the session knows, decrypted (`events::poll_vote`).
+        let vote = if super::events::poll_vote::is_vote(message) {
+            super::events::poll_vote::decrypt(&self.client, store, self.id, message, e).await
+        } else {
+            None
+        };
+        if let Some(v) = &vote {
+            row.kind = "poll_vote".into();
+            row.content = Some(v.content());
+        }
         // Other protocol messages (key shares, ...) are not chat messages.
         if row.kind == "protocol" || (row.kind == "unknown" && row.content.is_none()) {
             return;
@@ -293,9 +303,25 @@ impl Live {
             self.record_push_name(store, e).await;
         }
         let event = message_event(e.from_me);
-        let payload = message_payload(&self.name, event, &row, e, message);
-        if let Err(err) = store.record_message(self.id, &row, event, &payload).await {
-            tracing::error!(session = %self.name, id = %e.id, error = %err, "storing message");
+        let mut payload = message_payload(&self.name, event, &row, e, message);
+        if let (Some(v), Some(out)) = (&vote, payload.as_object_mut()) {
+            out.insert("pollVote".into(), v.payload());
+        }
+        match store.record_message(self.id, &row, event, &payload).await {
+            // The latest vote per voter, upserted right after the message's transaction.
+            Ok(true) => {
+                if let Some(v) = &vote
+                    && let Err(err) = store
+                        .save_poll_vote(self.id, &v.row(e.id, e.timestamp))
+                        .await
+                {
+                    tracing::error!(session = %self.name, id = %e.id, error = %err, "storing poll vote");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::error!(session = %self.name, id = %e.id, error = %err, "storing message")
+            }
         }
         if let Some(media) = &self.media {
             media.capture(self.id, &self.client, message, e);

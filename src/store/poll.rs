@@ -30,6 +30,20 @@ impl PollRow {
     }
 }
 
+/// The latest vote of one voter on a poll, decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PollVoteRow {
+    pub chat_jid: String,
+    pub poll_msg_id: String,
+    /// Non-AD JID of the voter (their phone JID when known).
+    pub voter_jid: String,
+    /// JSON array of the chosen option names (`[]`: the vote was withdrawn).
+    pub options: String,
+    pub vote_msg_id: String,
+    /// Unix seconds.
+    pub voted_at: i64,
+}
+
 #[async_trait]
 pub trait PollStore: Send + Sync {
     /// Stores the poll; a poll stored before is kept as it was.
@@ -40,6 +54,15 @@ pub trait PollStore: Send + Sync {
         chat_jid: &str,
         msg_id: &str,
     ) -> StoreResult<Option<PollRow>>;
+    /// Keeps the voter's vote unless a later one of theirs is stored already.
+    async fn save_poll_vote(&self, session_id: Uuid, vote: &PollVoteRow) -> StoreResult<()>;
+    /// The latest vote of every voter on a poll, by voter.
+    async fn poll_votes(
+        &self,
+        session_id: Uuid,
+        chat_jid: &str,
+        poll_msg_id: &str,
+    ) -> StoreResult<Vec<PollVoteRow>>;
 }
 
 macro_rules! impl_poll_store {
@@ -89,6 +112,51 @@ macro_rules! impl_poll_store {
                 .await
                 .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
             }
+
+            async fn save_poll_vote(
+                &self,
+                session_id: uuid::Uuid,
+                v: &$crate::store::poll::PollVoteRow,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO poll_votes (session_id, chat_jid, poll_msg_id, voter_jid, options, \
+                     vote_msg_id, voted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (session_id, chat_jid, poll_msg_id, voter_jid) DO UPDATE SET \
+                       options = excluded.options, vote_msg_id = excluded.vote_msg_id, \
+                       voted_at = excluded.voted_at \
+                     WHERE poll_votes.voted_at <= excluded.voted_at",
+                )
+                .bind(session_id)
+                .bind(&v.chat_jid)
+                .bind(&v.poll_msg_id)
+                .bind(&v.voter_jid)
+                .bind(&v.options)
+                .bind(&v.vote_msg_id)
+                .bind(v.voted_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
+                Ok(())
+            }
+
+            async fn poll_votes(
+                &self,
+                session_id: uuid::Uuid,
+                chat_jid: &str,
+                poll_msg_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::poll::PollVoteRow>> {
+                sqlx::query_as::<$db, $crate::store::poll::PollVoteRow>(
+                    "SELECT chat_jid, poll_msg_id, voter_jid, options, vote_msg_id, voted_at \
+                     FROM poll_votes WHERE session_id = $1 AND chat_jid = $2 AND poll_msg_id = $3 \
+                     ORDER BY voter_jid",
+                )
+                .bind(session_id)
+                .bind(chat_jid)
+                .bind(poll_msg_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
+            }
         }
     };
 }
@@ -108,5 +176,20 @@ impl PollStore for CachedStore {
         msg_id: &str,
     ) -> StoreResult<Option<PollRow>> {
         self.inner().get_poll(session_id, chat_jid, msg_id).await
+    }
+
+    async fn save_poll_vote(&self, session_id: Uuid, vote: &PollVoteRow) -> StoreResult<()> {
+        self.inner().save_poll_vote(session_id, vote).await
+    }
+
+    async fn poll_votes(
+        &self,
+        session_id: Uuid,
+        chat_jid: &str,
+        poll_msg_id: &str,
+    ) -> StoreResult<Vec<PollVoteRow>> {
+        self.inner()
+            .poll_votes(session_id, chat_jid, poll_msg_id)
+            .await
     }
 }

@@ -815,3 +815,132 @@ async fn header_files_are_uploaded_and_the_user_downloads_them() {
     );
     assert_eq!(c["cards"][0]["title"], "One");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_of_others_are_decrypted_stored_and_announced_on_sqlite() {
+    votes_of_others(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_of_others_are_decrypted_stored_and_announced_on_postgres() {
+    votes_of_others(Db::Postgres).await;
+}
+
+/// The session's poll reaches the user, who votes (twice: a changed mind) through its own
+/// whatsapp-rust client; the session decrypts each vote with the poll's secret: stored as a
+/// `poll_vote` message with the option names, announced in `message.received` with
+/// `pollVote`, and the voter's latest vote kept in `poll_votes`.
+async fn votes_of_others(db: Db) {
+    use crate::incoming_events::{admin, outbox, wait_event};
+    let Some((app, wa)) = app_on(db).await else {
+        return;
+    };
+    const U: &str = "5511988880702";
+    const S: &str = "5511999990702";
+    app.create_session("others").await;
+    pair(&app, &wa, "others", S).await;
+    let user_jid = user(&wa, U).await;
+    let session = app.store().get_session("others").await.unwrap().unwrap().id;
+
+    let asked = send(
+        &app,
+        "/others/message/send/poll",
+        &json!({"phone": U, "name": "Colour?", "options": ["Red", "Green", "Blue"], "selectableCount": 2}),
+    )
+    .await;
+    wait_inbox(&wa, U, 1).await;
+
+    let vote_path = format!("/users/{U}/vote");
+    let vote = |options: Value| {
+        admin(
+            &wa,
+            &vote_path,
+            json!({"to": S, "pollId": asked, "options": options}),
+        )
+    };
+    let first = vote(json!(["Green", "Blue"])).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev = wait_event(&app, session, "message.received", |p| {
+        p["message"]["id"] == first.as_str()
+    })
+    .await;
+    assert_eq!(
+        ev["pollVote"],
+        json!({"pollMessageId": asked, "voter": user_jid, "selectedOptions": ["Green", "Blue"]}),
+        "{ev}"
+    );
+    assert_eq!(
+        (
+            ev["message"]["type"].clone(),
+            ev["message"]["content"].clone()
+        ),
+        (json!("poll_vote"), json!("Green, Blue")),
+        "{ev}"
+    );
+    // OnWapp's keys stay beside ours.
+    assert!(
+        ev.get("Info").is_some() && ev.get("Message").is_some(),
+        "{ev}"
+    );
+
+    let second = vote(json!(["Red"])).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev = wait_event(&app, session, "message.received", |p| {
+        p["message"]["id"] == second.as_str()
+    })
+    .await;
+    assert_eq!(ev["pollVote"]["selectedOptions"], json!(["Red"]), "{ev}");
+
+    // Stored messages show the names.
+    let stored = app
+        .store()
+        .get_message(session, &user_jid, &first)
+        .await
+        .unwrap()
+        .expect("first vote stored");
+    assert_eq!(
+        (stored.kind.as_str(), stored.content.as_deref()),
+        ("poll_vote", Some("Green, Blue"))
+    );
+    let path = format!("/others/chat/messages?chatId={user_jid}");
+    let listed = poll(&app, &path, Duration::from_secs(10), |b| {
+        b.as_array()
+            .is_some_and(|a| a.iter().any(|m| m["msgId"] == second.as_str()))
+    })
+    .await;
+    let m = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["msgId"] == second.as_str()))
+        .unwrap();
+    assert_eq!(
+        (m["type"].clone(), m["content"].clone()),
+        (json!("poll_vote"), json!("Red")),
+        "{m}"
+    );
+
+    // The latest vote per voter.
+    let votes = app
+        .store()
+        .poll_votes(session, &user_jid, &asked)
+        .await
+        .unwrap();
+    assert_eq!(votes.len(), 1, "{votes:?}");
+    assert_eq!(
+        (
+            votes[0].voter_jid.as_str(),
+            votes[0].options.as_str(),
+            votes[0].vote_msg_id.as_str()
+        ),
+        (user_jid.as_str(), r#"["Red"]"#, second.as_str())
+    );
+    let announced = outbox(&app, session)
+        .await
+        .into_iter()
+        .filter(|(_, p)| p.get("pollVote").is_some())
+        .count();
+    assert_eq!(announced, 2);
+}

@@ -51,6 +51,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/admin/users/{phone}/edit", post(admin::actions::edit))
         .route("/admin/users/{phone}/revoke", post(admin::actions::revoke))
         .route("/admin/users/{phone}/read", post(admin::actions::read))
+        .route("/admin/users/{phone}/vote", post(admin::actions::vote))
         .route(
             "/admin/users/{phone}/undecryptable",
             post(admin::actions::undecryptable),

@@ -1,4 +1,4 @@
-//! `/admin/users/{phone}/{react,edit,revoke,read}`: a simulated user acting on messages.
+//! `/admin/users/{phone}/{react,edit,revoke,read,vote}`: a simulated user acting on messages.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use super::error;
 use super::users::failed;
 use crate::state::State;
-use crate::users::actions::{EditRequest, ReactRequest, ReadRequest, RevokeRequest};
+use crate::users::actions::{EditRequest, ReactRequest, ReadRequest, RevokeRequest, VoteRequest};
 
 macro_rules! body {
     ($body:expr) => {
@@ -80,6 +80,19 @@ pub async fn read(
     let req = body!(body);
     match user!(state, phone).read(&req).await {
         Ok(()) => Json(json!({ "ids": req.ids })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// `POST /admin/users/{phone}/vote {"to", "pollId", "options"}` → `{"id"}`.
+pub async fn vote(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(phone): Path<String>,
+    body: Result<Json<VoteRequest>, JsonRejection>,
+) -> Response {
+    let req = body!(body);
+    match user!(state, phone).vote(&req).await {
+        Ok(id) => Json(json!({ "id": id })).into_response(),
         Err(e) => failed(e),
     }
 }

@@ -35,6 +35,16 @@ pub struct RevokeRequest {
     pub id: String,
 }
 
+/// `{"to", "pollId", "options"}`: vote `options` (names; `[]` withdraws the vote) on the poll
+/// `pollId` the user sent or received in the chat with `to`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoteRequest {
+    pub to: String,
+    pub poll_id: String,
+    pub options: Vec<String>,
+}
+
 /// `{"to", "ids"}`: send read receipts for the messages `ids` the user got from `to`.
 #[derive(Debug, Deserialize)]
 pub struct ReadRequest {
@@ -102,6 +112,35 @@ impl SimUser {
             self.client.revoke_message(chat, id, RevokeType::Sender),
         )
         .await
+    }
+
+    /// Votes on a poll the user sent or received (its secret is in the user's poll book);
+    /// returns the vote's message id.
+    pub async fn vote(&self, r: &VoteRequest) -> Result<String, UserError> {
+        let chat = user_jid(&r.to)?;
+        let id = required("pollId", &r.poll_id)?;
+        let poll = self
+            .recorder
+            .polls
+            .get(id)
+            .ok_or_else(|| UserError::BadRequest("a poll this user never saw".into()))?;
+        if let Some(bad) = r.options.iter().find(|o| !poll.options.contains(o)) {
+            return Err(UserError::BadRequest(format!("{bad:?} is not an option")));
+        }
+        let creator = if poll.creator_pn.is_empty() {
+            poll.creator_lid.clone().unwrap_or_default()
+        } else {
+            poll.creator_pn.clone()
+        };
+        let creator = user_jid(&creator)?;
+        let sent = timed(
+            "sending the vote",
+            self.client
+                .polls()
+                .vote(chat, id, &creator, &poll.secret, &r.options),
+        )
+        .await?;
+        Ok(sent.message_id)
     }
 
     /// Marks messages from `to` read (blue ticks on the sender's side).

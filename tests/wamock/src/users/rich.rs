@@ -33,7 +33,7 @@ impl PollBook {
             .insert(id, poll);
     }
 
-    fn get(&self, id: &str) -> Option<SentPoll> {
+    pub(crate) fn get(&self, id: &str) -> Option<SentPoll> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
