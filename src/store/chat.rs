@@ -86,18 +86,14 @@ pub trait MessageStore: Send + Sync {
 
 macro_rules! impl_message_store {
     ($store:ty, $db:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::chat::MessageStore for $store {
-            async fn record_message(
-                &self,
+        impl $store {
+            /// Inserts a message row unless it is stored already; the rows inserted (0 or 1).
+            async fn insert_message_row(
+                tx: &mut sqlx::Transaction<'_, $db>,
                 session_id: uuid::Uuid,
                 m: &$crate::store::chat::MessageRow,
-                event: &str,
-                payload: &serde_json::Value,
-            ) -> $crate::store::StoreResult<bool> {
-                let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin().await.map_err(q)?;
-                let inserted = sqlx::query::<$db>(
+            ) -> Result<u64, sqlx::Error> {
+                Ok(sqlx::query::<$db>(
                     "INSERT INTO messages (session_id, chat_jid, msg_id, sender_jid, push_name, timestamp, \
                      type, media_type, content, from_me, is_group, quoted_id, status, stored_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
@@ -117,10 +113,48 @@ macro_rules! impl_message_store {
                 .bind(m.quoted_id.as_deref())
                 .bind(&m.status)
                 .bind($crate::store::sql::now().timestamp_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(q)?
-                .rows_affected();
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
+            }
+
+            /// Appends one event to the webhook outbox inside `tx`.
+            async fn append_outbox_row(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                session_id: uuid::Uuid,
+                event: &str,
+                payload: &serde_json::Value,
+            ) -> Result<(), sqlx::Error> {
+                let at = $crate::store::sql::now();
+                sqlx::query::<$db>(
+                    "INSERT INTO webhook_outbox (id, session_id, event, payload, state, attempts, created_at, next_attempt_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(session_id)
+                .bind(event)
+                .bind(sqlx::types::Json(payload))
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::chat::MessageStore for $store {
+            async fn record_message(
+                &self,
+                session_id: uuid::Uuid,
+                m: &$crate::store::chat::MessageRow,
+                event: &str,
+                payload: &serde_json::Value,
+            ) -> $crate::store::StoreResult<bool> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
+                let mut tx = self.pool.begin().await.map_err(q)?;
+                let inserted = Self::insert_message_row(&mut tx, session_id, m)
+                    .await
+                    .map_err(q)?;
                 if inserted == 0 {
                     return Ok(false);
                 }
@@ -142,19 +176,9 @@ macro_rules! impl_message_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q)?;
-                let at = $crate::store::sql::now();
-                sqlx::query::<$db>(
-                    "INSERT INTO webhook_outbox (id, session_id, event, payload, state, attempts, created_at, next_attempt_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(session_id)
-                .bind(event)
-                .bind(sqlx::types::Json(payload))
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(q)?;
+                Self::append_outbox_row(&mut tx, session_id, event, payload)
+                    .await
+                    .map_err(q)?;
                 tx.commit().await.map_err(q)?;
                 Ok(true)
             }

@@ -188,19 +188,8 @@ macro_rules! impl_event_store {
                 session_id: uuid::Uuid,
                 events: &[$crate::store::events::NewEvent],
             ) -> Result<(), sqlx::Error> {
-                let at = $crate::store::sql::now();
                 for e in events {
-                    sqlx::query::<$db>(
-                        "INSERT INTO webhook_outbox (id, session_id, event, payload, state, attempts, created_at, next_attempt_at) \
-                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-                    )
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(session_id)
-                    .bind(e.name)
-                    .bind(sqlx::types::Json(&e.payload))
-                    .bind(at)
-                    .execute(&mut **tx)
-                    .await?;
+                    Self::append_outbox_row(tx, session_id, e.name, &e.payload).await?;
                 }
                 Ok(())
             }
@@ -513,30 +502,9 @@ macro_rules! impl_event_store {
                 }
                 let mut new = 0;
                 for m in messages {
-                    new += sqlx::query::<$db>(
-                        "INSERT INTO messages (session_id, chat_jid, msg_id, sender_jid, push_name, timestamp, \
-                         type, media_type, content, from_me, is_group, quoted_id, status, stored_us) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                         ON CONFLICT (session_id, chat_jid, msg_id) DO NOTHING",
-                    )
-                    .bind(session_id)
-                    .bind(&m.chat_jid)
-                    .bind(&m.msg_id)
-                    .bind(m.sender_jid.as_deref())
-                    .bind(m.push_name.as_deref())
-                    .bind(m.timestamp)
-                    .bind(&m.kind)
-                    .bind(m.media_type.as_deref())
-                    .bind(m.content.as_deref())
-                    .bind(m.from_me)
-                    .bind(m.is_group)
-                    .bind(m.quoted_id.as_deref())
-                    .bind(&m.status)
-                    .bind($crate::store::sql::now().timestamp_micros())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q)?
-                    .rows_affected();
+                    new += Self::insert_message_row(&mut tx, session_id, m)
+                        .await
+                        .map_err(q)?;
                 }
                 for c in contacts.iter().filter(|c| c.push_name.is_some()) {
                     sqlx::query::<$db>(
