@@ -10,7 +10,10 @@ use whatsapp_rust::{Client, async_channel::Receiver, bot::BotHandle, types::even
 
 use super::{
     Engine,
-    events::{Envelope, message_event, message_payload, message_row, notify, session, updates},
+    events::{
+        Envelope, message_event, message_payload, message_row, notify, poll_vote::PollVote,
+        session, updates,
+    },
 };
 use crate::store::{DeviceUpdate, SessionRecord, Store};
 use whatsapp_rust::{Jid, wacore_binary::JidExt, waproto::whatsapp as wa};
@@ -271,6 +274,18 @@ impl Live {
 
     /// Stores a message and appends its event to the outbox, in one transaction.
     async fn record(&self, store: &dyn Store, message: &wa::Message, e: &Envelope<'_>) {
+        self.record_with(store, message, e, None).await;
+    }
+
+    /// [`Self::record`], with `known` the vote the message casts when the session cast it
+    /// (its own vote is not decrypted back).
+    async fn record_with(
+        &self,
+        store: &dyn Store,
+        message: &wa::Message,
+        e: &Envelope<'_>,
+        known: Option<PollVote>,
+    ) {
         super::rich::remember_poll(store, self.id, message, e).await;
         // Reactions, edits and revokes change the message they name (`events::updates`).
         if let Some(u) = updates::classify(message) {
@@ -286,10 +301,12 @@ impl Live {
         }
         let mut row = message_row(message, e);
         // A vote on a poll the session knows, decrypted (`events::poll_vote`).
-        let vote = if super::events::poll_vote::is_vote(message) {
-            super::events::poll_vote::decrypt(&self.client, store, self.id, message, e).await
-        } else {
-            None
+        let vote = match known {
+            Some(v) => Some(v),
+            None if super::events::poll_vote::is_vote(message) => {
+                super::events::poll_vote::decrypt(&self.client, store, self.id, message, e).await
+            }
+            None => None,
         };
         if let Some(v) = &vote {
             row.kind = "poll_vote".into();
@@ -362,6 +379,31 @@ impl Live {
 
     /// Records a message this session sent through the API.
     pub async fn record_sent(&self, store: &dyn Store, id: &str, to: &Jid, message: &wa::Message) {
+        self.record_sent_with(store, id, to, message, None).await;
+    }
+
+    /// Records a poll vote this session cast through the API, like others' votes: a
+    /// `poll_vote` message announced with `pollVote`, and the latest vote in `poll_votes`.
+    pub async fn record_sent_vote(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        to: &Jid,
+        message: &wa::Message,
+        vote: PollVote,
+    ) {
+        self.record_sent_with(store, id, to, message, Some(vote))
+            .await;
+    }
+
+    async fn record_sent_with(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        to: &Jid,
+        message: &wa::Message,
+        vote: Option<PollVote>,
+    ) {
         let Some(me) = self.client.pn() else { return };
         let push = self.client.push_name();
         let envelope = Envelope {
@@ -374,7 +416,7 @@ impl Live {
             push_name: &push,
             timestamp: chrono::Utc::now().timestamp(),
         };
-        self.record(store, message, &envelope).await;
+        self.record_with(store, message, &envelope, vote).await;
     }
 
     pub async fn pair_with_code(

@@ -15,7 +15,10 @@ use whatsapp_rust::{
     waproto::whatsapp as wa,
 };
 
-use super::{Engine, EngineError, events::Envelope};
+use super::{
+    Engine, EngineError,
+    events::{Envelope, poll_vote::PollVote},
+};
 use crate::{
     media::{MediaKind, input::MediaFile},
     store::{Store, poll::PollRow},
@@ -81,6 +84,26 @@ pub(super) async fn remember_poll(
     };
     if let Err(err) = store.save_poll(session_id, &row).await {
         tracing::error!(id = %e.id, error = %err, "storing poll");
+    }
+}
+
+/// The stored and announced form of a vote the session cast: the poll's key, without the
+/// encrypted vote (whatsapp-rust builds and encrypts that one; its content is the names).
+fn vote_summary(chat: &Jid, poll: &PollRow, creator: &Jid, me: &Jid) -> wa::Message {
+    use whatsapp_rust::waproto::buffa::MessageField;
+    let update = wa::message::PollUpdateMessage {
+        poll_creation_message_key: MessageField::some(wa::MessageKey {
+            remote_jid: Some(chat.to_string()),
+            from_me: Some(me.is_same_user_as(creator)),
+            id: Some(poll.msg_id.clone()),
+            participant: chat.is_group().then(|| creator.to_string()),
+        }),
+        sender_timestamp_ms: Some(chrono::Utc::now().timestamp_millis()),
+        ..Default::default()
+    };
+    wa::Message {
+        poll_update_message: MessageField::some(update),
+        ..Default::default()
     }
 }
 
@@ -178,7 +201,10 @@ impl Engine {
         Ok(id)
     }
 
-    /// Votes `options` (names, already checked against the poll) on a stored poll.
+    /// Votes `options` (names, already checked against the poll) on a stored poll, then records
+    /// the vote as others' votes are: a `poll_vote` message with the names, announced as
+    /// `message.sent` with `pollVote`, and the session's latest vote in `poll_votes` (an empty
+    /// selection is kept as the withdrawn vote).
     pub async fn vote_poll(
         &self,
         name: &str,
@@ -191,12 +217,25 @@ impl Engine {
             .creator_jid
             .parse()
             .map_err(|e| EngineError::Send(format!("failed to build poll vote: {e}")))?;
-        live.client()
+        let client = live.client();
+        let id = client
             .polls()
-            .vote(chat, &poll.msg_id, &creator, &poll.secret, options)
+            .vote(chat.clone(), &poll.msg_id, &creator, &poll.secret, options)
             .await
             .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))
+            .map_err(|e| EngineError::Send(e.to_string()))?;
+        if let Some(me) = client.pn() {
+            let vote = PollVote {
+                chat_jid: poll.chat_jid.clone(),
+                poll_msg_id: poll.msg_id.clone(),
+                voter: me.to_non_ad().to_string(),
+                options: options.to_vec(),
+            };
+            let summary = vote_summary(&chat, poll, &creator, &me);
+            live.record_sent_vote(&*self.store, &id, &chat, &summary, vote)
+                .await;
+        }
+        Ok(id)
     }
 
     /// Asks the account's phone to resend a message this device could not decrypt (a peer

@@ -484,7 +484,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .body("EditMessageRequest")
         .res("SendResponse"),
     Endpoint::new(POST, "/:session/message/poll/vote", ACTIONS, "Vote on Poll")
-        .partial("votes on polls this session sent or received live (history-synced polls are not known yet); votes others cast on them are decrypted: stored as `poll_vote` messages, the latest per voter kept, announced in `message.received` with `pollVote`; the session's own vote is not stored nor emitted (issue 4)")
+        .partial("votes on polls this session sent or received live (history-synced polls are not known yet); votes others cast on them are decrypted and the session's own are recorded: stored as `poll_vote` messages, the latest per voter kept, announced in `message.received` / `message.sent` with `pollVote`")
         .body("PollVoteRequest")
         .res("SendResponse"),
     Endpoint::new(

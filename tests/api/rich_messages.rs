@@ -485,15 +485,20 @@ async fn votes_on_polls_reach_the_poll_author_decrypted_on_postgres() {
 }
 
 /// The user's poll reaches the session (stored with its secret); the session's votes on it and
-/// on its own poll reach the user, who decrypts them.
+/// on its own poll reach the user, who decrypts them. Each vote is also recorded as others'
+/// votes are: a `poll_vote` message with the names, `message.sent` with `pollVote`, and the
+/// session's latest vote in `poll_votes`.
 async fn votes(db: Db) {
+    use crate::incoming_events::{outbox, wait_event};
     let Some((app, wa)) = app_on(db).await else {
         return;
     };
     const U: &str = "5511988880701";
+    const ME: &str = "5511999990701@s.whatsapp.net";
     app.create_session("vote").await;
     pair(&app, &wa, "vote", "5511999990701").await;
     let user_jid = user(&wa, U).await;
+    let session = app.store().get_session("vote").await.unwrap().unwrap().id;
 
     // The user asks; the session receives and stores the poll.
     let asked = user_sends(
@@ -530,6 +535,61 @@ async fn votes(db: Db) {
     chosen.sort();
     assert_eq!(chosen, ["Pizza", "Sushi"]);
 
+    // The session's own vote follows others' path: message.sent with pollVote (voter: the
+    // session's phone JID), stored as a poll_vote message with the names.
+    let ev = wait_event(&app, session, "message.sent", |p| {
+        p["message"]["id"] == vote_id.as_str()
+    })
+    .await;
+    assert_eq!(
+        ev["pollVote"],
+        json!({"pollMessageId": asked, "voter": ME, "selectedOptions": ["Sushi", "Pizza"]}),
+        "{ev}"
+    );
+    assert_eq!(
+        (
+            ev["message"]["type"].clone(),
+            ev["message"]["content"].clone(),
+            ev["message"]["fromMe"].clone(),
+            ev["message"]["chat"].clone()
+        ),
+        (
+            json!("poll_vote"),
+            json!("Sushi, Pizza"),
+            json!(true),
+            json!(user_jid)
+        ),
+        "{ev}"
+    );
+    assert!(
+        ev.get("Info").is_some() && ev.get("Message").is_some(),
+        "{ev}"
+    );
+    let listed = app.get_json(&path).await;
+    let m = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["msgId"] == vote_id.as_str()))
+        .unwrap_or_else(|| panic!("{vote_id} not listed: {listed}"));
+    assert_eq!(
+        (m["type"].clone(), m["content"].clone(), m["fromMe"].clone()),
+        (json!("poll_vote"), json!("Sushi, Pizza"), json!(true)),
+        "{m}"
+    );
+    let kept = app
+        .store()
+        .poll_votes(session, &user_jid, &asked)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (
+            kept[0].voter_jid.as_str(),
+            kept[0].options.as_str(),
+            kept[0].vote_msg_id.as_str()
+        ),
+        (ME, r#"["Sushi","Pizza"]"#, vote_id.as_str())
+    );
+
     // A changed mind: one option, then none (the vote withdrawn).
     let one = send(
         &app,
@@ -546,6 +606,34 @@ async fn votes(db: Db) {
     let inbox = wait_inbox(&wa, U, 3).await;
     assert_eq!(by_id(&inbox, &one)["options"], json!(["Salad"]), "{inbox}");
     assert_eq!(by_id(&inbox, &none)["options"], json!([]), "{inbox}");
+    // The withdrawn vote is kept as others' are: an empty selection, the latest per voter.
+    let ev = wait_event(&app, session, "message.sent", |p| {
+        p["message"]["id"] == none.as_str()
+    })
+    .await;
+    assert_eq!(
+        (ev["pollVote"].clone(), ev["message"]["content"].clone()),
+        (
+            json!({"pollMessageId": asked, "voter": ME, "selectedOptions": []}),
+            json!("")
+        ),
+        "{ev}"
+    );
+    let kept = app
+        .store()
+        .poll_votes(session, &user_jid, &asked)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|v| (
+                v.voter_jid.as_str(),
+                v.options.as_str(),
+                v.vote_msg_id.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [(ME, "[]", none.as_str())]
+    );
 
     // A vote on the session's own poll: single choice, decrypted by the user who received it.
     let own = send(
@@ -566,6 +654,21 @@ async fn votes(db: Db) {
         (v["pollId"].clone(), v["options"].clone()),
         (json!(own), json!(["No"])),
         "{v}"
+    );
+    let kept = app
+        .store()
+        .poll_votes(session, &user_jid, &own)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|v| (
+                v.voter_jid.as_str(),
+                v.options.as_str(),
+                v.vote_msg_id.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [(ME, r#"["No"]"#, mine.as_str())]
     );
 
     // Refused: 400 naming the field, nothing sent.
@@ -627,6 +730,13 @@ async fn votes(db: Db) {
         5,
         "refused votes sent nothing: {after}"
     );
+    // One message.sent with pollVote per vote sent, none for the refused ones.
+    let announced = outbox(&app, session)
+        .await
+        .into_iter()
+        .filter(|(n, p)| n == "message.sent" && p.get("pollVote").is_some())
+        .count();
+    assert_eq!(announced, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
