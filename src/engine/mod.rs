@@ -5,6 +5,7 @@
 //! task that turns its events into our session state.
 
 pub mod chat;
+pub mod contacts;
 pub mod events;
 mod http_client;
 pub mod jid;

@@ -269,6 +269,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CONTACTS,
         "Check Phone Numbers",
     )
+    .done()
     .body("CheckPhonesRequest")
     .res("CheckPhonesResponse"),
     Endpoint::new(
@@ -277,6 +278,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CONTACTS,
         "Get Blocklist",
     )
+    .done()
     .res("BlocklistResponse"),
     Endpoint::new(
         POST,
@@ -284,9 +286,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CONTACTS,
         "Update Blocklist",
     )
+    .done()
     .body("UpdateBlocklistRequest")
     .res("UpdateBlocklistResponse"),
     Endpoint::new(GET, "/:session/contact/info", CONTACTS, "Get Contact Info")
+        .done()
         .query(Q_PHONE)
         .res("ContactInfoResponse"),
     Endpoint::new(
@@ -306,6 +310,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .query(Q_PHONE)
     .res("BusinessProfileResponse"),
     Endpoint::new(GET, "/:session/contact/lid", CONTACTS, "Get Contact LID")
+        .done()
         .query(Q_PHONE)
         .res("ContactLidResponse"),
     Endpoint::new(
@@ -975,6 +980,11 @@ mod tests {
             ("POST", "/:session/message/edit"),
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),
+            ("POST", "/:session/contact/check"),
+            ("GET", "/:session/contact/lid"),
+            ("GET", "/:session/contact/info"),
+            ("GET", "/:session/contact/blocklist"),
+            ("POST", "/:session/contact/blocklist"),
             ("POST", "/:session/presence"),
             ("POST", "/:session/presence/subscribe"),
             ("POST", "/:session/chat/presence"),

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod chat;
 pub mod chat_actions;
+pub mod contacts;
 pub mod dto;
 pub mod events;
 pub mod extract;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(chat::router())
         .merge(chat_actions::router())
+        .merge(contacts::router())
         .merge(presence::router())
         .merge(settings::router())
         .merge(webhooks::router())

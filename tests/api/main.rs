@@ -5,6 +5,7 @@ mod wa;
 
 mod auth;
 mod chat_actions;
+mod contacts;
 mod device_store;
 mod engine;
 mod errors;

@@ -47,6 +47,8 @@ pub struct Account {
     pub app_state: crate::appstate::Collections,
     /// The account's presence and who watches it.
     pub presence: crate::presence::Book,
+    /// Whom the account blocked.
+    pub blocklist: crate::blocklist::Blocklist,
 }
 
 impl Account {
@@ -75,6 +77,7 @@ impl Account {
             devices: BTreeMap::new(),
             app_state: Default::default(),
             presence: Default::default(),
+            blocklist: Default::default(),
         }
     }
 

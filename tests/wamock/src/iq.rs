@@ -45,7 +45,7 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
             crate::pair_code::companion_iq(ctx, iq)
         }
         "privacy" => privacy(iq),
-        "blocklist" => blocklist(iq),
+        "blocklist" => crate::blocklist::answer(ctx, iq),
         // Keepalive pings, passive/active and ping: an empty result is the answer.
         "w:p" | "urn:xmpp:ping" | "passive" => Ok(Vec::new()),
         _ => {
@@ -176,12 +176,4 @@ fn privacy(iq: &Node) -> Answer {
             }))
             .build(),
     ])
-}
-
-/// The blocklist: empty (blocking is not modelled yet).
-fn blocklist(iq: &Node) -> Answer {
-    if attr(iq, "type").as_deref() == Some("set") {
-        return Err(Refusal::new(501, "wamock does not model blocking yet"));
-    }
-    Ok(vec![NodeBuilder::new("list").build()])
 }

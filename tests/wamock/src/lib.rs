@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod appstate;
+pub mod blocklist;
 pub mod cipher;
 pub mod error;
 pub mod faults;

@@ -32,6 +32,7 @@ pub struct Book {
 
 /// Handles a `<presence>` from a logged-in device; returns its ack (none: no id).
 pub fn presence(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> {
+    crate::profile::push_name(state, sender, node);
     match attr(node, "type").as_deref() {
         None | Some("available") => announce(state, sender, true),
         Some("unavailable") => announce(state, sender, false),

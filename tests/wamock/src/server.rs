@@ -80,6 +80,11 @@ fn router(state: Arc<State>) -> Router {
             "/mms/{kind}/{token}",
             post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
         )
+        .route("/admin/accounts/{phone}", get(admin::blocklist::account))
+        .route(
+            "/admin/accounts/{phone}/blocklist",
+            get(admin::blocklist::blocklist),
+        )
         .route("/v/{*path}", get(media::download))
         .fallback(not_found)
         .with_state(state)

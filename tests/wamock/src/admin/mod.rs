@@ -1,6 +1,7 @@
 //! The admin JSON API that tests (and people) use to play the phone and the users.
 
 pub mod actions;
+pub mod blocklist;
 pub mod faults;
 pub mod history;
 pub mod presence;

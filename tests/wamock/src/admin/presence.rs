@@ -122,3 +122,16 @@ pub async fn app_state(
         None => error(StatusCode::NOT_FOUND, "no account with this phone number"),
     }
 }
+
+/// `GET /admin/accounts/{phone}/profile` → `{"status", "pictureId", "pictureSha256",
+/// "pushName"}` as the account's devices set them (null when never set). 404 for an
+/// unknown account.
+pub async fn profile(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(phone): Path<String>,
+) -> Response {
+    match crate::profile::view(&state, &phone) {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no account with this phone number"),
+    }
+}

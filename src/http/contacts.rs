@@ -1,0 +1,167 @@
+//! `Contacts`: which numbers are on WhatsApp, their LIDs and usync details, and the
+//! account's blocklist, through the session's client.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Query, State},
+    routing::{get, post},
+};
+use whatsapp_rust::Jid;
+
+use crate::{
+    app::AppState,
+    error::{ApiError, ApiResult},
+    http::{
+        chat_actions::chat_jid,
+        dto::{
+            BlocklistResponse, CheckPhoneResult, CheckPhonesRequest, CheckPhonesResponse,
+            ContactInfoRequest, ContactInfoResponse, ContactLidResponse, ContactUserInfo,
+            PhoneQuery, UpdateBlocklistRequest, UpdateBlocklistResponse,
+        },
+        extract::{JsonBody, SessionCtx, parse_json},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/{session}/contact/check", post(check))
+        .route("/{session}/contact/lid", get(lid))
+        .route("/{session}/contact/info", get(info))
+        .route(
+            "/{session}/contact/blocklist",
+            get(blocklist).post(update_blocklist),
+        )
+}
+
+/// Each phone as a user JID; 400 naming `field` (with its index in a list) when not one.
+fn user_jids(field: &str, phones: &[String]) -> Result<Vec<Jid>, ApiError> {
+    if phones.is_empty() {
+        return Err(ApiError::bad_request(format!("{field} is required")));
+    }
+    phones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| user_jid(&format!("{field}[{i}]"), p))
+        .collect()
+}
+
+/// A phone number (or `@s.whatsapp.net` / `@lid` JID) of a user.
+fn user_jid(field: &str, raw: &str) -> Result<Jid, ApiError> {
+    let jid = chat_jid(field, raw)?;
+    let digits = !jid.user.is_empty() && jid.user.chars().all(|c| c.is_ascii_digit());
+    let user_server = jid.is_pn() || jid.is_lid();
+    if !digits || !user_server {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be a phone number, not {raw:?}"
+        )));
+    }
+    Ok(jid)
+}
+
+fn query_phone(q: &PhoneQuery) -> Result<(String, Jid), ApiError> {
+    let raw = q.phone.as_deref().map(str::trim).unwrap_or_default();
+    if raw.is_empty() {
+        return Err(ApiError::bad_request("phone query parameter is required"));
+    }
+    Ok((raw.to_string(), user_jid("phone", raw)?))
+}
+
+/// Which of `phones` have a WhatsApp account, in request order.
+async fn check(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<CheckPhonesRequest>,
+) -> ApiResult<Json<CheckPhonesResponse>> {
+    let jids = user_jids("phones", &req.phones)?;
+    let found = s.engine.check_registered(&rec.name, &jids).await?;
+    Ok(Json(CheckPhonesResponse(
+        req.phones
+            .into_iter()
+            .zip(found)
+            .map(|(phone, r)| CheckPhoneResult {
+                phone,
+                is_registered: r.is_registered,
+                jid: r.jid,
+            })
+            .collect(),
+    )))
+}
+
+/// The LID WhatsApp gives for `phone`; 404 when it gives none.
+async fn lid(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    Query(q): Query<PhoneQuery>,
+) -> ApiResult<Json<ContactLidResponse>> {
+    let (phone, jid) = query_phone(&q)?;
+    let found = s
+        .engine
+        .check_registered(&rec.name, std::slice::from_ref(&jid))
+        .await?;
+    match found.into_iter().next().and_then(|r| r.lid) {
+        Some(lid) => Ok(Json(ContactLidResponse { phone, lid })),
+        None => Err(ApiError::NotFound("LID not found for this contact".into())),
+    }
+}
+
+/// Usync details of the users in the JSON body's `phones` (as OnWapp reads them), or of
+/// `?phone=` when given.
+async fn info(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    Query(q): Query<PhoneQuery>,
+    body: Bytes,
+) -> ApiResult<Json<ContactInfoResponse>> {
+    let jids = if q.phone.as_deref().is_some_and(|p| !p.trim().is_empty()) {
+        vec![query_phone(&q)?.1]
+    } else if body.is_empty() {
+        return Err(ApiError::bad_request("phones is required"));
+    } else {
+        let req: ContactInfoRequest = parse_json(&body)?;
+        user_jids("phones", &req.phones)?
+    };
+    let users = s.engine.user_details(&rec.name, &jids).await?;
+    Ok(Json(ContactInfoResponse {
+        users: users
+            .into_iter()
+            .map(|(jid, u)| {
+                (
+                    jid,
+                    ContactUserInfo {
+                        status: u.status,
+                        picture_id: u.picture_id,
+                        devices: u.devices,
+                    },
+                )
+            })
+            .collect(),
+    }))
+}
+
+async fn blocklist(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+) -> ApiResult<Json<BlocklistResponse>> {
+    let jids = s.engine.blocklist(&rec.name).await?;
+    Ok(Json(BlocklistResponse { jids }))
+}
+
+/// `action: "block"` blocks; any other action unblocks (as OnWapp).
+async fn update_blocklist(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    JsonBody(req): JsonBody<UpdateBlocklistRequest>,
+) -> ApiResult<Json<UpdateBlocklistResponse>> {
+    let who = user_jid("phone", &req.phone)?;
+    if req.action.trim().is_empty() {
+        return Err(ApiError::bad_request("action is required"));
+    }
+    s.engine
+        .set_blocked(&rec.name, &who, req.action == "block")
+        .await?;
+    Ok(Json(UpdateBlocklistResponse {
+        action: req.action,
+        phone: req.phone,
+    }))
+}

@@ -1,0 +1,161 @@
+//! Contacts against wamock: which numbers are on WhatsApp, LIDs, usync user info and the
+//! blocklist, checked against what wamock knows of each account.
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::wa::{app_with_wamock, pair, user};
+
+/// wamock's view of an account: `{"phone", "lid", "pushName"}`.
+async fn account(wa: &wamock::Server, phone: &str) -> Value {
+    let url = format!("{}/admin/accounts/{phone}", wa.http_url());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn wamock_blocklist(wa: &wamock::Server, phone: &str) -> Value {
+    let url = format!("{}/admin/accounts/{phone}/blocklist", wa.http_url());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+fn error_of(code: u16, body: &Value, want_code: u16, needle: &str) {
+    assert_eq!(code, want_code, "{body}");
+    let e = body["error"].as_str().unwrap_or_default();
+    assert!(e.contains(needle), "{needle:?} not in {body}");
+}
+
+#[tokio::test]
+async fn check_lid_and_info_follow_wamock_accounts() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("ct").await;
+    pair(&app, &wa, "ct", "5511999990301").await;
+    user(&wa, "5511988880301").await;
+
+    // Registered user, the session's own number (with +), an unknown number: by index.
+    let (code, got) = TestApp::call(
+        app.post("/ct/contact/check")
+            .json(&json!({"phones": ["5511988880301", "+5511999990301", "5511977770399"]})),
+    )
+    .await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(
+        got,
+        json!([
+            {"phone": "5511988880301", "isRegistered": true, "jid": "5511988880301@s.whatsapp.net"},
+            {"phone": "+5511999990301", "isRegistered": true, "jid": "5511999990301@s.whatsapp.net"},
+            {"phone": "5511977770399", "isRegistered": false},
+        ])
+    );
+
+    // LID: the one wamock gave the account; none for an unknown number.
+    let want = account(&wa, "5511988880301").await;
+    let (code, got) = TestApp::call(app.get("/ct/contact/lid?phone=5511988880301")).await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got, json!({"phone": "5511988880301", "lid": want["lid"]}));
+    assert!(want["lid"].as_str().unwrap().ends_with("@lid"), "{want}");
+    let (code, got) = TestApp::call(app.get("/ct/contact/lid?phone=5511977770399")).await;
+    error_of(code, &got, 404, "LID not found for this contact");
+
+    // Info: from the JSON body (as OnWapp reads it) or ?phone=; the user's phone is device 0.
+    for req in [
+        app.get("/ct/contact/info")
+            .json(&json!({"phones": ["5511988880301"]})),
+        app.get("/ct/contact/info?phone=5511988880301"),
+    ] {
+        let (code, got) = TestApp::call(req).await;
+        assert_eq!(code, 200, "{got}");
+        let u = &got["users"]["5511988880301@s.whatsapp.net"];
+        assert!(u.is_object(), "{got}");
+        assert_eq!(u["status"], "", "{got}");
+        let devices = u["devices"].as_array().unwrap();
+        assert!(
+            devices.contains(&json!("5511988880301@s.whatsapp.net")),
+            "{got}"
+        );
+    }
+
+    // Bad input names the field.
+    let bad = [
+        (app.post("/ct/contact/check").json(&json!({})), "phones"),
+        (
+            app.post("/ct/contact/check").json(&json!({"phones": []})),
+            "phones is required",
+        ),
+        (
+            app.post("/ct/contact/check")
+                .json(&json!({"phones": ["5511988880301", "1203630@g.us"]})),
+            "phones[1]",
+        ),
+        (
+            app.get("/ct/contact/lid"),
+            "phone query parameter is required",
+        ),
+        (app.get("/ct/contact/lid?phone=1203630@g.us"), "phone"),
+        (app.get("/ct/contact/info"), "phones is required"),
+        (
+            app.get("/ct/contact/info").json(&json!({"phones": []})),
+            "phones is required",
+        ),
+    ];
+    for (req, needle) in bad {
+        let (code, got) = TestApp::call(req).await;
+        error_of(code, &got, 400, needle);
+    }
+}
+
+#[tokio::test]
+async fn blocking_and_unblocking_reach_the_account_blocklist() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("bl").await;
+    pair(&app, &wa, "bl", "5511999990302").await;
+    user(&wa, "5511988880302").await;
+    let lid = account(&wa, "5511988880302").await["lid"].clone();
+
+    let (code, got) = TestApp::call(app.get("/bl/contact/blocklist")).await;
+    assert_eq!((code, got), (200, json!({"jids": []})));
+
+    let (code, got) = TestApp::call(
+        app.post("/bl/contact/blocklist")
+            .json(&json!({"phone": "5511988880302", "action": "block"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got, json!({"action": "block", "phone": "5511988880302"}));
+    // wamock holds the block under the LID, with the phone number beside it.
+    let held = wamock_blocklist(&wa, "5511999990302").await;
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{held}");
+    assert_eq!(held[0]["jid"], lid, "{held}");
+    assert_eq!(held[0]["pn"], "5511988880302@s.whatsapp.net", "{held}");
+    let (code, got) = TestApp::call(app.get("/bl/contact/blocklist")).await;
+    assert_eq!((code, got), (200, json!({"jids": [lid]})));
+
+    // Any action other than "block" unblocks (as OnWapp), echoed back.
+    let (code, got) = TestApp::call(
+        app.post("/bl/contact/blocklist")
+            .json(&json!({"phone": "+5511988880302", "action": "remove"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got, json!({"action": "remove", "phone": "+5511988880302"}));
+    assert_eq!(wamock_blocklist(&wa, "5511999990302").await, json!([]));
+    let (code, got) = TestApp::call(app.get("/bl/contact/blocklist")).await;
+    assert_eq!((code, got), (200, json!({"jids": []})));
+
+    let bad = [
+        (json!({"action": "block"}), "phone"),
+        (json!({"phone": "", "action": "block"}), "phone"),
+        (json!({"phone": "1203630@g.us", "action": "block"}), "phone"),
+        (json!({"phone": "5511988880302"}), "action"),
+        (
+            json!({"phone": "5511988880302", "action": " "}),
+            "action is required",
+        ),
+    ];
+    for (body, needle) in bad {
+        let (code, got) = TestApp::call(app.post("/bl/contact/blocklist").json(&body)).await;
+        error_of(code, &got, 400, needle);
+    }
+}
