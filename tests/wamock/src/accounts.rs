@@ -49,6 +49,8 @@ pub struct Account {
     pub presence: crate::presence::Book,
     /// Whom the account blocked.
     pub blocklist: crate::blocklist::Blocklist,
+    /// The about text and picture the account set.
+    pub profile: crate::profile::Profile,
 }
 
 impl Account {
@@ -78,6 +80,7 @@ impl Account {
             app_state: Default::default(),
             presence: Default::default(),
             blocklist: Default::default(),
+            profile: Default::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         "md" if child(iq, "link_code_companion_reg").is_some() => {
             crate::pair_code::companion_iq(ctx, iq)
         }
+        "status" => crate::profile::status(ctx, iq),
+        "w:profile:picture" => crate::profile::picture(ctx, iq),
         "privacy" => privacy(iq),
         "blocklist" => crate::blocklist::answer(ctx, iq),
         // Keepalive pings, passive/active and ping: an empty result is the answer.

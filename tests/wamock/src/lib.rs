@@ -21,6 +21,7 @@ pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
 pub mod presence;
+pub mod profile;
 pub mod relay;
 pub mod server;
 pub mod session;

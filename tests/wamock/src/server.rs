@@ -77,6 +77,10 @@ fn router(state: Arc<State>) -> Router {
             get(admin::presence::app_state),
         )
         .route(
+            "/admin/accounts/{phone}/profile",
+            get(admin::presence::profile),
+        )
+        .route(
             "/mms/{kind}/{token}",
             post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
         )
