@@ -11,7 +11,6 @@ mod http_client;
 pub mod jid;
 mod live;
 pub mod media;
-pub mod profile;
 pub mod qr;
 pub mod rich;
 

@@ -225,20 +225,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .done()
         .res("MessageResponse"),
     // Profile
-    Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile")
-        .partial("jid, pushName and pictureUrl (a `w:profile:picture` get) while connected; jid and pushName from the session row while disconnected; the about text is not read back yet")
-        .res("ProfileResponse"),
+    Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile").res("ProfileResponse"),
     Endpoint::new(
         POST,
         "/:session/profile/status",
         PROFILE,
         "Set Status Message",
     )
-    .done()
     .body("SetStatusRequest")
     .res("SetStatusResponse"),
     Endpoint::new(POST, "/:session/profile/name", PROFILE, "Set Push Name")
-        .partial("sent to WhatsApp (presence name + setting_pushName app state) and kept in the device store, unlike OnWapp; needs the session connected (409 otherwise)")
         .body("SetPushNameRequest")
         .res("SetPushNameResponse"),
     Endpoint::new(
@@ -247,7 +243,6 @@ pub static ENDPOINTS: &[Endpoint] = &[
         PROFILE,
         "Set Profile Picture",
     )
-    .partial("base64, data URL, http(s) URL or multipart `file`, sent as is: no resizing or JPEG conversion (WhatsApp expects a square JPEG)")
     .body("SetProfilePictureRequest")
     .res("PictureIdResponse"),
     Endpoint::new(
@@ -256,8 +251,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         PROFILE,
         "Delete Profile Picture",
     )
-    .done()
-    .res("EmptyResponse"),
+    .res("MessageResponse"),
     // Settings
     Endpoint::new(GET, "/:session/settings", SETTINGS, "Get Settings")
         .done()
@@ -268,6 +262,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .res("SettingsResponse"),
     // Contacts
     Endpoint::new(GET, "/:session/contact/list", CONTACTS, "Get All Contacts")
+        .done()
         .res("ContactListResponse"),
     Endpoint::new(
         POST,
@@ -986,6 +981,7 @@ mod tests {
             ("POST", "/:session/message/edit"),
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),
+            ("GET", "/:session/contact/list"),
             ("POST", "/:session/contact/check"),
             ("GET", "/:session/contact/lid"),
             ("GET", "/:session/contact/info"),
@@ -993,11 +989,6 @@ mod tests {
             ("POST", "/:session/contact/blocklist"),
             ("POST", "/:session/presence"),
             ("POST", "/:session/presence/subscribe"),
-            ("GET", "/:session/profile"),
-            ("POST", "/:session/profile/status"),
-            ("POST", "/:session/profile/name"),
-            ("POST", "/:session/profile/picture"),
-            ("POST", "/:session/profile/picture/remove"),
             ("POST", "/:session/chat/presence"),
             ("POST", "/:session/chat/markread"),
             ("POST", "/:session/chat/unread"),

@@ -16,8 +16,9 @@ use crate::{
         chat_actions::chat_jid,
         dto::{
             BlocklistResponse, CheckPhoneResult, CheckPhonesRequest, CheckPhonesResponse,
-            ContactInfoRequest, ContactInfoResponse, ContactLidResponse, ContactUserInfo,
-            PhoneQuery, UpdateBlocklistRequest, UpdateBlocklistResponse,
+            ContactEntry, ContactInfoRequest, ContactInfoResponse, ContactLidResponse,
+            ContactListResponse, ContactUserInfo, PhoneQuery, UpdateBlocklistRequest,
+            UpdateBlocklistResponse,
         },
         extract::{JsonBody, SessionCtx, parse_json},
     },
@@ -25,6 +26,7 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/{session}/contact/list", get(list))
         .route("/{session}/contact/check", post(check))
         .route("/{session}/contact/lid", get(lid))
         .route("/{session}/contact/info", get(info))
@@ -65,6 +67,30 @@ fn query_phone(q: &PhoneQuery) -> Result<(String, Jid), ApiError> {
         return Err(ApiError::bad_request("phone query parameter is required"));
     }
     Ok((raw.to_string(), user_jid("phone", raw)?))
+}
+
+/// Every contact the session stored (push names from messages, names from history sync),
+/// keyed by JID; read from the database, so it answers while disconnected too.
+async fn list(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+) -> ApiResult<Json<ContactListResponse>> {
+    let rows = s.store.list_contacts(rec.id).await?;
+    Ok(Json(ContactListResponse(
+        rows.into_iter()
+            .map(|c| {
+                (
+                    c.jid,
+                    ContactEntry {
+                        push_name: c.push_name.unwrap_or_default(),
+                        business_name: c.business_name.unwrap_or_default(),
+                        full_name: c.full_name.unwrap_or_default(),
+                        first_name: c.first_name.unwrap_or_default(),
+                    },
+                )
+            })
+            .collect(),
+    )))
 }
 
 /// Which of `phones` have a WhatsApp account, in request order.

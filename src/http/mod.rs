@@ -16,7 +16,6 @@ pub mod messages;
 pub mod middleware;
 pub mod openapi;
 pub mod presence;
-pub mod profile;
 pub mod sessions;
 pub mod settings;
 pub mod unimplemented;
@@ -50,7 +49,6 @@ pub fn router(state: AppState) -> Router {
         .merge(chat_actions::router())
         .merge(contacts::router())
         .merge(presence::router())
-        .merge(profile::router())
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(events::router())

@@ -7,6 +7,7 @@
 mod cache;
 pub mod chat;
 pub mod chat_state;
+pub mod contacts;
 pub mod device;
 pub mod events;
 pub mod media;
@@ -122,6 +123,7 @@ pub trait Store:
     + chat::MessageStore
     + chat_state::ChatStateStore
     + poll::PollStore
+    + contacts::ContactStore
     + events::EventStore
     + media::MediaStore
 {
@@ -135,6 +137,7 @@ impl<T> Store for T where
         + chat::MessageStore
         + chat_state::ChatStateStore
         + poll::PollStore
+        + contacts::ContactStore
         + events::EventStore
         + media::MediaStore
 {

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::wa::{app_with_wamock, pair, user};
+use std::time::Duration;
+
+use crate::wa::{app_with_wamock, pair, poll, user};
 
 /// wamock's view of an account: `{"phone", "lid", "pushName"}`.
 async fn account(wa: &wamock::Server, phone: &str) -> Value {
@@ -158,4 +160,40 @@ async fn blocking_and_unblocking_reach_the_account_blocklist() {
         let (code, got) = TestApp::call(app.post("/bl/contact/blocklist").json(&body)).await;
         error_of(code, &got, 400, needle);
     }
+}
+
+#[tokio::test]
+async fn contact_list_holds_push_names_of_who_wrote() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("cl").await;
+    let (code, got) = TestApp::call(app.get("/cl/contact/list")).await;
+    assert_eq!((code, got), (200, json!({})));
+
+    pair(&app, &wa, "cl", "5511999990303").await;
+    user(&wa, "5511988880303").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/users/5511988880303/send", wa.http_url()))
+        .json(&json!({"to": "5511999990303@s.whatsapp.net", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let got = poll(&app, "/cl/contact/list", Duration::from_secs(20), |b| {
+        b.as_object().is_some_and(|o| !o.is_empty())
+    })
+    .await;
+    assert_eq!(
+        got,
+        json!({"5511988880303@s.whatsapp.net": {
+            "pushName": "Simulated", "businessName": "", "fullName": "", "firstName": ""
+        }})
+    );
+
+    // Read from the database: still there once disconnected.
+    let (code, _) = TestApp::call(app.post("/cl/disconnect")).await;
+    assert_eq!(code, 200);
+    let (code, again) = TestApp::call(app.get("/cl/contact/list")).await;
+    assert_eq!((code, again), (200, got));
 }

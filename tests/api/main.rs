@@ -15,7 +15,6 @@ mod incoming_events;
 mod media;
 mod openapi;
 mod process;
-mod profile;
 mod ratelimit;
 mod readme;
 mod resilience;
