@@ -225,16 +225,20 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .done()
         .res("MessageResponse"),
     // Profile
-    Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile").res("ProfileResponse"),
+    Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile")
+        .partial("jid, pushName and pictureUrl (a `w:profile:picture` get) while connected; jid and pushName from the session row while disconnected; the about text is not read back yet")
+        .res("ProfileResponse"),
     Endpoint::new(
         POST,
         "/:session/profile/status",
         PROFILE,
         "Set Status Message",
     )
+    .done()
     .body("SetStatusRequest")
     .res("SetStatusResponse"),
     Endpoint::new(POST, "/:session/profile/name", PROFILE, "Set Push Name")
+        .partial("sent to WhatsApp (presence name + setting_pushName app state) and kept in the device store, unlike OnWapp; needs the session connected (409 otherwise)")
         .body("SetPushNameRequest")
         .res("SetPushNameResponse"),
     Endpoint::new(
@@ -243,6 +247,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         PROFILE,
         "Set Profile Picture",
     )
+    .partial("base64, data URL, http(s) URL or multipart `file`, sent as is: no resizing or JPEG conversion (WhatsApp expects a square JPEG)")
     .body("SetProfilePictureRequest")
     .res("PictureIdResponse"),
     Endpoint::new(
@@ -251,7 +256,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         PROFILE,
         "Delete Profile Picture",
     )
-    .res("MessageResponse"),
+    .done()
+    .res("EmptyResponse"),
     // Settings
     Endpoint::new(GET, "/:session/settings", SETTINGS, "Get Settings")
         .done()
@@ -989,6 +995,11 @@ mod tests {
             ("POST", "/:session/contact/blocklist"),
             ("POST", "/:session/presence"),
             ("POST", "/:session/presence/subscribe"),
+            ("GET", "/:session/profile"),
+            ("POST", "/:session/profile/status"),
+            ("POST", "/:session/profile/name"),
+            ("POST", "/:session/profile/picture"),
+            ("POST", "/:session/profile/picture/remove"),
             ("POST", "/:session/chat/presence"),
             ("POST", "/:session/chat/markread"),
             ("POST", "/:session/chat/unread"),

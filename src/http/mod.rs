@@ -16,6 +16,7 @@ pub mod messages;
 pub mod middleware;
 pub mod openapi;
 pub mod presence;
+pub mod profile;
 pub mod sessions;
 pub mod settings;
 pub mod unimplemented;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chat_actions::router())
         .merge(contacts::router())
         .merge(presence::router())
+        .merge(profile::router())
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(events::router())

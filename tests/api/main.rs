@@ -15,6 +15,7 @@ mod incoming_events;
 mod media;
 mod openapi;
 mod process;
+mod profile;
 mod ratelimit;
 mod readme;
 mod resilience;
