@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::TestApp;
-use crate::wa::{app_with_wamock, pair};
+use crate::wa::{app_with_wamock, pair, user};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const PHONE: &str = "5511999995001";
+const FRIEND: &str = "5511988885001";
 
 async fn admin_get(wa: &wamock::Server, path: &str) -> Value {
     reqwest::get(format!("{}{path}", wa.http_url()))
@@ -76,6 +77,7 @@ async fn profile_changes_reach_the_server() {
     app.create_session("pf").await;
     let (code, e) = post(&app, "/pf/profile/status", json!({"status": "hi"})).await;
     assert_eq!(code, 409, "not connected yet: {e}");
+    user(&wa, FRIEND).await;
     pair(&app, &wa, "pf", PHONE).await;
     let profile_path = format!("/admin/accounts/{PHONE}/profile");
 
@@ -119,6 +121,9 @@ async fn profile_changes_reach_the_server() {
     let got = admin_get(&wa, &profile_path).await;
     assert_eq!(got["pictureId"], id.as_str());
     assert_eq!(got["pictureSha256"], sha(&first));
+    // A simulated user's client asking for the session's picture gets the same one.
+    let seen = admin_get(&wa, &format!("/admin/users/{FRIEND}/picture?of={PHONE}")).await;
+    assert_eq!(seen["id"], id.as_str(), "{seen}");
 
     // GET profile: own jid, the new push name, the picture's URL read back from the server.
     let (code, r) = TestApp::call(app.get("/pf/profile")).await;
@@ -161,6 +166,13 @@ async fn profile_changes_reach_the_server() {
     assert_eq!((code, r), (200, json!({})));
     let got = admin_get(&wa, &profile_path).await;
     assert!(got["pictureId"].is_null(), "{got}");
+    let r = reqwest::get(format!(
+        "{}/admin/users/{FRIEND}/picture?of={PHONE}",
+        wa.http_url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "the user still sees a picture");
     let (_, r) = TestApp::call(app.get("/pf/profile")).await;
     assert!(r["profile"].get("pictureUrl").is_none(), "{r}");
 }

@@ -81,6 +81,10 @@ fn router(state: Arc<State>) -> Router {
             get(admin::presence::profile),
         )
         .route(
+            "/admin/users/{phone}/picture",
+            get(admin::presence::picture_of),
+        )
+        .route(
             "/mms/{kind}/{token}",
             post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
         )

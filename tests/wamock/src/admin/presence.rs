@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State as AxumState};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -133,5 +133,28 @@ pub async fn profile(
     match crate::profile::view(&state, &phone) {
         Some(v) => Json(v).into_response(),
         None => error(StatusCode::NOT_FOUND, "no account with this phone number"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PictureOf {
+    pub of: String,
+}
+
+/// `GET /admin/users/{phone}/picture?of=<digits or jid>` → `{"id", "url"}` the user's client
+/// got for that account's picture (a `w:profile:picture` get), 404 when it has none.
+pub async fn picture_of(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(phone): Path<String>,
+    Query(q): Query<PictureOf>,
+) -> Response {
+    let seen = match state.users.get(&phone).await {
+        Ok(u) => u.picture_of(&q.of).await,
+        Err(e) => Err(e),
+    };
+    match seen {
+        Ok(Some(p)) => Json(p).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no profile picture"),
+        Err(e) => failed(e),
     }
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod inbox;
 pub mod media;
 pub mod presence;
+pub mod profile;
 pub mod register;
 pub mod rich;
 
