@@ -40,7 +40,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
 async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
     app.create_session("e2").await;
     let probes = [
-        (reqwest::Method::GET, "/{s}/profile"),
+        (reqwest::Method::GET, "/{s}/group/info"),
         (reqwest::Method::GET, "/{s}/contact/list"),
         (reqwest::Method::GET, "/{s}/newsletter/list"),
         (reqwest::Method::GET, "/{s}/group/list"),
