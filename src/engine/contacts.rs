@@ -136,4 +136,20 @@ impl Engine {
         };
         r.map_err(|e| failed(if block { "block" } else { "unblock" }, e))
     }
+
+    /// The full-size profile picture of `who` as `(url, id)`; `None` when there is none (or
+    /// WhatsApp does not show it to this account).
+    pub async fn avatar(
+        &self,
+        name: &str,
+        who: &Jid,
+    ) -> Result<Option<(String, String)>, EngineError> {
+        let client = self.connected(name)?.client().clone();
+        let pic = client
+            .contacts()
+            .get_profile_picture(who, false)
+            .await
+            .map_err(|e| failed("get the profile picture", e))?;
+        Ok(pic.map(|p| (p.url, p.id)))
+    }
 }

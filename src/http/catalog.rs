@@ -306,6 +306,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CONTACTS,
         "Get Contact Avatar",
     )
+    .done()
     .query(Q_PHONE)
     .res("PictureUrlResponse"),
     Endpoint::new(
@@ -992,6 +993,7 @@ mod tests {
             ("GET", "/:session/contact/lid"),
             ("GET", "/:session/contact/info"),
             ("GET", "/:session/contact/blocklist"),
+            ("GET", "/:session/contact/avatar"),
             ("POST", "/:session/contact/blocklist"),
             ("POST", "/:session/presence"),
             ("POST", "/:session/presence/subscribe"),

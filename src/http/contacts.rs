@@ -17,8 +17,8 @@ use crate::{
         dto::{
             BlocklistResponse, CheckPhoneResult, CheckPhonesRequest, CheckPhonesResponse,
             ContactEntry, ContactInfoRequest, ContactInfoResponse, ContactLidResponse,
-            ContactListResponse, ContactUserInfo, PhoneQuery, UpdateBlocklistRequest,
-            UpdateBlocklistResponse,
+            ContactListResponse, ContactUserInfo, PhoneQuery, PictureUrlResponse,
+            UpdateBlocklistRequest, UpdateBlocklistResponse,
         },
         extract::{JsonBody, SessionCtx, parse_json},
     },
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/contact/check", post(check))
         .route("/{session}/contact/lid", get(lid))
         .route("/{session}/contact/info", get(info))
+        .route("/{session}/contact/avatar", get(avatar))
         .route(
             "/{session}/contact/blocklist",
             get(blocklist).post(update_blocklist),
@@ -162,6 +163,22 @@ async fn info(
                 )
             })
             .collect(),
+    }))
+}
+
+/// The contact's profile picture URL; `{"url": ""}` when there is none.
+async fn avatar(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    Query(q): Query<PhoneQuery>,
+) -> ApiResult<Json<PictureUrlResponse>> {
+    let (_, jid) = query_phone(&q)?;
+    Ok(Json(match s.engine.avatar(&rec.name, &jid).await? {
+        Some((url, id)) => PictureUrlResponse { url, id: Some(id) },
+        None => PictureUrlResponse {
+            url: String::new(),
+            id: None,
+        },
     }))
 }
 

@@ -197,3 +197,55 @@ async fn contact_list_holds_push_names_of_who_wrote() {
     let (code, again) = TestApp::call(app.get("/cl/contact/list")).await;
     assert_eq!((code, again), (200, got));
 }
+
+#[tokio::test]
+async fn avatar_is_the_picture_wamock_holds() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("av").await;
+    app.create_session("pic").await;
+    pair(&app, &wa, "av", "5511999990305").await;
+    pair(&app, &wa, "pic", "5511999990306").await;
+
+    // No picture yet: an empty URL.
+    let (code, got) = TestApp::call(app.get("/av/contact/avatar?phone=5511999990306")).await;
+    assert_eq!((code, got), (200, json!({"url": ""})));
+
+    // The other session sets one; this session sees the id wamock holds, with a URL.
+    let mut jpeg = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+    ];
+    jpeg.extend([7u8; 300]);
+    jpeg.extend([0xFF, 0xD9]);
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &jpeg);
+    let (code, set) = TestApp::call(
+        app.post("/pic/profile/picture")
+            .json(&json!({"image": b64})),
+    )
+    .await;
+    assert_eq!(code, 200, "{set}");
+    let url = format!("{}/admin/accounts/5511999990306/profile", wa.http_url());
+    let held: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let (code, got) = TestApp::call(app.get("/av/contact/avatar?phone=+5511999990306")).await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got["id"], held["pictureId"], "{got} vs {held}");
+    assert!(
+        got["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")),
+        "{got}"
+    );
+
+    for (path, needle) in [
+        ("/av/contact/avatar", "phone query parameter is required"),
+        (
+            "/av/contact/avatar?phone=",
+            "phone query parameter is required",
+        ),
+        ("/av/contact/avatar?phone=abc", "phone"),
+    ] {
+        let (code, got) = TestApp::call(app.get(path)).await;
+        error_of(code, &got, 400, needle);
+    }
+}
