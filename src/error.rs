@@ -39,6 +39,10 @@ pub enum ApiError {
     /// WhatsApp (or the client library) refused or failed.
     #[error("{0}")]
     Upstream(String),
+    /// A failure the contract answers with 500 and a message of its own, e.g. `session not
+    /// authenticated` for a session that was never paired.
+    #[error("{0}")]
+    Failed(String),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -66,7 +70,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Failed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

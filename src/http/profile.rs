@@ -44,9 +44,7 @@ async fn profile(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiR
         }
     } else {
         let Some(phone) = rec.phone.clone().filter(|p| !p.is_empty()) else {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "session not authenticated"
-            )));
+            return Err(ApiError::Failed("session not authenticated".into()));
         };
         ProfileResponse {
             jid: format!("{phone}@s.whatsapp.net"),

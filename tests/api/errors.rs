@@ -41,7 +41,7 @@ async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
     app.create_session("e2").await;
     let probes = [
         (reqwest::Method::GET, "/{s}/group/info"),
-        (reqwest::Method::GET, "/{s}/contact/list"),
+        (reqwest::Method::GET, "/{s}/group/list"),
         (reqwest::Method::GET, "/{s}/newsletter/list"),
         (reqwest::Method::GET, "/{s}/group/list"),
         (reqwest::Method::POST, "/sessions/{s}/chatwoot/set"),

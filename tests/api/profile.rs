@@ -236,4 +236,5 @@ async fn profile_of_an_unpaired_session_is_an_error() {
     app.create_session("pu").await;
     let (code, r) = TestApp::call(app.get("/pu/profile")).await;
     assert_eq!(code, 500, "{r}");
+    assert_eq!(r["error"], "session not authenticated", "{r}");
 }
