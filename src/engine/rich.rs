@@ -133,52 +133,22 @@ impl Engine {
         file_name: Option<String>,
     ) -> Result<HeaderMedia, EngineError> {
         let up = self.upload_media(name, kind, file.bytes).await?;
-        let url = Some(up.url);
-        let direct_path = Some(up.direct_path);
-        let media_key = Some(up.media_key.to_vec());
-        let file_sha256 = Some(up.file_sha256.to_vec());
-        let file_enc_sha256 = Some(up.file_enc_sha256.to_vec());
-        let file_length = Some(up.file_length);
-        let media_key_timestamp = Some(up.media_key_timestamp);
-        let mimetype = Some(file.mimetype);
-        Ok(match kind {
-            MediaKind::Video => HeaderMedia::Video(wa::message::VideoMessage {
-                url,
-                direct_path,
-                media_key,
-                file_sha256,
-                file_enc_sha256,
-                file_length,
-                media_key_timestamp,
-                mimetype,
-                streaming_sidecar: up.streaming_sidecar,
-                ..Default::default()
-            }),
-            MediaKind::Document => HeaderMedia::Document(wa::message::DocumentMessage {
-                url,
-                direct_path,
-                media_key,
-                file_sha256,
-                file_enc_sha256,
-                file_length,
-                media_key_timestamp,
-                mimetype,
-                title: file_name.clone(),
-                file_name,
-                ..Default::default()
-            }),
-            _ => HeaderMedia::Image(wa::message::ImageMessage {
-                url,
-                direct_path,
-                media_key,
-                file_sha256,
-                file_enc_sha256,
-                file_length,
-                media_key_timestamp,
-                mimetype,
-                ..Default::default()
-            }),
-        })
+        // The same message parts a media send builds, without caption; the header keeps one.
+        let described = super::media::OutgoingMedia {
+            kind,
+            bytes: Vec::new(),
+            mimetype: file.mimetype,
+            caption: None,
+            file_name,
+            ptt: false,
+        };
+        let mut m = super::media::media_message(&described, up);
+        let header = match kind {
+            MediaKind::Video => m.video_message.take().map(HeaderMedia::Video),
+            MediaKind::Document => m.document_message.take().map(HeaderMedia::Document),
+            _ => m.image_message.take().map(HeaderMedia::Image),
+        };
+        header.ok_or_else(|| EngineError::Send(format!("{kind:?} cannot be a header file")))
     }
 
     /// Sends `message` with extra stanza children and records it like [`Engine::send`].
