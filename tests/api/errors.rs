@@ -40,10 +40,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
 async fn unbuilt_routes_answer_501_after_auth_and_session_lookup(app: TestApp) {
     app.create_session("e2").await;
     let probes = [
-        (reqwest::Method::GET, "/{s}/group/info"),
-        (reqwest::Method::GET, "/{s}/group/list"),
-        (reqwest::Method::GET, "/{s}/newsletter/list"),
-        (reqwest::Method::GET, "/{s}/group/list"),
+        (reqwest::Method::GET, "/sessions/{s}/chatwoot/find"),
         (reqwest::Method::POST, "/sessions/{s}/chatwoot/set"),
         (reqwest::Method::DELETE, "/sessions/{s}/chatwoot"),
     ];
