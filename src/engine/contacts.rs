@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use whatsapp_rust::Jid;
+use wacore::iq::business::BusinessProfile;
+use whatsapp_rust::{Jid, NodeBuilder, wacore_binary::NodeContent};
 
 use super::{Engine, EngineError};
 
@@ -151,5 +152,44 @@ impl Engine {
             .await
             .map_err(|e| failed("get the profile picture", e))?;
         Ok(pic.map(|p| (p.url, p.id)))
+    }
+
+    /// The business profile of `who`; `None` for a personal account (WhatsApp sends no
+    /// `<profile>` for it).
+    pub async fn business_profile(
+        &self,
+        name: &str,
+        who: &Jid,
+    ) -> Result<Option<BusinessProfile>, EngineError> {
+        let client = self.connected(name)?.client().clone();
+        client
+            .get_business_profile(who)
+            .await
+            .map_err(|e| failed("get the business profile", e))
+    }
+
+    /// The account's contact QR code (`w:qr`, as whatsmeow's `GetContactQRLink`):
+    /// `revoke` replaces it with a new one. whatsapp-rust has no call for it, so the IQ is
+    /// built here.
+    pub async fn contact_qr_code(&self, name: &str, revoke: bool) -> Result<String, EngineError> {
+        let client = self.connected(name)?.client().clone();
+        let qr = NodeBuilder::new("qr")
+            .attr("type", "contact")
+            .attr("action", if revoke { "revoke" } else { "get" })
+            .build();
+        let query = whatsapp_rust::request::InfoQuery::set(
+            "w:qr",
+            Jid::new("", whatsapp_rust::Server::Pn),
+            Some(NodeContent::Nodes(vec![qr])),
+        );
+        let answer = client
+            .send_iq(query)
+            .await
+            .map_err(|e| failed("get the contact QR link", e))?;
+        answer
+            .get_optional_child("qr")
+            .and_then(|q| q.attrs().optional_string("code").map(|c| c.into_owned()))
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| failed("get the contact QR link", "no code in WhatsApp's answer"))
     }
 }

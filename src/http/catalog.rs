@@ -315,6 +315,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CONTACTS,
         "Get Business Profile",
     )
+    .done()
     .query(Q_PHONE)
     .res("BusinessProfileResponse"),
     Endpoint::new(GET, "/:session/contact/lid", CONTACTS, "Get Contact LID")
@@ -327,6 +328,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         CONTACTS,
         "Get Contact QR Link",
     )
+    .done()
     .query(Q_REVOKE)
     .res("ContactQrLinkResponse"),
     // Presence
@@ -994,6 +996,8 @@ mod tests {
             ("GET", "/:session/contact/info"),
             ("GET", "/:session/contact/blocklist"),
             ("GET", "/:session/contact/avatar"),
+            ("GET", "/:session/contact/business"),
+            ("GET", "/:session/contact/qrlink"),
             ("POST", "/:session/contact/blocklist"),
             ("POST", "/:session/presence"),
             ("POST", "/:session/presence/subscribe"),

@@ -1,6 +1,8 @@
 //! `Contacts`: which numbers are on WhatsApp, their LIDs and usync details, and the
 //! account's blocklist, through the session's client.
 
+use std::collections::HashMap;
+
 use axum::{
     Json, Router,
     body::Bytes,
@@ -15,10 +17,11 @@ use crate::{
     http::{
         chat_actions::chat_jid,
         dto::{
-            BlocklistResponse, CheckPhoneResult, CheckPhonesRequest, CheckPhonesResponse,
+            BlocklistResponse, BusinessCategory, BusinessHoursConfig, BusinessProfile,
+            BusinessProfileResponse, CheckPhoneResult, CheckPhonesRequest, CheckPhonesResponse,
             ContactEntry, ContactInfoRequest, ContactInfoResponse, ContactLidResponse,
-            ContactListResponse, ContactUserInfo, PhoneQuery, PictureUrlResponse,
-            UpdateBlocklistRequest, UpdateBlocklistResponse,
+            ContactListResponse, ContactQrLinkResponse, ContactUserInfo, PhoneQuery,
+            PictureUrlResponse, UpdateBlocklistRequest, UpdateBlocklistResponse,
         },
         extract::{JsonBody, SessionCtx, parse_json},
     },
@@ -31,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/contact/lid", get(lid))
         .route("/{session}/contact/info", get(info))
         .route("/{session}/contact/avatar", get(avatar))
+        .route("/{session}/contact/business", get(business))
+        .route("/{session}/contact/qrlink", get(qr_link))
         .route(
             "/{session}/contact/blocklist",
             get(blocklist).post(update_blocklist),
@@ -179,6 +184,70 @@ async fn avatar(
             url: String::new(),
             id: None,
         },
+    }))
+}
+
+/// The contact's business profile; 404 when the number is a personal account.
+async fn business(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    Query(q): Query<PhoneQuery>,
+) -> ApiResult<Json<BusinessProfileResponse>> {
+    let (raw, jid) = query_phone(&q)?;
+    let Some(p) = s.engine.business_profile(&rec.name, &jid).await? else {
+        return Err(ApiError::NotFound(format!("{raw} has no business profile")));
+    };
+    let profile = BusinessProfile {
+        jid: p.wid.as_ref().unwrap_or(&jid).to_string(),
+        address: p.address.unwrap_or_default(),
+        email: p.email.unwrap_or_default(),
+        categories: p
+            .categories
+            .into_iter()
+            .map(|c| BusinessCategory {
+                id: c.id,
+                name: c.name,
+            })
+            .collect(),
+        profile_options: Default::default(),
+        business_hours_time_zone: p.business_hours.timezone.unwrap_or_default(),
+        business_hours: p
+            .business_hours
+            .business_config
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| BusinessHoursConfig {
+                day_of_week: h.day_of_week.as_str().to_string(),
+                mode: h.mode.as_str().to_string(),
+                open_time: h.open_time.unwrap_or_default(),
+                close_time: h.close_time.unwrap_or_default(),
+            })
+            .collect(),
+        description: p.description,
+        website: p.website,
+    };
+    Ok(Json(BusinessProfileResponse { profile }))
+}
+
+/// The account's `https://wa.me/qr/<code>` link; `revoke=true` replaces it first.
+async fn qr_link(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<ContactQrLinkResponse>> {
+    let revoke = match q.get("revoke").map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v.is_empty() || v == "false" || v == "0" => false,
+        Some(v) if v == "true" || v == "1" => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "revoke must be true or false, not {v:?}"
+            )));
+        }
+    };
+    let code = s.engine.contact_qr_code(&rec.name, revoke).await?;
+    Ok(Json(ContactQrLinkResponse {
+        link: format!("https://wa.me/qr/{code}"),
     }))
 }
 

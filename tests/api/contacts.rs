@@ -249,3 +249,108 @@ async fn avatar_is_the_picture_wamock_holds() {
         error_of(code, &got, 400, needle);
     }
 }
+
+#[tokio::test]
+async fn business_profile_is_what_the_business_account_published() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("bz").await;
+    pair(&app, &wa, "bz", "5511999990307").await;
+    user(&wa, "5511988880307").await;
+    user(&wa, "5511988880308").await;
+
+    let published = json!({
+        "description": "Pães e bolos desde 1990",
+        "email": "contato@padaria.example",
+        "website": ["https://padaria.example"],
+        "address": "Rua das Flores, 10",
+        "categories": [{"id": "133436743388217", "name": "Bakery"}],
+        "timezone": "America/Sao_Paulo",
+        "hours": [
+            {"dayOfWeek": "mon", "mode": "specific_hours", "openTime": 420, "closeTime": 1080},
+            {"dayOfWeek": "sun", "mode": "appointment_only"}
+        ]
+    });
+    let url = format!("{}/admin/accounts/5511988880307/business", wa.http_url());
+    let r = reqwest::Client::new()
+        .put(url)
+        .json(&published)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (code, got) = TestApp::call(app.get("/bz/contact/business?phone=5511988880307")).await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(
+        got,
+        json!({"profile": {
+            "JID": "5511988880307@s.whatsapp.net",
+            "Address": "Rua das Flores, 10",
+            "Email": "contato@padaria.example",
+            "Categories": [{"ID": "133436743388217", "Name": "Bakery"}],
+            "ProfileOptions": {},
+            "BusinessHoursTimeZone": "America/Sao_Paulo",
+            "BusinessHours": [
+                {"DayOfWeek": "mon", "Mode": "specific_hours", "OpenTime": 420, "CloseTime": 1080},
+                {"DayOfWeek": "sun", "Mode": "appointment_only", "OpenTime": 0, "CloseTime": 0}
+            ],
+            "Description": "Pães e bolos desde 1990",
+            "Website": ["https://padaria.example"]
+        }})
+    );
+
+    // A personal account has no business profile: 404, not an empty success.
+    let (code, got) = TestApp::call(app.get("/bz/contact/business?phone=5511988880308")).await;
+    error_of(code, &got, 404, "5511988880308 has no business profile");
+
+    for (path, needle) in [
+        ("/bz/contact/business", "phone query parameter is required"),
+        ("/bz/contact/business?phone=abc", "phone"),
+        (
+            "/bz/contact/business?phone=123@g.us",
+            "phone must be a phone number",
+        ),
+    ] {
+        let (code, got) = TestApp::call(app.get(path)).await;
+        error_of(code, &got, 400, needle);
+    }
+}
+
+#[tokio::test]
+async fn qr_link_is_the_accounts_contact_code_and_revoke_replaces_it() {
+    let Some((app, wa)) = app_with_wamock().await else {
+        return;
+    };
+    app.create_session("qrl").await;
+    pair(&app, &wa, "qrl", "5511999990309").await;
+    let held = || async {
+        let url = format!("{}/admin/accounts/5511999990309/profile", wa.http_url());
+        let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        v["contactQr"].as_str().unwrap_or_default().to_string()
+    };
+
+    let (code, first) = TestApp::call(app.get("/qrl/contact/qrlink")).await;
+    assert_eq!(code, 200, "{first}");
+    let code_now = held().await;
+    assert_eq!(code_now.len(), 14, "wamock made no code");
+    assert_eq!(
+        first,
+        json!({"link": format!("https://wa.me/qr/{code_now}")})
+    );
+
+    // Asking again gives the same link; revoking makes a new one, which wamock now holds.
+    let (_, again) = TestApp::call(app.get("/qrl/contact/qrlink?revoke=false")).await;
+    assert_eq!(again, first);
+    let (code, revoked) = TestApp::call(app.get("/qrl/contact/qrlink?revoke=true")).await;
+    assert_eq!(code, 200, "{revoked}");
+    assert_ne!(revoked, first);
+    assert_eq!(
+        revoked,
+        json!({"link": format!("https://wa.me/qr/{}", held().await)})
+    );
+
+    let (code, got) = TestApp::call(app.get("/qrl/contact/qrlink?revoke=maybe")).await;
+    error_of(code, &got, 400, "revoke");
+}

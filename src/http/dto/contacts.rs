@@ -120,8 +120,54 @@ pub struct ContactInfoResponse {
 #[serde(rename_all = "camelCase")]
 pub struct BusinessProfileResponse {
     /// Business profile as reported by WhatsApp.
-    #[schema(value_type = Object)]
-    pub profile: serde_json::Value,
+    pub profile: BusinessProfile,
+}
+
+/// A business profile with whatsmeow's field names (OnWapp serialises whatsmeow's
+/// `BusinessProfile`), plus `Description` and `Website`, which whatsmeow drops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct BusinessProfile {
+    #[serde(rename = "JID")]
+    pub jid: String,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Email")]
+    pub email: String,
+    #[serde(rename = "Categories")]
+    pub categories: Vec<BusinessCategory>,
+    #[serde(rename = "ProfileOptions")]
+    pub profile_options: BTreeMap<String, String>,
+    #[serde(rename = "BusinessHoursTimeZone")]
+    pub business_hours_time_zone: String,
+    #[serde(rename = "BusinessHours")]
+    pub business_hours: Vec<BusinessHoursConfig>,
+    #[serde(rename = "Description")]
+    pub description: String,
+    #[serde(rename = "Website")]
+    pub website: Vec<String>,
+}
+
+/// One business category.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct BusinessCategory {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+}
+
+/// Opening hours of one day: `Mode` is `open_24h`, `specific_hours` or `appointment_only`;
+/// times are minutes from midnight (0 when not given).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct BusinessHoursConfig {
+    #[serde(rename = "DayOfWeek")]
+    pub day_of_week: String,
+    #[serde(rename = "Mode")]
+    pub mode: String,
+    #[serde(rename = "OpenTime")]
+    pub open_time: u32,
+    #[serde(rename = "CloseTime")]
+    pub close_time: u32,
 }
 
 /// Result of `GET /:session/contact/lid`.

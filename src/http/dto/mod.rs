@@ -80,7 +80,7 @@ fn register_all(out: &mut Vec<NamedSchema>) {
         ContactEntry, ContactListResponse, CheckPhonesRequest, CheckPhoneResult,
         CheckPhonesResponse, BlocklistResponse, UpdateBlocklistRequest, UpdateBlocklistResponse,
         PhoneQuery, ContactInfoRequest, ContactUserInfo, ContactInfoResponse,
-        BusinessProfileResponse, ContactLidResponse, QrLinkQuery, ContactQrLinkResponse,
+        BusinessProfileResponse, BusinessProfile, BusinessCategory, BusinessHoursConfig, ContactLidResponse, QrLinkQuery, ContactQrLinkResponse,
         // presence
         SetPresenceRequest, SubscribePresenceRequest,
         // chat

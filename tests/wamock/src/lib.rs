@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod appstate;
 pub mod blocklist;
+pub mod business;
 pub mod cipher;
 pub mod error;
 pub mod faults;

@@ -24,6 +24,10 @@ pub struct Picture {
 pub struct Profile {
     pub status: Option<String>,
     pub picture: Option<Picture>,
+    /// Set by tests (`PUT /admin/accounts/{phone}/business`): a business account.
+    pub business: Option<crate::business::Business>,
+    /// The contact QR code (`w:qr`), made on first request.
+    pub contact_qr: Option<String>,
 }
 
 /// `GET /admin/accounts/{phone}/profile`.
@@ -34,6 +38,7 @@ pub struct ProfileView {
     pub picture_id: Option<String>,
     pub picture_sha256: Option<String>,
     pub push_name: Option<String>,
+    pub contact_qr: Option<String>,
 }
 
 /// The text of a node, whether it came as a string or as bytes.
@@ -147,5 +152,6 @@ pub fn view(state: &State, phone: &str) -> Option<ProfileView> {
         picture_id: a.profile.picture.as_ref().map(|p| p.id.clone()),
         picture_sha256: a.profile.picture.as_ref().map(|p| p.sha256.clone()),
         push_name: a.push_name.clone(),
+        contact_qr: a.profile.contact_qr.clone(),
     })
 }

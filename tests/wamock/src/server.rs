@@ -10,7 +10,7 @@ use axum::extract::State as AxumState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::task::JoinHandle;
 
@@ -89,6 +89,10 @@ fn router(state: Arc<State>) -> Router {
             post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
         )
         .route("/admin/accounts/{phone}", get(admin::blocklist::account))
+        .route(
+            "/admin/accounts/{phone}/business",
+            put(admin::business::set).delete(admin::business::remove),
+        )
         .route(
             "/admin/accounts/{phone}/blocklist",
             get(admin::blocklist::blocklist),

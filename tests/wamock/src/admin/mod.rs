@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod blocklist;
+pub mod business;
 pub mod faults;
 pub mod history;
 pub mod presence;
