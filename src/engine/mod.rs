@@ -11,6 +11,7 @@ mod http_client;
 pub mod jid;
 mod live;
 pub mod media;
+pub mod newsletters;
 pub mod profile;
 pub mod qr;
 pub mod rich;

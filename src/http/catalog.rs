@@ -703,14 +703,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Create Newsletter",
     )
     .body("CreateNewsletterRequest")
-    .res("NewsletterResponse"),
+    .res("NewsletterResponse")
+    .done(),
     Endpoint::new(
         GET,
         "/:session/newsletter/list",
         NEWSLETTERS,
         "Get Subscribed Newsletters",
     )
-    .res("NewsletterListResponse"),
+    .res("NewsletterListResponse")
+    .done(),
     Endpoint::new(
         GET,
         "/:session/newsletter/info",
@@ -718,7 +720,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Get Newsletter Info",
     )
     .query(Q_NEWSLETTER)
-    .res("NewsletterResponse"),
+    .res("NewsletterResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/follow",
@@ -726,7 +729,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Follow Newsletter",
     )
     .body("NewsletterIdRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/unfollow",
@@ -734,7 +738,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Unfollow Newsletter",
     )
     .body("NewsletterIdRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         GET,
         "/:session/newsletter/messages",
@@ -742,7 +747,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Get Newsletter Messages",
     )
     .query(Q_NEWSLETTER)
-    .res("NewsletterMessagesResponse"),
+    .res("NewsletterMessagesResponse")
+    .partial("the latest 50 messages (OnWapp's fixed count), no paging"),
     Endpoint::new(
         POST,
         "/:session/newsletter/react",
@@ -750,7 +756,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "React to Newsletter Message",
     )
     .body("NewsletterReactRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/mute",
@@ -758,7 +765,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Toggle Newsletter Mute",
     )
     .body("NewsletterMuteRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/viewed",
@@ -766,7 +774,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Mark Newsletter Viewed",
     )
     .body("NewsletterViewedRequest")
-    .res("MessageResponse"),
+    .res("MessageResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/subscribe-live",
@@ -774,7 +783,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Subscribe to Live Updates",
     )
     .body("NewsletterIdRequest")
-    .res("NewsletterLiveResponse"),
+    .res("NewsletterLiveResponse")
+    .done(),
     // Status (Stories)
     Endpoint::new(POST, "/:session/status/send", STATUS, "Send Story")
         .body("SendStatusRequest")
@@ -989,6 +999,16 @@ mod tests {
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),
             ("GET", "/:session/contact/list"),
+            ("POST", "/:session/newsletter/create"),
+            ("GET", "/:session/newsletter/list"),
+            ("GET", "/:session/newsletter/info"),
+            ("POST", "/:session/newsletter/follow"),
+            ("POST", "/:session/newsletter/unfollow"),
+            ("GET", "/:session/newsletter/messages"),
+            ("POST", "/:session/newsletter/react"),
+            ("POST", "/:session/newsletter/mute"),
+            ("POST", "/:session/newsletter/viewed"),
+            ("POST", "/:session/newsletter/subscribe-live"),
             ("POST", "/:session/contact/check"),
             ("GET", "/:session/contact/lid"),
             ("GET", "/:session/contact/info"),

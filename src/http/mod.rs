@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod media;
 pub mod messages;
 pub mod middleware;
+pub mod newsletters;
 pub mod openapi;
 pub mod presence;
 pub mod profile;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chat::router())
         .merge(chat_actions::router())
         .merge(contacts::router())
+        .merge(newsletters::router())
         .merge(presence::router())
         .merge(profile::router())
         .merge(settings::router())

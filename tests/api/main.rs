@@ -13,6 +13,7 @@ mod events;
 mod health;
 mod incoming_events;
 mod media;
+mod newsletters;
 mod openapi;
 mod process;
 mod profile;

@@ -16,6 +16,7 @@ pub mod http_client;
 pub mod iq;
 pub mod keyshare;
 pub mod media;
+pub mod newsletters;
 pub mod nodes;
 pub mod pair_code;
 pub mod pairing;

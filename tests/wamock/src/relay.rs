@@ -72,6 +72,9 @@ pub fn message(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };
+    if to.server == Server::Newsletter {
+        return crate::newsletters::message(state, sender, node, &to);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
         tracing::info!(to = %to, "message to a chat wamock does not model yet (groups, status, newsletters)");
         return ack(node, Some(501));
@@ -170,6 +173,9 @@ pub fn receipt(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };
+    if crate::newsletters::receipt(state, sender, node, &to) {
+        return ack(node, None);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
         tracing::debug!(to = %to, "receipt for a chat wamock does not model yet");
         return ack(node, None);

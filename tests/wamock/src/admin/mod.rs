@@ -4,6 +4,7 @@ pub mod actions;
 pub mod blocklist;
 pub mod faults;
 pub mod history;
+pub mod newsletters;
 pub mod presence;
 pub mod users;
 
