@@ -15,6 +15,7 @@ pub mod newsletters;
 pub mod profile;
 pub mod qr;
 pub mod rich;
+pub mod status;
 
 use std::{
     collections::HashMap,

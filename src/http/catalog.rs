@@ -788,14 +788,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
     // Status (Stories)
     Endpoint::new(POST, "/:session/status/send", STATUS, "Send Story")
         .body("SendStatusRequest")
-        .res("SendResponse"),
+        .res("SendResponse")
+        .partial("text, image and video stories to every contact the session stored; JSON bodies only (no multipart `file` yet), default background and font for text"),
     Endpoint::new(
         GET,
         "/:session/status/privacy",
         STATUS,
         "Get Status Privacy",
     )
-    .res("StatusPrivacyResponse"),
+    .res("StatusPrivacyResponse")
+    .partial("the `status` category of the privacy settings; allow/deny lists are not read (`List` is empty)"),
     // Calls
     Endpoint::new(POST, "/:session/call/reject", CALLS, "Reject Call")
         .body("RejectCallRequest")
@@ -1000,6 +1002,8 @@ mod tests {
             ("POST", "/:session/message/delete"),
             ("GET", "/:session/contact/list"),
             ("POST", "/:session/newsletter/create"),
+            ("POST", "/:session/status/send"),
+            ("GET", "/:session/status/privacy"),
             ("GET", "/:session/newsletter/list"),
             ("GET", "/:session/newsletter/info"),
             ("POST", "/:session/newsletter/follow"),

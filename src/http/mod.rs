@@ -20,6 +20,7 @@ pub mod presence;
 pub mod profile;
 pub mod sessions;
 pub mod settings;
+pub mod status;
 pub mod unimplemented;
 pub mod webhooks;
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(presence::router())
         .merge(profile::router())
         .merge(settings::router())
+        .merge(status::router())
         .merge(webhooks::router())
         .merge(events::router())
         .merge(unimplemented::authenticated_router())

@@ -23,5 +23,6 @@ mod resilience;
 mod rich_messages;
 mod sessions;
 mod settings;
+mod status;
 mod store_contract;
 mod webhooks;

@@ -27,6 +27,7 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod status;
 pub mod users;
 pub mod usync;
 
