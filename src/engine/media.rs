@@ -306,7 +306,7 @@ impl Downloadable for StoredMedia<'_> {
 }
 
 /// The media message for an uploaded file.
-pub(super) fn media_message(media: &OutgoingMedia, up: UploadResponse) -> wa::Message {
+pub(crate) fn media_message(media: &OutgoingMedia, up: UploadResponse) -> wa::Message {
     let UploadResponse {
         url,
         direct_path,

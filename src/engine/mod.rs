@@ -11,9 +11,11 @@ mod http_client;
 pub mod jid;
 mod live;
 pub mod media;
+pub mod newsletters;
 pub mod profile;
 pub mod qr;
 pub mod rich;
+pub mod status;
 
 use std::{
     collections::HashMap,

@@ -705,14 +705,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Create Newsletter",
     )
     .body("CreateNewsletterRequest")
-    .res("NewsletterResponse"),
+    .res("NewsletterResponse")
+    .done(),
     Endpoint::new(
         GET,
         "/:session/newsletter/list",
         NEWSLETTERS,
         "Get Subscribed Newsletters",
     )
-    .res("NewsletterListResponse"),
+    .res("NewsletterListResponse")
+    .done(),
     Endpoint::new(
         GET,
         "/:session/newsletter/info",
@@ -720,7 +722,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Get Newsletter Info",
     )
     .query(Q_NEWSLETTER)
-    .res("NewsletterResponse"),
+    .res("NewsletterResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/follow",
@@ -728,7 +731,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Follow Newsletter",
     )
     .body("NewsletterIdRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/unfollow",
@@ -736,7 +740,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Unfollow Newsletter",
     )
     .body("NewsletterIdRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         GET,
         "/:session/newsletter/messages",
@@ -744,7 +749,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Get Newsletter Messages",
     )
     .query(Q_NEWSLETTER)
-    .res("NewsletterMessagesResponse"),
+    .res("NewsletterMessagesResponse")
+    .partial("the latest 50 messages (OnWapp's fixed count), no paging"),
     Endpoint::new(
         POST,
         "/:session/newsletter/react",
@@ -752,7 +758,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "React to Newsletter Message",
     )
     .body("NewsletterReactRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/mute",
@@ -760,7 +767,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Toggle Newsletter Mute",
     )
     .body("NewsletterMuteRequest")
-    .res("EmptyResponse"),
+    .res("EmptyResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/viewed",
@@ -768,7 +776,8 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Mark Newsletter Viewed",
     )
     .body("NewsletterViewedRequest")
-    .res("MessageResponse"),
+    .res("MessageResponse")
+    .done(),
     Endpoint::new(
         POST,
         "/:session/newsletter/subscribe-live",
@@ -776,18 +785,21 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "Subscribe to Live Updates",
     )
     .body("NewsletterIdRequest")
-    .res("NewsletterLiveResponse"),
+    .res("NewsletterLiveResponse")
+    .done(),
     // Status (Stories)
     Endpoint::new(POST, "/:session/status/send", STATUS, "Send Story")
         .body("SendStatusRequest")
-        .res("SendResponse"),
+        .res("SendResponse")
+        .partial("text, image and video stories to every contact the session stored; JSON bodies only (no multipart `file` yet), default background and font for text"),
     Endpoint::new(
         GET,
         "/:session/status/privacy",
         STATUS,
         "Get Status Privacy",
     )
-    .res("StatusPrivacyResponse"),
+    .res("StatusPrivacyResponse")
+    .partial("the `status` category of the privacy settings; allow/deny lists are not read (`List` is empty)"),
     // Calls
     Endpoint::new(POST, "/:session/call/reject", CALLS, "Reject Call")
         .body("RejectCallRequest")
@@ -991,6 +1003,18 @@ mod tests {
             ("POST", "/:session/message/react"),
             ("POST", "/:session/message/delete"),
             ("GET", "/:session/contact/list"),
+            ("POST", "/:session/newsletter/create"),
+            ("POST", "/:session/status/send"),
+            ("GET", "/:session/status/privacy"),
+            ("GET", "/:session/newsletter/list"),
+            ("GET", "/:session/newsletter/info"),
+            ("POST", "/:session/newsletter/follow"),
+            ("POST", "/:session/newsletter/unfollow"),
+            ("GET", "/:session/newsletter/messages"),
+            ("POST", "/:session/newsletter/react"),
+            ("POST", "/:session/newsletter/mute"),
+            ("POST", "/:session/newsletter/viewed"),
+            ("POST", "/:session/newsletter/subscribe-live"),
             ("POST", "/:session/contact/check"),
             ("GET", "/:session/contact/lid"),
             ("GET", "/:session/contact/info"),

@@ -14,11 +14,13 @@ pub mod lifecycle;
 pub mod media;
 pub mod messages;
 pub mod middleware;
+pub mod newsletters;
 pub mod openapi;
 pub mod presence;
 pub mod profile;
 pub mod sessions;
 pub mod settings;
+pub mod status;
 pub mod unimplemented;
 pub mod webhooks;
 
@@ -49,9 +51,11 @@ pub fn router(state: AppState) -> Router {
         .merge(chat::router())
         .merge(chat_actions::router())
         .merge(contacts::router())
+        .merge(newsletters::router())
         .merge(presence::router())
         .merge(profile::router())
         .merge(settings::router())
+        .merge(status::router())
         .merge(webhooks::router())
         .merge(events::router())
         .merge(unimplemented::authenticated_router())

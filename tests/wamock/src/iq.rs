@@ -50,22 +50,26 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         "blocklist" => crate::blocklist::answer(ctx, iq),
         "w:biz" => crate::business::profile(ctx, iq),
         "w:qr" => crate::business::contact_qr(ctx, iq),
+        "newsletter" => crate::newsletters::iq(ctx, iq),
+        "w:mex" => crate::newsletters::mex(ctx, iq).unwrap_or_else(|| not_modelled(&xmlns, iq)),
         // Keepalive pings, passive/active and ping: an empty result is the answer.
         "w:p" | "urn:xmpp:ping" | "passive" => Ok(Vec::new()),
-        _ => {
-            tracing::info!(
-                xmlns = %xmlns,
-                kind = ?attr(iq, "type"),
-                first_child = ?iq.children().and_then(|c| c.first()).map(|c| c.tag.to_string()),
-                "iq not modelled by wamock, answered with an empty result"
-            );
-            Ok(Vec::new())
-        }
+        _ => not_modelled(&xmlns, iq),
     };
     match result {
         Ok(children) => iq_result(iq, children),
         Err(refusal) => iq_error(iq, refusal.code, &refusal.text),
     }
+}
+
+fn not_modelled(xmlns: &str, iq: &Node) -> Answer {
+    tracing::info!(
+        xmlns = %xmlns,
+        kind = ?attr(iq, "type"),
+        first_child = ?iq.children().and_then(|c| c.first()).map(|c| c.tag.to_string()),
+        "iq not modelled by wamock, answered with an empty result"
+    );
+    Ok(Vec::new())
 }
 
 fn logged_in<'a>(ctx: &IqContext<'a>) -> Result<&'a DeviceAddr, Refusal> {

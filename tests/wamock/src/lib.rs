@@ -17,6 +17,7 @@ pub mod http_client;
 pub mod iq;
 pub mod keyshare;
 pub mod media;
+pub mod newsletters;
 pub mod nodes;
 pub mod pair_code;
 pub mod pairing;
@@ -27,6 +28,7 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod status;
 pub mod users;
 pub mod usync;
 

@@ -3,7 +3,7 @@
 //! when they next log in), and ack the sender.
 
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node, NodeContent, Server};
+use wacore_binary::{Jid, JidExt as _, Node, NodeContent, Server};
 
 use crate::accounts::{DeviceAddr, is_lid};
 use crate::nodes::{attr, child, jid_attr, unix_now};
@@ -72,6 +72,12 @@ pub fn message(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };
+    if to.server == Server::Newsletter {
+        return crate::newsletters::message(state, sender, node, &to);
+    }
+    if to.is_status_broadcast() {
+        return crate::status::message(state, sender, node);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
         tracing::info!(to = %to, "message to a chat wamock does not model yet (groups, status, newsletters)");
         return ack(node, Some(501));
@@ -170,6 +176,9 @@ pub fn receipt(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };
+    if crate::newsletters::receipt(state, sender, node, &to) {
+        return ack(node, None);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
         tracing::debug!(to = %to, "receipt for a chat wamock does not model yet");
         return ack(node, None);

@@ -88,6 +88,15 @@ fn router(state: Arc<State>) -> Router {
             "/mms/{kind}/{token}",
             post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)),
         )
+        .route(
+            "/admin/users/{phone}/newsletters",
+            post(admin::newsletters::create),
+        )
+        .route(
+            "/admin/users/{phone}/newsletters/{jid}/post",
+            post(admin::newsletters::post),
+        )
+        .route("/admin/newsletters/{jid}", get(admin::newsletters::view))
         .route("/admin/accounts/{phone}", get(admin::blocklist::account))
         .route(
             "/admin/accounts/{phone}/business",

@@ -5,6 +5,7 @@ pub mod blocklist;
 pub mod business;
 pub mod faults;
 pub mod history;
+pub mod newsletters;
 pub mod presence;
 pub mod users;
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use wacore::proto_helpers::MessageExt;
 use wacore::types::message::MessageInfo;
-use wacore_binary::{Jid, Server};
+use wacore_binary::{Jid, JidExt as _, Server};
 use waproto::whatsapp as wa;
 
 /// One received message (`GET /admin/users/{phone}/inbox`).
@@ -73,6 +73,18 @@ pub fn entry(
 ) -> InboxEntry {
     let base = message.get_base_message();
     let (kind, mimetype) = kind_of(base);
+    let mut details = super::rich::details(message, base, info, polls);
+    if info.source.chat.is_status_broadcast() {
+        // A status story: say so, with the text story's background colour.
+        details.insert("chat".into(), info.source.chat.to_string().into());
+        if let Some(argb) = base
+            .extended_text_message
+            .as_option()
+            .and_then(|t| t.background_argb)
+        {
+            details.insert("backgroundArgb".into(), argb.into());
+        }
+    }
     InboxEntry {
         id: info.id.to_string(),
         from: account_of(&info.source.sender, info.source.sender_alt.as_ref()),
@@ -93,7 +105,7 @@ pub fn entry(
         file_length: None,
         media_error: None,
         timestamp: info.timestamp.timestamp(),
-        details: super::rich::details(message, base, info, polls),
+        details,
     }
 }
 
