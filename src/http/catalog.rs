@@ -263,7 +263,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .done()
         .res("SettingsResponse"),
     Endpoint::new(POST, "/:session/settings", SETTINGS, "Update Settings")
-        .done()
+        .partial("privacy fields and defaultDisappearingTimer are pushed to WhatsApp when connected (then the seven privacy values are read back, privacySyncedAt set); on a session not connected they are stored and pushed at its next connect (no 409/500); defaultDisappearingTimer is never read back; alwaysOnline re-announces presence at connect and every 4 min, autoRejectCalls rejects offers, syncHistory=false skips history sync chunks")
         .body("UpdateSettingsRequest")
         .res("SettingsResponse"),
     // Contacts
@@ -788,6 +788,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("StatusPrivacyResponse"),
     // Calls
     Endpoint::new(POST, "/:session/call/reject", CALLS, "Reject Call")
+        .partial("client.voip().reject_call for an offer this process received (404 for an unknown call id or caller, e.g. after a restart)")
         .body("RejectCallRequest")
         .res("EmptyResponse"),
     // Webhooks
@@ -1016,6 +1017,7 @@ mod tests {
             ("GET", "/:session/media/download"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
+            ("POST", "/:session/call/reject"),
             ("GET", "/:session/webhook"),
             ("POST", "/:session/webhook"),
             ("PUT", "/:session/webhook"),

@@ -4,6 +4,7 @@ mod helpers;
 mod wa;
 
 mod auth;
+mod calls;
 mod chat_actions;
 mod contacts;
 mod device_store;
@@ -22,5 +23,6 @@ mod resilience;
 mod rich_messages;
 mod sessions;
 mod settings;
+mod settings_sync;
 mod store_contract;
 mod webhooks;

@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod blocklist;
+pub mod calls;
 pub mod faults;
 pub mod history;
 pub mod presence;
