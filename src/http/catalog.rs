@@ -226,7 +226,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .res("MessageResponse"),
     // Profile
     Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile")
-        .partial("jid, pushName and pictureUrl (a `w:profile:picture` get) while connected; jid and pushName from the session row while disconnected; the about text is not read back yet")
+        .partial("jid, pushName, status (the about text, a usync `status` query) and pictureUrl (a `w:profile:picture` get) while connected; only jid and pushName (from the session row) while disconnected")
         .res("ProfileResponse"),
     Endpoint::new(
         POST,
