@@ -187,7 +187,6 @@ impl Live {
                     ));
                 }
             }
-
             // The client reconnects by itself (with backoff) unless it was told to stop.
             Event::Disconnected(d) => {
                 tracing::info!(session = %self.name, reason = %d.reason, "disconnected");

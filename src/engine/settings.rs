@@ -254,3 +254,40 @@ pub async fn keep_online(client: &Client, name: &str) {
         Err(e) => tracing::warn!(session = %name, error = ?e, "always online: presence not sent"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_lists_merge_in_a_stable_order() {
+        assert_eq!(parse_pending(""), Vec::<&str>::new());
+        assert_eq!(
+            parse_pending("defaultDisappearingTimer, callAdd,bogus,lastSeen"),
+            ["lastSeen", "callAdd", TIMER_FIELD]
+        );
+        assert_eq!(
+            join_pending(&["callAdd", "lastSeen"], &["lastSeen", TIMER_FIELD]),
+            "lastSeen,callAdd,defaultDisappearingTimer"
+        );
+        let p = SettingsPatch {
+            online: Some("all".into()),
+            default_disappearing_timer: Some("7d".into()),
+            always_online: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(remote_fields(&p), ["online", TIMER_FIELD]);
+    }
+
+    #[test]
+    fn timers_are_seconds() {
+        let got: Vec<_> = ["off", "24h", "7d", "90d", "1h"]
+            .iter()
+            .map(|t| timer_seconds(t))
+            .collect();
+        assert_eq!(
+            got,
+            [Some(0), Some(86_400), Some(604_800), Some(7_776_000), None]
+        );
+    }
+}
