@@ -131,6 +131,7 @@ impl From<crate::engine::EngineError> for ApiError {
             E::NotConnected(_) | E::AlreadyPaired(_) => ApiError::Conflict(e.to_string()),
             E::Start(_) => ApiError::Internal(anyhow::anyhow!(e.to_string())),
             E::Pair(_) | E::Send(_) | E::Action(_) => ApiError::Upstream(e.to_string()),
+            E::NotFound(msg) => ApiError::NotFound(msg),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One running whatsapp-rust client and the task that turns its events into session state.
 
 use std::{
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
 
@@ -45,7 +45,14 @@ pub struct Live {
     handle: AsyncMutex<Option<BotHandle>>,
     /// The engine's media store: media messages get a row and their file (`engine::media`).
     pub(super) media: Option<Arc<super::media::MediaCtx>>,
+    /// The store, for work started from events (the settings sync at connect).
+    store: OnceLock<Arc<dyn Store>>,
+    /// Call offers received lately (`POST /:session/call/reject` names one).
+    offers: super::calls::Offers,
 }
+
+/// How often `alwaysOnline` re-sends presence `available` while connected (OnWapp: 4 min).
+const ALWAYS_ONLINE_EVERY: Duration = Duration::from_secs(240);
 
 impl Live {
     pub fn new(rec: &SessionRecord, client: Arc<Client>) -> Self {
@@ -57,7 +64,13 @@ impl Live {
             qr: Mutex::new(None),
             handle: AsyncMutex::new(None),
             media: None,
+            store: OnceLock::new(),
+            offers: Default::default(),
         }
+    }
+
+    pub fn offers(&self) -> &super::calls::Offers {
+        &self.offers
     }
 
     pub fn client(&self) -> &Arc<Client> {
@@ -95,6 +108,7 @@ impl Live {
         if let Ok(mut h) = self.handle.try_lock() {
             *h = Some(handle);
         }
+        let _ = self.store.set(store.clone());
         let this = Arc::clone(self);
         tokio::spawn(async move {
             this.persist_as(&*store, this.state()).await;
@@ -105,6 +119,10 @@ impl Live {
                     .wait_for_node(whatsapp_rust::NodeFilter::tag("stream:error"))
             };
             let mut stream_error = stream_errors();
+            let mut online = tokio::time::interval_at(
+                tokio::time::Instant::now() + ALWAYS_ONLINE_EVERY,
+                ALWAYS_ONLINE_EVERY,
+            );
             loop {
                 tokio::select! {
                     biased;
@@ -114,6 +132,7 @@ impl Live {
                         }
                         stream_error = stream_errors();
                     }
+                    _ = online.tick() => this.keep_online(&*store).await,
                     event = events.recv() => match event {
                         Ok(event) if !this.on_event(&event, &*store).await => {}
                         _ => break,
@@ -128,6 +147,14 @@ impl Live {
 
     /// Applies one event; `true` when the client is over.
     async fn on_event(&self, event: &Event, store: &dyn Store) -> bool {
+        // `syncHistory` off: history sync chunks are not decoded into chats, messages and
+        // contacts, and no `history.sync` is announced.
+        if matches!(event, Event::HistorySync(_))
+            && !self.settings(store).await.is_none_or(|s| s.sync_history)
+        {
+            tracing::info!(session = %self.name, "history sync skipped: syncHistory is off");
+            return false;
+        }
         let mut over = false;
         match event {
             Event::Messages(batch) => {
@@ -151,6 +178,14 @@ impl Live {
                 // Stored first, so whoever sees `connected` also sees the device's JID.
                 self.persist_as(store, State::Connected).await;
                 self.set_state(State::Connected);
+                if let Some(store) = self.store.get() {
+                    tokio::spawn(super::settings::on_connected(
+                        self.client.clone(),
+                        store.clone(),
+                        self.id,
+                        self.name.clone(),
+                    ));
+                }
             }
             // The client reconnects by itself (with backoff) unless it was told to stop.
             Event::Disconnected(d) => {
@@ -191,12 +226,57 @@ impl Live {
                 {
                     tracing::error!(session = %self.name, ?event, error = %e, "storing event");
                 }
+                if let Event::IncomingCall(call) = other
+                    && let Some(offer) = super::calls::Offer::of(call)
+                {
+                    self.on_offer(store, offer).await;
+                }
             }
         }
         if let Some(e) = session::lifecycle(&self.name, event) {
             self.emit(store, e).await;
         }
         over
+    }
+
+    async fn settings(&self, store: &dyn Store) -> Option<crate::store::SettingsRecord> {
+        match store.get_settings(self.id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(session = %self.name, error = %e, "reading settings");
+                None
+            }
+        }
+    }
+
+    /// A call offer: remembered for `call/reject`, rejected at once with `autoRejectCalls`
+    /// (its `call.offer` event is recorded all the same).
+    async fn on_offer(&self, store: &dyn Store, offer: super::calls::Offer) {
+        self.offers.remember(offer.clone());
+        if !self
+            .settings(store)
+            .await
+            .is_some_and(|s| s.auto_reject_calls)
+        {
+            return;
+        }
+        match offer.reject(&self.client).await {
+            Ok(()) => {
+                tracing::info!(session = %self.name, call = %offer.call_id, "call rejected: autoRejectCalls")
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.name, call = %offer.call_id, error = %e, "auto-reject failed")
+            }
+        }
+    }
+
+    /// `alwaysOnline`: presence `available` again while connected.
+    async fn keep_online(&self, store: &dyn Store) {
+        if self.state() == State::Connected
+            && self.settings(store).await.is_some_and(|s| s.always_online)
+        {
+            super::settings::keep_online(&self.client, &self.name).await;
+        }
     }
 
     /// A `<stream:error>` from the server: a 515 drops the connection and whatsapp-rust

@@ -4,6 +4,7 @@
 //! [`Engine`] starts, stops and inspects sessions; [`live::Live`] is one running client and the
 //! task that turns its events into our session state.
 
+pub mod calls;
 pub mod chat;
 pub mod contacts;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod newsletters;
 pub mod profile;
 pub mod qr;
 pub mod rich;
+pub mod settings;
 pub mod status;
 
 use std::{
@@ -49,6 +51,9 @@ pub enum EngineError {
     /// says which.
     #[error("{0}")]
     Action(String),
+    /// Something the request names that the session does not know (a call id, ...).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Where a session's device keys live.

@@ -15,10 +15,13 @@ pub struct OwnProfile {
     pub push_name: String,
     /// The picture's URL as WhatsApp answers it, when one is set.
     pub picture_url: Option<String>,
+    /// The about text WhatsApp holds (usync `status`), when one is set.
+    pub status: Option<String>,
 }
 
 impl Engine {
-    /// The own JID, push name (device store) and picture URL (a `w:profile:picture` get).
+    /// The own JID, push name (device store), picture URL (a `w:profile:picture` get) and
+    /// about text (a usync `status` query).
     pub async fn own_profile(&self, name: &str) -> Result<OwnProfile, EngineError> {
         let client = self.connected(name)?.client().clone();
         let pn = client
@@ -30,10 +33,21 @@ impl Engine {
             .get_profile_picture(&own, false)
             .await
             .map_err(|e| failed("get the profile picture", e))?;
+        let info = client
+            .contacts()
+            .get_user_info(std::slice::from_ref(&own))
+            .await
+            .map_err(|e| failed("get the status", e))?;
+        let status = info
+            .into_values()
+            .find(|u| u.jid.user == own.user)
+            .and_then(|u| u.status)
+            .filter(|s| !s.is_empty());
         Ok(OwnProfile {
             jid: own.to_string(),
             push_name: client.push_name(),
             picture_url: picture.map(|p| p.url),
+            status,
         })
     }
 

@@ -226,7 +226,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .res("MessageResponse"),
     // Profile
     Endpoint::new(GET, "/:session/profile", PROFILE, "Get Profile")
-        .partial("jid, pushName and pictureUrl (a `w:profile:picture` get) while connected; jid and pushName from the session row while disconnected; the about text is not read back yet")
+        .partial("jid, pushName, status (the about text, a usync `status` query) and pictureUrl (a `w:profile:picture` get) while connected; only jid and pushName (from the session row) while disconnected")
         .res("ProfileResponse"),
     Endpoint::new(
         POST,
@@ -263,7 +263,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .done()
         .res("SettingsResponse"),
     Endpoint::new(POST, "/:session/settings", SETTINGS, "Update Settings")
-        .done()
+        .partial("privacy fields and defaultDisappearingTimer are pushed to WhatsApp when connected (then the seven privacy values are read back, privacySyncedAt set); on a session not connected they are stored and pushed at its next connect (no 409/500); defaultDisappearingTimer is never read back; alwaysOnline re-announces presence at connect and every 4 min, autoRejectCalls rejects offers, syncHistory=false skips history sync chunks")
         .body("UpdateSettingsRequest")
         .res("SettingsResponse"),
     // Contacts
@@ -802,6 +802,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .partial("the `status` category of the privacy settings; allow/deny lists are not read (`List` is empty)"),
     // Calls
     Endpoint::new(POST, "/:session/call/reject", CALLS, "Reject Call")
+        .partial("client.voip().reject_call for an offer this process received (404 for an unknown call id or caller, e.g. after a restart)")
         .body("RejectCallRequest")
         .res("EmptyResponse"),
     // Webhooks
@@ -1044,6 +1045,7 @@ mod tests {
             ("GET", "/:session/media/download"),
             ("GET", "/:session/settings"),
             ("POST", "/:session/settings"),
+            ("POST", "/:session/call/reject"),
             ("GET", "/:session/webhook"),
             ("POST", "/:session/webhook"),
             ("PUT", "/:session/webhook"),

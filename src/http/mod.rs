@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per area of the contract, each with `router()`.
 
+pub mod calls;
 pub mod catalog;
 pub mod chat;
 pub mod chat_actions;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(profile::router())
         .merge(settings::router())
         .merge(status::router())
+        .merge(calls::router())
         .merge(webhooks::router())
         .merge(events::router())
         .merge(unimplemented::authenticated_router())

@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/{session}/profile/picture/remove", post(remove_picture))
 }
 
-/// `{"profile": {jid, pushName, pictureUrl?}}`: live from the client when connected, else
+/// `{"profile": {jid, pushName, status?, pictureUrl?}}`: live from the client when connected, else
 /// what the session row remembers (no picture then).
 async fn profile(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiResult<Json<Value>> {
     let profile = if s.engine.state(&rec.name) == Live::Connected {
@@ -39,7 +39,7 @@ async fn profile(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiR
         ProfileResponse {
             jid: own.jid,
             push_name: own.push_name,
-            status: None,
+            status: own.status,
             picture_url: own.picture_url,
         }
     } else {

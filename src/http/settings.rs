@@ -1,10 +1,16 @@
-//! `GET/POST /:session/settings`. Privacy fields are stored now and pushed to WhatsApp once the
-//! engine exists.
+//! `GET/POST /:session/settings`.
+//!
+//! A POST on a connected session pushes each changed privacy field and the default
+//! disappearing timer to WhatsApp first (500 `failed to apply privacy setting <name>: ...`,
+//! nothing stored then), stores the change, and reads the seven privacy values back
+//! (`privacySyncedAt`). On a session that is not connected the change is stored and marked
+//! pending; the engine pushes it at the next connect (`engine::settings`).
 
 use axum::{Json, Router, extract::State, routing::get};
 
 use crate::{
     app::AppState,
+    engine::settings,
     error::{ApiError, ApiResult},
     http::{
         dto::{SettingsResponse, UpdateSettingsRequest},
@@ -72,6 +78,7 @@ pub fn validate(r: UpdateSettingsRequest) -> Result<SettingsPatch, ApiError> {
             "defaultDisappearingTimer",
             r.default_disappearing_timer,
         )?,
+        ..Default::default()
     })
 }
 
@@ -112,10 +119,33 @@ async fn update(
     SessionCtx(sess): SessionCtx,
     JsonBody(req): JsonBody<UpdateSettingsRequest>,
 ) -> ApiResult<Json<SettingsResponse>> {
-    let p = validate(req)?;
-    s.store
-        .update_settings(sess.id, &p)
-        .await?
-        .map(|r| Json(response(r)))
-        .ok_or_else(|| ApiError::NotFound("settings not found".into()))
+    let mut p = validate(req)?;
+    let not_found = || ApiError::NotFound("settings not found".into());
+    let current = s.store.get_settings(sess.id).await?.ok_or_else(not_found)?;
+    let changed = settings::remote_fields(&p);
+    let pending =
+        settings::join_pending(&settings::parse_pending(&current.privacy_pending), &changed);
+    let Some(client) = s.engine.connected_client(&sess.name) else {
+        if !changed.is_empty() {
+            p.privacy_pending = Some(pending);
+        }
+        let stored = s.store.update_settings(sess.id, &p).await?;
+        return stored.map(|r| Json(response(r))).ok_or_else(not_found);
+    };
+    let next = settings::with_patch(&current, &p);
+    settings::push(&client, &next, &settings::parse_pending(&pending))
+        .await
+        .map_err(|e| ApiError::Failed(e.to_string()))?;
+    if !pending.is_empty() {
+        p.privacy_pending = Some(String::new());
+    }
+    let mut stored = s.store.update_settings(sess.id, &p).await?;
+    match settings::read_back(&client).await {
+        Ok(back) => stored = s.store.update_settings(sess.id, &back).await?,
+        Err(e) => tracing::warn!(session = %sess.name, error = %e, "privacy not read back"),
+    }
+    if p.always_online == Some(true) {
+        settings::keep_online(&client, &sess.name).await;
+    }
+    stored.map(|r| Json(response(r))).ok_or_else(not_found)
 }

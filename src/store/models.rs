@@ -49,6 +49,8 @@ pub struct SettingsRecord {
     pub call_add: String,
     pub default_disappearing_timer: String,
     pub privacy_synced_at: Option<DateTime<Utc>>,
+    /// Fields stored but not pushed to WhatsApp yet (API names, comma-separated).
+    pub privacy_pending: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -67,6 +69,10 @@ pub struct SettingsPatch {
     pub group_add: Option<String>,
     pub call_add: Option<String>,
     pub default_disappearing_timer: Option<String>,
+    /// Replaces the list of fields not pushed to WhatsApp yet.
+    pub privacy_pending: Option<String>,
+    /// When the privacy values were last read from WhatsApp.
+    pub privacy_synced_at: Option<DateTime<Utc>>,
 }
 
 impl SettingsPatch {

@@ -15,7 +15,7 @@ pub(crate) const SESSION_COLS: &str =
     "id, name, api_key, status, device_jid, phone, push_name, created_at, updated_at";
 pub(crate) const SETTINGS_COLS: &str = "id, session_id, always_online, auto_reject_calls, sync_history, \
      last_seen, online, profile_photo, status, read_receipts, group_add, call_add, \
-     default_disappearing_timer, privacy_synced_at, created_at, updated_at";
+     default_disappearing_timer, privacy_synced_at, privacy_pending, created_at, updated_at";
 pub(crate) const WEBHOOK_COLS: &str =
     "id, session_id, url, events, enabled, secret, created_at, updated_at";
 
@@ -163,6 +163,8 @@ macro_rules! impl_sql_store {
                        group_add = COALESCE($10, group_add), \
                        call_add = COALESCE($11, call_add), \
                        default_disappearing_timer = COALESCE($12, default_disappearing_timer), \
+                       privacy_pending = COALESCE($14, privacy_pending), \
+                       privacy_synced_at = COALESCE($15, privacy_synced_at), \
                        updated_at = $13 \
                      WHERE session_id = $1 RETURNING {SETTINGS_COLS}"
                 )))
@@ -179,6 +181,8 @@ macro_rules! impl_sql_store {
                 .bind(p.call_add.as_deref())
                 .bind(p.default_disappearing_timer.as_deref())
                 .bind(now())
+                .bind(p.privacy_pending.as_deref())
+                .bind(p.privacy_synced_at)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(q)

@@ -4,6 +4,7 @@ mod helpers;
 mod wa;
 
 mod auth;
+mod calls;
 mod chat_actions;
 mod contacts;
 mod device_store;
@@ -23,6 +24,7 @@ mod resilience;
 mod rich_messages;
 mod sessions;
 mod settings;
+mod settings_sync;
 mod status;
 mod store_contract;
 mod webhooks;

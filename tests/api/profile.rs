@@ -131,6 +131,7 @@ async fn profile_changes_reach_the_server() {
     let p = &r["profile"];
     assert_eq!(p["jid"], format!("{PHONE}@s.whatsapp.net"));
     assert_eq!(p["pushName"], "Onwapp Bot");
+    assert_eq!(p["status"], "Busy building", "{r}");
     assert!(
         p["pictureUrl"].as_str().is_some_and(|u| u.contains(&id)),
         "{r}"

@@ -51,6 +51,10 @@ pub struct Account {
     pub blocklist: crate::blocklist::Blocklist,
     /// The about text and picture the account set.
     pub profile: crate::profile::Profile,
+    /// Privacy settings and the default disappearing timer.
+    pub privacy: crate::privacy::Privacy,
+    /// Calls placed to this account and what its devices answered.
+    pub calls: crate::calls::CallLog,
 }
 
 impl Account {
@@ -81,6 +85,8 @@ impl Account {
             presence: Default::default(),
             blocklist: Default::default(),
             profile: Default::default(),
+            privacy: Default::default(),
+            calls: Default::default(),
         }
     }
 

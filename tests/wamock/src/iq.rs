@@ -46,7 +46,8 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         }
         "status" => crate::profile::status(ctx, iq),
         "w:profile:picture" => crate::profile::picture(ctx, iq),
-        "privacy" => privacy(iq),
+        "privacy" => crate::privacy::answer(ctx, iq),
+        "disappearing_mode" => crate::privacy::disappearing_mode(ctx, iq),
         "blocklist" => crate::blocklist::answer(ctx, iq),
         "w:biz" => crate::business::profile(ctx, iq),
         "w:qr" => crate::business::contact_qr(ctx, iq),
@@ -153,35 +154,4 @@ fn props() -> Node {
         .attr("hash", "wamock")
         .attr("refresh", "86400")
         .build()
-}
-
-/// Privacy settings: WhatsApp's defaults.
-fn privacy(iq: &Node) -> Answer {
-    if attr(iq, "type").as_deref() == Some("set") {
-        return Err(Refusal::new(
-            501,
-            "wamock does not store privacy settings yet",
-        ));
-    }
-    let categories = [
-        ("last", "all"),
-        ("online", "all"),
-        ("profile", "all"),
-        ("status", "contacts"),
-        ("groupadd", "all"),
-        ("readreceipts", "all"),
-        ("calladd", "all"),
-        ("messages", "all"),
-        ("defense", "off"),
-    ];
-    Ok(vec![
-        NodeBuilder::new("privacy")
-            .children(categories.iter().map(|(name, value)| {
-                NodeBuilder::new("category")
-                    .attr("name", *name)
-                    .attr("value", *value)
-                    .build()
-            }))
-            .build(),
-    ])
 }

@@ -106,6 +106,13 @@ fn router(state: Arc<State>) -> Router {
             "/admin/accounts/{phone}/blocklist",
             get(admin::blocklist::blocklist),
         )
+        .route("/admin/users/{phone}/call", post(admin::calls::place))
+        .route("/admin/users/{phone}/hangup", post(admin::calls::hang_up))
+        .route("/admin/accounts/{phone}/calls", get(admin::calls::received))
+        .route(
+            "/admin/accounts/{phone}/privacy",
+            get(admin::calls::privacy).post(admin::calls::change_privacy),
+        )
         .route("/v/{*path}", get(media::download))
         .fallback(not_found)
         .with_state(state)

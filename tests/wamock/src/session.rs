@@ -310,7 +310,12 @@ impl Session {
                         // A receipt is how a client acknowledges a message it got.
                         self.state
                             .acknowledged(&device, "message", &relay::receipt_ids(&node));
+                        crate::calls::receipt(&self.state, &device, &node);
                         relay::receipt(&self.state, &device, &node)
+                    }
+                    "call" => {
+                        crate::calls::from_device(&self.state, &device, &node);
+                        relay::ack(&node, None)
                     }
                     "presence" => crate::presence::presence(&self.state, &device, &node),
                     "chatstate" => crate::presence::chatstate(&self.state, &device, &node),

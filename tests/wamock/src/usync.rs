@@ -25,6 +25,7 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Answer {
         .and_then(Node::children)
         .unwrap_or_default();
 
+    let asker = ctx.device.map(|d| d.phone.clone());
     let mut out_users = Vec::new();
     for user in users.iter().filter(|u| u.tag == "user") {
         let Some(target) = target(user) else {
@@ -34,8 +35,9 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Answer {
         let found = ctx
             .state
             .with_account(&target.user, target.server == Server::Lid, |account| {
+                let own = asker.as_deref() == Some(account.phone.as_str());
                 for p in &protocols {
-                    if let Some(node) = known_user_protocol(account, p) {
+                    if let Some(node) = known_user_protocol(account, p, own) {
                         children.push(node);
                     }
                 }
@@ -87,8 +89,10 @@ fn target(user: &Node) -> Option<Jid> {
     (!digits.is_empty()).then(|| Jid::new(digits, Server::Pn))
 }
 
-fn known_user_protocol(account: &Account, protocol: &str) -> Option<Node> {
+/// `own`: the account asks about itself (privacy does not hide anything then).
+fn known_user_protocol(account: &Account, protocol: &str, own: bool) -> Option<Node> {
     match protocol {
+        "status" => Some(about(account, own)),
         "devices" => Some(devices(account)),
         "lid" => Some(
             NodeBuilder::new("lid")
@@ -97,6 +101,22 @@ fn known_user_protocol(account: &Account, protocol: &str) -> Option<Node> {
         ),
         "contact" => Some(NodeBuilder::new("contact").attr("type", "in").build()),
         _ => None,
+    }
+}
+
+/// `<status t>about</status>`; `<status code="401"/>` when the account's `status` privacy is
+/// `none` and someone else asks (`contacts` is not modelled: wamock keeps no address books).
+fn about(account: &Account, own: bool) -> Node {
+    let hidden = account.privacy.categories.get("status").map(String::as_str) == Some("none");
+    if hidden && !own {
+        return NodeBuilder::new("status").attr("code", "401").build();
+    }
+    match account.profile.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => NodeBuilder::new("status")
+            .attr("t", account.created.to_string())
+            .string_content(text.to_string())
+            .build(),
+        None => NodeBuilder::new("status").build(),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod blocklist;
 pub mod business;
+pub mod calls;
 pub mod faults;
 pub mod history;
 pub mod newsletters;
