@@ -791,7 +791,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint::new(POST, "/:session/status/send", STATUS, "Send Story")
         .body("SendStatusRequest")
         .res("SendResponse")
-        .partial("text, image and video stories to every contact the session stored; JSON bodies only (no multipart `file` yet), default background and font for text"),
+        .partial("text, image and video stories to every contact the session stored; default background and font for text (the contract has no fields for them)"),
     Endpoint::new(
         GET,
         "/:session/status/privacy",

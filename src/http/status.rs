@@ -15,7 +15,8 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{SendResponse, SendStatusRequest, StatusPrivacyResponse},
-        extract::{JsonBody, SessionCtx},
+        extract::SessionCtx,
+        messages::media::{Form, MediaBody},
     },
     media::{Fetcher, MediaKind, input},
 };
@@ -41,25 +42,75 @@ async fn audience(s: &AppState, session: uuid::Uuid) -> ApiResult<Vec<Jid>> {
         .collect())
 }
 
-/// Posts a story: `text`, or `image` / `video` (base64, data URL or http(s) URL) with an
-/// optional `caption`; sent to every contact the session knows.
-async fn send(
-    State(s): State<AppState>,
-    SessionCtx(rec): SessionCtx,
-    JsonBody(req): JsonBody<SendStatusRequest>,
-) -> ApiResult<Json<SendResponse>> {
+/// Where a story's file is: a JSON field's value or a multipart `file`.
+enum FileSource {
+    Value(String),
+    Bytes(Vec<u8>, Option<String>),
+}
+
+/// A story request, from JSON or from a multipart form.
+struct StoryInput {
+    text: Option<String>,
+    caption: Option<String>,
+    mimetype: Option<String>,
+    media: Option<(MediaKind, FileSource)>,
+}
+
+fn from_json(req: SendStatusRequest) -> ApiResult<StoryInput> {
     let media = match (given(&req.image), given(&req.video)) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "give either image or video, not both",
             ));
         }
-        (Some(v), None) => Some((MediaKind::Image, v)),
-        (None, Some(v)) => Some((MediaKind::Video, v)),
+        (Some(v), None) => Some((MediaKind::Image, FileSource::Value(v.to_owned()))),
+        (None, Some(v)) => Some((MediaKind::Video, FileSource::Value(v.to_owned()))),
         (None, None) => None,
     };
-    let text = given(&req.text);
-    if media.is_none() && text.is_none() {
+    Ok(StoryInput {
+        text: given(&req.text).map(str::to_owned),
+        caption: given(&req.caption).map(str::to_owned),
+        mimetype: given(&req.mimetype).map(str::to_owned),
+        media,
+    })
+}
+
+/// 0.2.8's form: `text`, `caption`, `mimetype`, and the file in `file` (a video when its
+/// MIME type says so, else an image).
+fn from_form(mut form: Form) -> StoryInput {
+    let mimetype = form.text(&["mimetype", "mimeType"]).map(str::to_owned);
+    let media = form.take_file().map(|(bytes, ct)| {
+        let is_video = mimetype
+            .as_deref()
+            .or(ct.as_deref())
+            .is_some_and(|m| m.trim().to_ascii_lowercase().starts_with("video/"));
+        let kind = if is_video {
+            MediaKind::Video
+        } else {
+            MediaKind::Image
+        };
+        (kind, FileSource::Bytes(bytes, ct))
+    });
+    StoryInput {
+        text: form.text(&["text"]).map(str::to_owned),
+        caption: form.text(&["caption"]).map(str::to_owned),
+        mimetype,
+        media,
+    }
+}
+
+/// Posts a story: `text`, or `image` / `video` (base64, data URL, http(s) URL, or a
+/// multipart `file`) with an optional `caption`; sent to every contact the session knows.
+async fn send(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+    body: MediaBody<SendStatusRequest>,
+) -> ApiResult<Json<SendResponse>> {
+    let req = match body {
+        MediaBody::Json(req) => from_json(req)?,
+        MediaBody::Form(form) => from_form(form),
+    };
+    if req.media.is_none() && req.text.is_none() {
         return Err(ApiError::bad_request("text, image or video is required"));
     }
     if s.engine.state(&rec.name) != Live::Connected {
@@ -71,23 +122,32 @@ async fn send(
             "the session has no contacts to show the status to",
         ));
     }
-    let story = match media {
-        Some((kind, value)) => {
-            let fetcher = Fetcher {
-                max_bytes: s.config.media_max_bytes,
-                allow_private: s.config.media_allow_private_urls,
+    let max = s.config.media_max_bytes;
+    let story = match req.media {
+        Some((kind, source)) => {
+            let mimetype = req.mimetype.as_deref();
+            let file = match source {
+                FileSource::Value(v) => {
+                    let fetcher = Fetcher {
+                        max_bytes: max,
+                        allow_private: s.config.media_allow_private_urls,
+                    };
+                    input::load(kind, &v, mimetype, &fetcher).await?
+                }
+                FileSource::Bytes(bytes, ct) => {
+                    input::from_bytes(kind, bytes, mimetype, ct.as_deref(), max)?
+                }
             };
-            let file = input::load(kind, value, given(&req.mimetype), &fetcher).await?;
             Story::Media(OutgoingMedia {
                 kind,
                 bytes: file.bytes,
                 mimetype: file.mimetype,
-                caption: given(&req.caption).or(text).map(str::to_owned),
+                caption: req.caption.or(req.text),
                 file_name: None,
                 ptt: false,
             })
         }
-        None => Story::Text(text.unwrap_or_default().to_owned()),
+        None => Story::Text(req.text.unwrap_or_default()),
     };
     let id = s.engine.send_status(&rec.name, story, &recipients).await?;
     Ok(Json(SendResponse {

@@ -26,6 +26,19 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A multipart body: a `caption` field and the file in `file` with its content type.
+fn form(bytes: &[u8], content_type: &str, caption: &str) -> (String, Vec<u8>) {
+    let boundary = "status-test-boundary-7d1e";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\n{caption}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"story\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 fn error_of(code: u16, body: &Value, want_code: u16, needle: &str) {
     assert_eq!(code, want_code, "{body}");
     let e = body["error"].as_str().unwrap_or_default();
@@ -129,6 +142,26 @@ async fn stories_reach_a_contact(db: Db, name: &str, phone: &str, contact: &str)
     assert_eq!(got["type"], "video", "{got}");
     assert_eq!(got["mimetype"], "video/mp4", "{got}");
     assert_eq!(got["sha256"], sha(&clip), "{got}");
+
+    // 0.2.8's multipart form: a video file (by its content type) with a caption field.
+    let reel = file(b"\0\0\0\x20ftypisom\0\0\x02\0", 50_000, 5);
+    let (ct, body) = form(&reel, "video/mp4", "from a form");
+    let (code, sent) = TestApp::call(
+        app.post(&format!("/{name}/status/send"))
+            .header("Content-Type", ct)
+            .body(body),
+    )
+    .await;
+    assert_eq!(code, 200, "{sent}");
+    let id = sent["messageId"].as_str().unwrap();
+    let got = story(&wa, contact, id, |e| {
+        e["sha256"].is_string() || e["mediaError"].is_string()
+    })
+    .await;
+    assert_eq!(got["chat"], "status@broadcast", "{got}");
+    assert_eq!(got["type"], "video", "{got}");
+    assert_eq!(got["caption"], "from a form", "{got}");
+    assert_eq!(got["sha256"], sha(&reel), "{got}");
 
     // Privacy: the status category wamock answers (WhatsApp's default, contacts).
     let (code, got) = TestApp::call(app.get(&format!("/{name}/status/privacy"))).await;

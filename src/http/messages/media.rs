@@ -87,12 +87,12 @@ async fn send(
 
 /// A media send body: JSON (the contract's), or `multipart/form-data` with the file in a
 /// `file` field and `phone`, `caption`, `mimeType`, `ptt`, `filename` as text fields (0.2.8).
-pub(super) enum MediaBody<T> {
+pub(crate) enum MediaBody<T> {
     Json(T),
     Form(Form),
 }
 
-pub(super) struct Form {
+pub(crate) struct Form {
     fields: HashMap<String, String>,
     file: Option<FormFile>,
 }
@@ -103,8 +103,13 @@ struct FormFile {
 }
 
 impl Form {
+    /// The `file` field's bytes and `Content-Type`, taken out of the form.
+    pub(crate) fn take_file(&mut self) -> Option<(Vec<u8>, Option<String>)> {
+        self.file.take().map(|f| (f.bytes, f.content_type))
+    }
+
     /// The first of `names` that is present and not blank.
-    fn text(&self, names: &[&str]) -> Option<&str> {
+    pub(crate) fn text(&self, names: &[&str]) -> Option<&str> {
         names
             .iter()
             .filter_map(|n| self.fields.get(*n))

@@ -7,7 +7,7 @@
 //! the helpers here are shared by all of them.
 
 mod actions;
-mod media;
+pub(crate) mod media;
 mod poll;
 mod rich;
 mod send;

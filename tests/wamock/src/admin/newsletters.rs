@@ -34,11 +34,10 @@ pub struct PostRequest {
     pub text: String,
 }
 
-fn newsletter_jid(raw: &str) -> Result<Jid, Response> {
+fn newsletter_jid(raw: &str) -> Option<Jid> {
     raw.parse::<Jid>()
         .ok()
         .filter(|j| j.server == Server::Newsletter)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "not a newsletter JID"))
 }
 
 /// `POST /admin/users/{phone}/newsletters {"name", "description"?}` → `{"jid"}`: the
@@ -82,9 +81,8 @@ pub async fn post(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let jid = match newsletter_jid(&jid) {
-        Ok(j) => j,
-        Err(r) => return r,
+    let Some(jid) = newsletter_jid(&jid) else {
+        return error(StatusCode::BAD_REQUEST, "not a newsletter JID");
     };
     let user = match state.users.get(&phone).await {
         Ok(u) => u,
