@@ -48,6 +48,8 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         "w:profile:picture" => crate::profile::picture(ctx, iq),
         "privacy" => privacy(iq),
         "blocklist" => crate::blocklist::answer(ctx, iq),
+        "w:g2" => crate::groups::iq::answer(ctx, iq),
+        "w:mex" => crate::groups::mex::answer(ctx, iq),
         // Keepalive pings, passive/active and ping: an empty result is the answer.
         "w:p" | "urn:xmpp:ping" | "passive" => Ok(Vec::new()),
         _ => {

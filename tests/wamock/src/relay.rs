@@ -72,8 +72,11 @@ pub fn message(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };
+    if to.server == Server::Group {
+        return crate::groups::relay::message(state, sender, node, &to);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
-        tracing::info!(to = %to, "message to a chat wamock does not model yet (groups, status, newsletters)");
+        tracing::info!(to = %to, "message to a chat wamock does not model yet (status, newsletters)");
         return ack(node, Some(501));
     }
     let Some(from) = state.peer(sender) else {
@@ -170,6 +173,10 @@ pub fn receipt(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     let Some(to) = jid_attr(node, "to") else {
         return ack(node, Some(400));
     };
+    if to.server == Server::Group {
+        crate::groups::relay::receipt(state, sender, node, &to);
+        return ack(node, None);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
         tracing::debug!(to = %to, "receipt for a chat wamock does not model yet");
         return ack(node, None);

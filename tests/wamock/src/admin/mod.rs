@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod blocklist;
 pub mod faults;
+pub mod groups;
 pub mod history;
 pub mod presence;
 pub mod users;
