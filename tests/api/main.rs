@@ -5,11 +5,13 @@ mod wa;
 
 mod auth;
 mod chat_actions;
+mod communities;
 mod contacts;
 mod device_store;
 mod engine;
 mod errors;
 mod events;
+mod groups;
 mod health;
 mod incoming_events;
 mod media;
