@@ -70,7 +70,7 @@ fn community_failed(what: &str, e: CommunityError) -> EngineError {
 
 fn refused(what: &str, code: Option<u16>, e: impl std::fmt::Display) -> EngineError {
     match code {
-        Some(404) => EngineError::NotFound(if what.contains("invite") {
+        Some(404) => EngineError::NotFound(if matches!(what, "read the invite" | "join with the invite") {
             "invite link not found or revoked".into()
         } else {
             "group not found".into()

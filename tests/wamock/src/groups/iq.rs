@@ -302,6 +302,10 @@ fn leave(state: &State, me: &str, node: &Node) -> Answer {
             }
         }
     }
+    // A leave naming only groups the account is not in is refused as a whole.
+    if out.iter().all(|g| attr(g, "error").is_some()) {
+        return Err(not_found());
+    }
     Ok(vec![NodeBuilder::new("leave").children(out).build()])
 }
 
