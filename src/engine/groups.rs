@@ -70,11 +70,13 @@ fn community_failed(what: &str, e: CommunityError) -> EngineError {
 
 fn refused(what: &str, code: Option<u16>, e: impl std::fmt::Display) -> EngineError {
     match code {
-        Some(404) => EngineError::NotFound(if matches!(what, "read the invite" | "join with the invite") {
-            "invite link not found or revoked".into()
-        } else {
-            "group not found".into()
-        }),
+        Some(404) => EngineError::NotFound(
+            if matches!(what, "read the invite" | "join with the invite") {
+                "invite link not found or revoked".into()
+            } else {
+                "group not found".into()
+            },
+        ),
         Some(401 | 403) => EngineError::Forbidden(format!(
             "not allowed to {what}: this session is not a member (or not an admin) of the group"
         )),

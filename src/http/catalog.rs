@@ -511,34 +511,34 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("RequestUnavailableResponse"),
     // Groups
     Endpoint::new(POST, "/:session/group/create", GROUPS, "Create Group")
-    .done()
+        .done()
         .body("CreateGroupRequest")
         .res("GroupInfoResponse"),
     Endpoint::new(GET, "/:session/group/list", GROUPS, "Get Joined Groups")
-    .done()
+        .done()
         .res("GroupListResponse"),
     Endpoint::new(GET, "/:session/group/info", GROUPS, "Get Group Info")
-    .done()
+        .done()
         .query(Q_GROUP)
         .res("GroupInfoResponse"),
     Endpoint::new(GET, "/:session/group/avatar", GROUPS, "Get Group Picture")
-    .done()
+        .done()
         .query(Q_GROUP)
         .res("PictureUrlResponse"),
     Endpoint::new(POST, "/:session/group/leave", GROUPS, "Leave Group")
-    .done()
+        .done()
         .body("GroupIdRequest")
         .res("GroupIdResponse"),
     Endpoint::new(POST, "/:session/group/name", GROUPS, "Update Group Name")
-    .done()
+        .done()
         .body("UpdateGroupNameRequest")
         .res("GroupIdResponse"),
     Endpoint::new(POST, "/:session/group/topic", GROUPS, "Update Group Topic")
-    .done()
+        .done()
         .body("UpdateGroupTopicRequest")
         .res("GroupIdResponse"),
     Endpoint::new(POST, "/:session/group/photo", GROUPS, "Set Group Picture")
-    .done()
+        .done()
         .body("SetGroupPhotoRequest")
         .res("PictureIdResponse"),
     Endpoint::new(
@@ -650,7 +650,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .body("JoinGroupRequest")
     .res("GroupIdResponse"),
     Endpoint::new(GET, "/:session/group/requests", GROUPS, "Get Join Requests")
-    .done()
+        .done()
         .query(Q_GROUP)
         .res("GroupJoinRequestsResponse"),
     Endpoint::new(
