@@ -20,6 +20,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// 403 with a message of its own (WhatsApp refused the account, e.g. not a group admin).
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -60,7 +63,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -131,7 +134,9 @@ impl From<crate::engine::EngineError> for ApiError {
             E::NotConnected(_) | E::AlreadyPaired(_) => ApiError::Conflict(e.to_string()),
             E::Start(_) => ApiError::Internal(anyhow::anyhow!(e.to_string())),
             E::Pair(_) | E::Send(_) | E::Action(_) => ApiError::Upstream(e.to_string()),
-            E::NotFound(msg) => ApiError::NotFound(msg),
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Forbidden(m) => ApiError::NotAllowed(m),
+            E::Invalid(m) => ApiError::BadRequest(m),
         }
     }
 }

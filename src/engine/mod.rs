@@ -8,6 +8,7 @@ pub mod calls;
 pub mod chat;
 pub mod contacts;
 pub mod events;
+pub mod groups;
 mod http_client;
 pub mod jid;
 mod live;
@@ -51,9 +52,15 @@ pub enum EngineError {
     /// says which.
     #[error("{0}")]
     Action(String),
-    /// Something the request names that the session does not know (a call id, ...).
+    /// What the request names does not exist (an unknown group, invite, call id, ...).
     #[error("{0}")]
     NotFound(String),
+    /// WhatsApp refused: the account may not do this (not a member, not an admin).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Input WhatsApp's own rules reject (a name too long); the text names the field.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Where a session's device keys live.

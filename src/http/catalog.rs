@@ -513,26 +513,34 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .res("RequestUnavailableResponse"),
     // Groups
     Endpoint::new(POST, "/:session/group/create", GROUPS, "Create Group")
+        .done()
         .body("CreateGroupRequest")
         .res("GroupInfoResponse"),
     Endpoint::new(GET, "/:session/group/list", GROUPS, "Get Joined Groups")
+        .done()
         .res("GroupListResponse"),
     Endpoint::new(GET, "/:session/group/info", GROUPS, "Get Group Info")
+        .done()
         .query(Q_GROUP)
         .res("GroupInfoResponse"),
     Endpoint::new(GET, "/:session/group/avatar", GROUPS, "Get Group Picture")
+        .done()
         .query(Q_GROUP)
         .res("PictureUrlResponse"),
     Endpoint::new(POST, "/:session/group/leave", GROUPS, "Leave Group")
+        .done()
         .body("GroupIdRequest")
         .res("GroupIdResponse"),
     Endpoint::new(POST, "/:session/group/name", GROUPS, "Update Group Name")
+        .done()
         .body("UpdateGroupNameRequest")
         .res("GroupIdResponse"),
     Endpoint::new(POST, "/:session/group/topic", GROUPS, "Update Group Topic")
+        .done()
         .body("UpdateGroupTopicRequest")
         .res("GroupIdResponse"),
     Endpoint::new(POST, "/:session/group/photo", GROUPS, "Set Group Picture")
+        .done()
         .body("SetGroupPhotoRequest")
         .res("PictureIdResponse"),
     Endpoint::new(
@@ -541,6 +549,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Delete Group Picture",
     )
+    .done()
     .body("GroupIdRequest")
     .res("MessageResponse"),
     Endpoint::new(
@@ -549,6 +558,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Add Participants",
     )
+    .done()
     .body("GroupParticipantsRequest")
     .res("GroupParticipantsResponse"),
     Endpoint::new(
@@ -557,6 +567,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Remove Participants",
     )
+    .done()
     .body("GroupParticipantsRequest")
     .res("GroupParticipantsResponse"),
     Endpoint::new(
@@ -565,6 +576,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Promote Participants",
     )
+    .done()
     .body("GroupParticipantsRequest")
     .res("GroupParticipantsResponse"),
     Endpoint::new(
@@ -573,6 +585,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Demote Participants",
     )
+    .done()
     .body("GroupParticipantsRequest")
     .res("GroupParticipantsResponse"),
     Endpoint::new(
@@ -581,6 +594,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Set Group Announce Mode",
     )
+    .done()
     .body("GroupAnnounceRequest")
     .res("EmptyResponse"),
     Endpoint::new(
@@ -589,6 +603,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Set Group Locked Mode",
     )
+    .done()
     .body("GroupLockedRequest")
     .res("EmptyResponse"),
     Endpoint::new(
@@ -597,6 +612,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Set Group Approval Mode",
     )
+    .done()
     .body("GroupApprovalRequest")
     .res("EmptyResponse"),
     Endpoint::new(
@@ -605,6 +621,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Set Group Member Add Mode",
     )
+    .done()
     .body("GroupMemberAddModeRequest")
     .res("EmptyResponse"),
     Endpoint::new(
@@ -613,6 +630,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Get Group Invite Link",
     )
+    .done()
     .query(Q_INVITE_LINK)
     .res("GroupInviteLinkResponse"),
     Endpoint::new(
@@ -621,6 +639,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Get Group Info from Invite Link",
     )
+    .done()
     .query(Q_INVITE_INFO)
     .res("GroupInfoResponse"),
     Endpoint::new(
@@ -629,9 +648,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Join Group via Invite Link",
     )
+    .done()
     .body("JoinGroupRequest")
     .res("GroupIdResponse"),
     Endpoint::new(GET, "/:session/group/requests", GROUPS, "Get Join Requests")
+        .done()
         .query(Q_GROUP)
         .res("GroupJoinRequestsResponse"),
     Endpoint::new(
@@ -640,6 +661,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Handle Join Requests",
     )
+    .done()
     .body("GroupRequestActionRequest")
     .res("GroupParticipantsResponse"),
     Endpoint::new(
@@ -648,6 +670,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GROUPS,
         "Send Group Message (Legacy)",
     )
+    .done()
     .body("SendGroupTextRequest")
     .res("SendResponse"),
     // Communities
@@ -657,6 +680,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         COMMUNITIES,
         "Get Sub Groups",
     )
+    .done()
     .query(Q_COMMUNITY)
     .res("CommunityGroupsResponse"),
     Endpoint::new(
@@ -665,6 +689,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         COMMUNITIES,
         "Link Group to Community",
     )
+    .done()
     .body("LinkGroupRequest")
     .res("EmptyResponse"),
     Endpoint::new(
@@ -673,6 +698,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         COMMUNITIES,
         "Unlink Group from Community",
     )
+    .done()
     .body("LinkGroupRequest")
     .res("EmptyResponse"),
     // Media
@@ -1039,6 +1065,32 @@ mod tests {
             ("GET", "/:session/chat/list"),
             ("GET", "/:session/chat/messages"),
             ("GET", "/:session/chat/info"),
+            ("POST", "/:session/group/create"),
+            ("GET", "/:session/group/list"),
+            ("GET", "/:session/group/info"),
+            ("GET", "/:session/group/avatar"),
+            ("POST", "/:session/group/leave"),
+            ("POST", "/:session/group/name"),
+            ("POST", "/:session/group/topic"),
+            ("POST", "/:session/group/photo"),
+            ("POST", "/:session/group/photo/remove"),
+            ("POST", "/:session/group/participants/add"),
+            ("POST", "/:session/group/participants/remove"),
+            ("POST", "/:session/group/participants/promote"),
+            ("POST", "/:session/group/participants/demote"),
+            ("POST", "/:session/group/announce"),
+            ("POST", "/:session/group/locked"),
+            ("POST", "/:session/group/approval"),
+            ("POST", "/:session/group/memberadd"),
+            ("GET", "/:session/group/invitelink"),
+            ("GET", "/:session/group/inviteinfo"),
+            ("POST", "/:session/group/join"),
+            ("GET", "/:session/group/requests"),
+            ("POST", "/:session/group/requests/action"),
+            ("POST", "/:session/group/send/text"),
+            ("GET", "/:session/community/groups"),
+            ("POST", "/:session/community/link"),
+            ("POST", "/:session/community/unlink"),
             ("GET", "/:session/media/list"),
             ("GET", "/:session/media/pending"),
             ("POST", "/:session/media/process"),

@@ -43,7 +43,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Each phone as a user JID; 400 naming `field` (with its index in a list) when not one.
-fn user_jids(field: &str, phones: &[String]) -> Result<Vec<Jid>, ApiError> {
+pub(super) fn user_jids(field: &str, phones: &[String]) -> Result<Vec<Jid>, ApiError> {
     if phones.is_empty() {
         return Err(ApiError::bad_request(format!("{field} is required")));
     }

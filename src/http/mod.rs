@@ -4,12 +4,14 @@ pub mod calls;
 pub mod catalog;
 pub mod chat;
 pub mod chat_actions;
+pub mod communities;
 pub mod contacts;
 pub mod dto;
 pub mod events;
 pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod groups;
 pub mod health;
 pub mod lifecycle;
 pub mod media;
@@ -53,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .merge(chat_actions::router())
         .merge(contacts::router())
         .merge(newsletters::router())
+        .merge(groups::router())
+        .merge(communities::router())
         .merge(presence::router())
         .merge(profile::router())
         .merge(settings::router())

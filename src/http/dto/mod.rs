@@ -9,6 +9,7 @@ pub mod chatwoot;
 pub mod common;
 pub mod communities;
 pub mod contacts;
+pub mod group_info;
 pub mod groups;
 pub mod media;
 pub mod messages;

@@ -52,7 +52,11 @@ pub fn answer(ctx: &IqContext<'_>, iq: &Node) -> Node {
         "w:biz" => crate::business::profile(ctx, iq),
         "w:qr" => crate::business::contact_qr(ctx, iq),
         "newsletter" => crate::newsletters::iq(ctx, iq),
-        "w:mex" => crate::newsletters::mex(ctx, iq).unwrap_or_else(|| not_modelled(&xmlns, iq)),
+        "w:g2" => crate::groups::iq::answer(ctx, iq),
+        // Newsletter queries first; the rest (community sub-groups) go to the groups.
+        "w:mex" => {
+            crate::newsletters::mex(ctx, iq).unwrap_or_else(|| crate::groups::mex::answer(ctx, iq))
+        }
         // Keepalive pings, passive/active and ping: an empty result is the answer.
         "w:p" | "urn:xmpp:ping" | "passive" => Ok(Vec::new()),
         _ => not_modelled(&xmlns, iq),

@@ -12,6 +12,7 @@ pub mod cipher;
 pub mod error;
 pub mod faults;
 pub mod framing;
+pub mod groups;
 pub mod handshake;
 pub mod history;
 pub mod http_client;

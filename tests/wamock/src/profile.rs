@@ -19,6 +19,40 @@ pub struct Picture {
     pub bytes: Vec<u8>,
 }
 
+impl Picture {
+    /// A picture of these bytes, with a fresh id and their SHA-256.
+    pub fn of(bytes: Vec<u8>) -> Self {
+        let sha256: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let id = crate::nodes::unix_now().to_string() + &sha256[..6];
+        Picture { id, sha256, bytes }
+    }
+}
+
+/// The `<picture>` answer to a get: `id url direct_path hash type`, or a 404 inside.
+pub fn picture_node(owner: &str, picture: Option<&Picture>, kind: &str) -> Node {
+    match picture {
+        Some(p) => {
+            let path = format!("/pp/{owner}/{}", p.id);
+            NodeBuilder::new("picture")
+                .attr("id", p.id.clone())
+                .attr("type", kind.to_string())
+                .attr("url", format!("https://{}{path}", crate::MEDIA_HOST))
+                .attr("direct_path", path)
+                .attr("hash", p.sha256.clone())
+                .build()
+        }
+        None => NodeBuilder::new("picture")
+            .children([NodeBuilder::new("error")
+                .attr("code", "404")
+                .attr("text", "item-not-found")
+                .build()])
+            .build(),
+    }
+}
+
 /// What an account set about itself.
 #[derive(Debug, Clone, Default)]
 pub struct Profile {
@@ -73,10 +107,16 @@ pub fn status(ctx: &IqContext<'_>, iq: &Node) -> Answer {
 /// get (`<picture type query="url"/>` with `target`).
 pub fn picture(ctx: &IqContext<'_>, iq: &Node) -> Answer {
     let device = logged_in(ctx)?;
+    if let Some(target) = jid_attr(iq, "target").filter(|t| t.server == Server::Group) {
+        return crate::groups::iq::picture(ctx, iq, &target);
+    }
     match attr(iq, "type").as_deref() {
         Some("set") => {
             if attr(iq, "target").is_some() {
-                return Err(Refusal::new(501, "wamock does not model group pictures"));
+                return Err(Refusal::new(
+                    501,
+                    "wamock only models own and group pictures",
+                ));
             }
             let picture = child(iq, "picture").map(|p| match &p.content {
                 Some(NodeContent::Bytes(b)) => b.clone(),
@@ -84,14 +124,7 @@ pub fn picture(ctx: &IqContext<'_>, iq: &Node) -> Answer {
                 _ => Vec::new(),
             });
             let stored = match picture {
-                Some(bytes) if !bytes.is_empty() => {
-                    let sha256: String = Sha256::digest(&bytes)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect();
-                    let id = crate::nodes::unix_now().to_string() + &sha256[..6];
-                    Some(Picture { id, sha256, bytes })
-                }
+                Some(bytes) if !bytes.is_empty() => Some(Picture::of(bytes)),
                 Some(_) => return Err(Refusal::new(400, "bad-request")),
                 None => None,
             };
@@ -114,25 +147,11 @@ pub fn picture(ctx: &IqContext<'_>, iq: &Node) -> Answer {
                 .with_account(&target.user, target.server == Server::Lid, |a| {
                     a.profile.picture.clone()
                 });
-            let node = match found.flatten() {
-                Some(p) => {
-                    let path = format!("/pp/{}/{}", target.user, p.id);
-                    NodeBuilder::new("picture")
-                        .attr("id", p.id)
-                        .attr("type", kind)
-                        .attr("url", format!("https://{}{path}", crate::MEDIA_HOST))
-                        .attr("direct_path", path)
-                        .attr("hash", p.sha256)
-                        .build()
-                }
-                None => NodeBuilder::new("picture")
-                    .children([NodeBuilder::new("error")
-                        .attr("code", "404")
-                        .attr("text", "item-not-found")
-                        .build()])
-                    .build(),
-            };
-            Ok(vec![node])
+            Ok(vec![picture_node(
+                &target.user,
+                found.flatten().as_ref(),
+                &kind,
+            )])
         }
         _ => Err(Refusal::new(400, "bad-request")),
     }

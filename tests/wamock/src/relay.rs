@@ -78,8 +78,11 @@ pub fn message(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
     if to.is_status_broadcast() {
         return crate::status::message(state, sender, node);
     }
+    if to.server == Server::Group {
+        return crate::groups::relay::message(state, sender, node, &to);
+    }
     if !matches!(to.server, Server::Pn | Server::Lid) {
-        tracing::info!(to = %to, "message to a chat wamock does not model yet (groups, status, newsletters)");
+        tracing::info!(to = %to, "message to a chat wamock does not model yet (broadcast lists)");
         return ack(node, Some(501));
     }
     let Some(from) = state.peer(sender) else {
@@ -177,6 +180,10 @@ pub fn receipt(state: &State, sender: &DeviceAddr, node: &Node) -> Option<Node> 
         return ack(node, Some(400));
     };
     if crate::newsletters::receipt(state, sender, node, &to) {
+        return ack(node, None);
+    }
+    if to.server == Server::Group {
+        crate::groups::relay::receipt(state, sender, node, &to);
         return ack(node, None);
     }
     if !matches!(to.server, Server::Pn | Server::Lid) {

@@ -113,6 +113,10 @@ fn router(state: Arc<State>) -> Router {
             "/admin/accounts/{phone}/privacy",
             get(admin::calls::privacy).post(admin::calls::change_privacy),
         )
+        .route("/admin/groups/{jid}", get(admin::groups::get))
+        .route("/admin/users/{phone}/groups", post(admin::groups::create))
+        .route("/admin/users/{phone}/join", post(admin::groups::join))
+        .route("/admin/users/{phone}/group", post(admin::groups::action))
         .route("/v/{*path}", get(media::download))
         .fallback(not_found)
         .with_state(state)

@@ -5,6 +5,7 @@ pub mod blocklist;
 pub mod business;
 pub mod calls;
 pub mod faults;
+pub mod groups;
 pub mod history;
 pub mod newsletters;
 pub mod presence;

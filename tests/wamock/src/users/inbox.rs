@@ -13,6 +13,10 @@ pub struct InboxEntry {
     pub id: String,
     /// The sender's account, `PHONE@s.whatsapp.net`.
     pub from: String,
+    /// The group chat (`ID@g.us`) a group message came in; `from` is then the member
+    /// who sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +92,10 @@ pub fn entry(
     InboxEntry {
         id: info.id.to_string(),
         from: account_of(&info.source.sender, info.source.sender_alt.as_ref()),
+        group: info
+            .source
+            .is_group
+            .then(|| info.source.chat.to_non_ad().to_string()),
         kind: kind.to_string(),
         text: message
             .text_content()

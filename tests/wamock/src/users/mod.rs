@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod events;
+pub mod groups;
 pub mod inbox;
 pub mod media;
 pub mod presence;
@@ -169,9 +170,9 @@ pub fn user_jid(to: &str) -> Result<Jid, UserError> {
         to.parse()
             .map_err(|e| UserError::BadRequest(format!("invalid jid {to:?}: {e}")))?
     };
-    if !matches!(jid.server, Server::Pn | Server::Lid) {
+    if !matches!(jid.server, Server::Pn | Server::Lid | Server::Group) {
         return Err(UserError::BadRequest(format!(
-            "{to} is not a user JID (groups and others are not modelled yet)"
+            "{to} is not a user or group JID (status and newsletters are not modelled yet)"
         )));
     }
     Ok(jid)
