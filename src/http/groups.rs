@@ -3,8 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, Multipart, Query, Request, State},
-    http::header,
+    extract::{Query, State},
     routing::{get, post},
 };
 use whatsapp_rust::{Jid, wacore::proto_helpers::MessageBuilderExt, waproto::whatsapp as wa};
@@ -29,9 +28,9 @@ use crate::{
             UpdateGroupTopicRequest, group_info,
         },
         extract::{JsonBody, SessionCtx},
+        form::{MediaBody, Picture},
         messages::{quote, sent},
     },
-    media::{Fetcher, MediaKind, input},
 };
 
 pub fn router() -> Router<AppState> {
@@ -229,97 +228,25 @@ async fn topic(
 
 /// The picture: JSON `{"groupId", "image"}` (base64, data URL or http(s) URL) or a
 /// multipart form with `groupId` and a `file`.
-struct PhotoBody {
-    group_id: String,
-    image: PhotoImage,
-}
-
-enum PhotoImage {
-    Value(String),
-    File {
-        bytes: Vec<u8>,
-        content_type: Option<String>,
-    },
-}
-
-impl FromRequest<AppState> for PhotoBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let multipart = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/form-data")
-            });
-        if !multipart {
-            let JsonBody(body) = JsonBody::<SetGroupPhotoRequest>::from_request(req, state).await?;
-            return Ok(PhotoBody {
-                group_id: body.group_id,
-                image: PhotoImage::Value(body.image),
-            });
-        }
-        let bad = |e: String| ApiError::bad_request(format!("invalid multipart body: {e}"));
-        let mut form = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| bad(e.body_text()))?;
-        let (mut group_id, mut file) = (String::new(), None);
-        while let Some(field) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
-            match field.name() {
-                Some("groupId") => group_id = field.text().await.map_err(|e| bad(e.body_text()))?,
-                Some("file") => {
-                    let content_type = field.content_type().map(str::to_string);
-                    let bytes = field.bytes().await.map_err(|e| bad(e.body_text()))?;
-                    file = Some(PhotoImage::File {
-                        bytes: bytes.to_vec(),
-                        content_type,
-                    });
-                }
-                _ => {}
-            }
-        }
-        let image = file.ok_or_else(|| {
-            ApiError::bad_request("failed to get file from form: no `file` field")
-        })?;
-        Ok(PhotoBody { group_id, image })
-    }
-}
-
 async fn photo(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    body: PhotoBody,
+    body: MediaBody<SetGroupPhotoRequest>,
 ) -> ApiResult<Json<PictureIdResponse>> {
-    let jid = group_jid("groupId", &body.group_id)?;
-    if let PhotoImage::Value(v) = &body.image
-        && v.trim().is_empty()
-    {
-        return Err(ApiError::bad_request("image is required"));
-    }
+    let (group_id, picture) = match body {
+        MediaBody::Json(r) => (r.group_id, Picture::Value(r.image)),
+        MediaBody::Form(mut form) => (
+            form.text(&["groupId"]).unwrap_or_default().to_string(),
+            Picture::from_form(&mut form)?,
+        ),
+    };
+    let jid = group_jid("groupId", &group_id)?;
+    picture.check()?;
     if s.engine.state(&rec.name) != Live::Connected {
         return Err(EngineError::NotConnected(rec.name.clone()).into());
     }
-    let max = s.config.media_max_bytes;
-    let file = match body.image {
-        PhotoImage::Value(v) => {
-            let fetcher = Fetcher {
-                max_bytes: max,
-                allow_private: s.config.media_allow_private_urls,
-            };
-            input::load(MediaKind::Image, &v, None, &fetcher).await?
-        }
-        PhotoImage::File {
-            bytes,
-            content_type,
-        } => input::from_bytes(MediaKind::Image, bytes, None, content_type.as_deref(), max)?,
-    };
-    let picture_id = s
-        .engine
-        .group_set_photo(&rec.name, &jid, file.bytes)
-        .await?;
+    let bytes = picture.load(&s).await?;
+    let picture_id = s.engine.group_set_photo(&rec.name, &jid, bytes).await?;
     Ok(Json(PictureIdResponse { picture_id }))
 }
 

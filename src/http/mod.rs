@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod dto;
 pub mod events;
 pub mod extract;
+pub(crate) mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod groups;

@@ -2,8 +2,7 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, Multipart, Request, State},
-    http::header,
+    extract::State,
     routing::{get, post},
 };
 use serde_json::{Value, json};
@@ -18,8 +17,8 @@ use crate::{
             SetPushNameRequest, SetPushNameResponse, SetStatusRequest, SetStatusResponse,
         },
         extract::{JsonBody, SessionCtx},
+        form::{MediaBody, Picture},
     },
-    media::{Fetcher, MediaKind, input},
 };
 
 pub fn router() -> Router<AppState> {
@@ -80,81 +79,21 @@ async fn set_name(
     Ok(Json(SetPushNameResponse { name: req.name }))
 }
 
-/// The picture: JSON `{"image"}` (base64, data URL or http(s) URL) or a multipart `file`.
-enum PictureBody {
-    Value(String),
-    File {
-        bytes: Vec<u8>,
-        content_type: Option<String>,
-    },
-}
-
-impl FromRequest<AppState> for PictureBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let multipart = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/form-data")
-            });
-        if !multipart {
-            let JsonBody(body) =
-                JsonBody::<SetProfilePictureRequest>::from_request(req, state).await?;
-            return Ok(PictureBody::Value(body.image));
-        }
-        let bad = |e: String| ApiError::bad_request(format!("invalid multipart body: {e}"));
-        let mut form = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| bad(e.body_text()))?;
-        while let Some(field) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
-            if field.name() == Some("file") {
-                let content_type = field.content_type().map(str::to_string);
-                let bytes = field.bytes().await.map_err(|e| bad(e.body_text()))?;
-                return Ok(PictureBody::File {
-                    bytes: bytes.to_vec(),
-                    content_type,
-                });
-            }
-        }
-        Err(ApiError::bad_request(
-            "failed to get file from form: no `file` field",
-        ))
-    }
-}
-
 async fn set_picture(
     State(s): State<AppState>,
     SessionCtx(rec): SessionCtx,
-    body: PictureBody,
+    body: MediaBody<SetProfilePictureRequest>,
 ) -> ApiResult<Json<PictureIdResponse>> {
-    if let PictureBody::Value(v) = &body
-        && v.trim().is_empty()
-    {
-        return Err(ApiError::bad_request("image is required"));
-    }
+    let picture = match body {
+        MediaBody::Json(r) => Picture::Value(r.image),
+        MediaBody::Form(mut form) => Picture::from_form(&mut form)?,
+    };
+    picture.check()?;
     if s.engine.state(&rec.name) != Live::Connected {
         return Err(EngineError::NotConnected(rec.name.clone()).into());
     }
-    let max = s.config.media_max_bytes;
-    let file = match body {
-        PictureBody::Value(v) => {
-            let fetcher = Fetcher {
-                max_bytes: max,
-                allow_private: s.config.media_allow_private_urls,
-            };
-            input::load(MediaKind::Image, &v, None, &fetcher).await?
-        }
-        PictureBody::File {
-            bytes,
-            content_type,
-        } => input::from_bytes(MediaKind::Image, bytes, None, content_type.as_deref(), max)?,
-    };
-    let picture_id = s.engine.set_profile_picture(&rec.name, file.bytes).await?;
+    let bytes = picture.load(&s).await?;
+    let picture_id = s.engine.set_profile_picture(&rec.name, bytes).await?;
     Ok(Json(PictureIdResponse { picture_id }))
 }
 

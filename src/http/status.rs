@@ -16,7 +16,7 @@ use crate::{
     http::{
         dto::{SendResponse, SendStatusRequest, StatusPrivacyResponse},
         extract::SessionCtx,
-        messages::media::{Form, MediaBody},
+        form::{Form, MediaBody},
     },
     media::{Fetcher, MediaKind, input},
 };
@@ -79,7 +79,8 @@ fn from_json(req: SendStatusRequest) -> ApiResult<StoryInput> {
 /// MIME type says so, else an image).
 fn from_form(mut form: Form) -> StoryInput {
     let mimetype = form.text(&["mimetype", "mimeType"]).map(str::to_owned);
-    let media = form.take_file().map(|(bytes, ct)| {
+    let media = form.take_file().map(|f| {
+        let (bytes, ct) = (f.bytes, f.content_type);
         let is_video = mimetype
             .as_deref()
             .or(ct.as_deref())

@@ -3,14 +3,7 @@
 //! whatsapp-rust encrypts and uploads it, and the message carrying it is sent and stored.
 //! 0.2.8's multipart form (`file` plus text fields) is accepted too.
 
-use std::collections::HashMap;
-
-use axum::{
-    Json,
-    extract::{FromRequest, Multipart, Request, State, multipart::MultipartError},
-    http::{StatusCode, header},
-};
-use serde::de::DeserializeOwned;
+use axum::{Json, extract::State};
 
 use super::{quote, recipient, required, sent};
 use crate::{
@@ -22,7 +15,8 @@ use crate::{
             Quoted, SendAudioRequest, SendDocumentRequest, SendImageRequest, SendResponse,
             SendStickerRequest, SendVideoRequest,
         },
-        extract::{BodyLimit, JsonBody, SessionCtx},
+        extract::SessionCtx,
+        form::{Form, FormFile, MediaBody, no_file},
     },
     media::{Fetcher, MediaKind, input},
     store::SessionRecord,
@@ -85,103 +79,6 @@ async fn send(
     Ok(sent(s.engine.send_media(rec, to, media, context).await?))
 }
 
-/// A media send body: JSON (the contract's), or `multipart/form-data` with the file in a
-/// `file` field and `phone`, `caption`, `mimeType`, `ptt`, `filename` as text fields (0.2.8).
-pub(crate) enum MediaBody<T> {
-    Json(T),
-    Form(Form),
-}
-
-pub(crate) struct Form {
-    fields: HashMap<String, String>,
-    file: Option<FormFile>,
-}
-
-struct FormFile {
-    bytes: Vec<u8>,
-    content_type: Option<String>,
-}
-
-impl Form {
-    /// The `file` field's bytes and `Content-Type`, taken out of the form.
-    pub(crate) fn take_file(&mut self) -> Option<(Vec<u8>, Option<String>)> {
-        self.file.take().map(|f| (f.bytes, f.content_type))
-    }
-
-    /// The first of `names` that is present and not blank.
-    pub(crate) fn text(&self, names: &[&str]) -> Option<&str> {
-        names
-            .iter()
-            .filter_map(|n| self.fields.get(*n))
-            .map(|v| v.trim())
-            .find(|v| !v.is_empty())
-    }
-}
-
-fn is_multipart(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
-}
-
-fn form_error(e: MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge { limit: 0 }
-    } else {
-        ApiError::bad_request(format!("invalid multipart body: {}", e.body_text()))
-    }
-}
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MediaBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_multipart(&req) {
-            return JsonBody::<T>::from_request(req, state)
-                .await
-                .map(|JsonBody(t)| MediaBody::Json(t));
-        }
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-        let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
-            ApiError::bad_request(format!("invalid multipart body: {}", e.body_text()))
-        })?;
-        let mut form = Form {
-            fields: HashMap::new(),
-            file: None,
-        };
-        let too_large = |e: ApiError| match e {
-            ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge {
-                limit: limit.unwrap_or_default(),
-            },
-            other => other,
-        };
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| too_large(form_error(e)))?
-        {
-            let name = field.name().unwrap_or_default().to_string();
-            if name == "file" {
-                let content_type = field.content_type().map(str::to_string);
-                let bytes = field.bytes().await.map_err(|e| too_large(form_error(e)))?;
-                form.file = Some(FormFile {
-                    bytes: bytes.to_vec(),
-                    content_type,
-                });
-            } else {
-                let text = field.text().await.map_err(|e| too_large(form_error(e)))?;
-                form.fields.insert(name, text);
-            }
-        }
-        Ok(MediaBody::Form(form))
-    }
-}
-
 /// A multipart send: the same rules as JSON, the file from the `file` field.
 async fn send_form(
     s: &AppState,
@@ -206,10 +103,7 @@ async fn send_form(
         && form
             .text(&["ptt"])
             .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    let file = form
-        .file
-        .take()
-        .ok_or_else(|| ApiError::bad_request("failed to get file from form: no `file` field"))?;
+    let file = form.take_file().ok_or_else(no_file)?;
     let m = MediaSend {
         phone: &phone,
         kind,
