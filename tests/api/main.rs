@@ -27,4 +27,5 @@ mod settings;
 mod settings_sync;
 mod status;
 mod store_contract;
+mod webhook_delivery;
 mod webhooks;
