@@ -427,3 +427,76 @@ async fn slow_receiver_does_not_delay_other_sessions_sqlite() {
 async fn slow_receiver_does_not_delay_other_sessions_postgres() {
     slow_session_does_not_hold_up_another(Db::Postgres).await;
 }
+
+/// The dead-letter API over HTTP: list (paginated), replay by id (unknown → 404, bad → 400),
+/// replay all; the replayed event reaches the receiver.
+async fn dead_letters_over_http(db: Db) {
+    let Some(app) = app(db, 0).await else { return };
+    let plan = Plan {
+        answers: [(410, None), (404, None)].into_iter().collect(),
+        ..Plan::default()
+    };
+    let (rx, addr) = Receiver::start(plan).await;
+    let s = session(&app, "dl", &format!("http://{addr}/hook"), &[], None).await;
+    append(&app, s, "message.received", 3).await;
+    let d = Dispatcher::new(app.store(), fast(0));
+    drain(&d, &*app.store(), 50).await;
+
+    let (code, page) = TestApp::call(app.get("/dl/webhook/failed?limit=1")).await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["limit"], 1);
+    assert_eq!(page["offset"], 0);
+    let first = &page["events"][0];
+    assert_eq!(first["event"], "message.received");
+    assert_eq!(first["lastStatus"], 410);
+    assert_eq!(first["attempts"], 1);
+    assert_eq!(first["payload"]["n"], 0);
+    assert!(first["failedAt"].is_string() && first["createdAt"].is_string());
+    let (_, page2) = TestApp::call(app.get("/dl/webhook/failed?offset=1")).await;
+    assert_eq!(page2["events"][0]["lastStatus"], 404);
+
+    let (code, err) = TestApp::call(app.get("/dl/webhook/failed?limit=9999")).await;
+    assert_eq!(code, 400);
+    assert!(err["error"].as_str().unwrap().contains("limit"));
+    let (code, err) = TestApp::call(
+        app.post("/dl/webhook/replay")
+            .json(&json!({"ids": ["nope"]})),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(err["error"].as_str().unwrap().contains("ids"));
+    let unknown = Uuid::now_v7().to_string();
+    let id = first["id"].as_str().unwrap().to_string();
+    let (code, err) = TestApp::call(
+        app.post("/dl/webhook/replay")
+            .json(&json!({"ids": [id, unknown]})),
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert!(err["error"].as_str().unwrap().contains(&unknown));
+
+    let (code, r) = TestApp::call(app.post("/dl/webhook/replay").json(&json!({"ids": [id]}))).await;
+    assert_eq!((code, r), (200, json!({"replayed": 1})));
+    drain(&d, &*app.store(), 50).await;
+    let (code, r) = TestApp::call(app.post("/dl/webhook/replay").json(&json!({}))).await;
+    assert_eq!((code, r), (200, json!({"replayed": 1})));
+    drain(&d, &*app.store(), 50).await;
+    let (_, page) = TestApp::call(app.get("/dl/webhook/failed")).await;
+    assert_eq!(page["total"], 0);
+    // 3 first attempts, then the two replays, both answered 200.
+    let got = rx.delivered_events();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[3]["n"], 0);
+    assert_eq!(got[4]["n"], 1);
+}
+
+#[tokio::test]
+async fn dead_letters_listed_and_replayed_over_http_sqlite() {
+    dead_letters_over_http(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn dead_letters_listed_and_replayed_over_http_postgres() {
+    dead_letters_over_http(Db::Postgres).await;
+}
