@@ -14,6 +14,7 @@ use super::{
     deliver::{self, Attempt},
     retry::{self, Verdict},
 };
+use crate::observability::Metrics;
 use crate::store::{
     Store, StoreResult, WebhookRecord,
     outbox::{Outcome, QueuedEvent},
@@ -24,6 +25,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     settings: WebhookSettings,
     wake: Notify,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What one pass did for one session.
@@ -37,10 +39,20 @@ pub struct Pass {
 
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store>, settings: WebhookSettings) -> Arc<Self> {
+        Self::with_metrics(store, settings, None)
+    }
+
+    /// [`Dispatcher::new`] that also feeds the `webhook_*` metrics.
+    pub fn with_metrics(
+        store: Arc<dyn Store>,
+        settings: WebhookSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
         Arc::new(Dispatcher {
             store,
             settings,
             wake: Notify::new(),
+            metrics,
         })
     }
 
@@ -74,6 +86,7 @@ impl Dispatcher {
             }
             let outcome = self.attempt(webhook.as_ref(), &ev).await;
             self.store.record_outcome(ev.id, &outcome).await?;
+            self.observe(&ev, &outcome);
             match outcome {
                 Outcome::Delivered { .. } => pass.delivered += 1,
                 Outcome::Skipped => pass.skipped += 1,
@@ -85,6 +98,21 @@ impl Dispatcher {
             }
         }
         Ok(pass)
+    }
+
+    fn observe(&self, ev: &QueuedEvent, outcome: &Outcome) {
+        let Some(m) = &self.metrics else { return };
+        let label = match outcome {
+            Outcome::Delivered { .. } => {
+                let waited = (Utc::now() - ev.created_at).num_microseconds().unwrap_or(0);
+                m.webhook_latency.observe(waited.max(0) as f64 / 1e6);
+                "delivered"
+            }
+            Outcome::Retry { .. } => "retried",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Skipped => "skipped",
+        };
+        m.webhook_attempts.with_label_values(&[label]).inc();
     }
 
     async fn attempt(&self, webhook: Option<&WebhookRecord>, ev: &QueuedEvent) -> Outcome {
@@ -179,7 +207,25 @@ impl Dispatcher {
     }
 
     async fn janitor(&self, cancel: CancellationToken) {
+        let mut last_purge: Option<Instant> = None;
         loop {
+            if let Some(m) = &self.metrics {
+                match self.store.outbox_depth().await {
+                    Ok((pending, dead)) => {
+                        m.webhook_queue_depth.set(pending);
+                        m.webhook_dead_letters.set(dead);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "webhook gauges: store error"),
+                }
+            }
+            if last_purge.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            last_purge = Some(Instant::now());
             let before = Utc::now()
                 - chrono::Duration::from_std(self.settings.retention)
                     .unwrap_or(chrono::Duration::MAX);
@@ -190,7 +236,7 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
             }
         }
     }

@@ -416,6 +416,22 @@ async fn slow_session_does_not_hold_up_another(db: Db) {
         "session b waited for session a"
     );
     assert!(start.elapsed() < Duration::from_secs(2));
+    // The metrics saw the deliveries and the queue.
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(3), || {
+            let app = &app;
+            async move {
+                let m = app.metrics().await;
+                m.contains("onwapp_webhook_attempts_total{outcome=\"delivered\"}")
+                    && m.contains("onwapp_webhook_delivery_latency_seconds_count")
+                    && m.contains("onwapp_webhook_queue_depth")
+                    && m.contains("onwapp_webhook_dead_letters 0")
+            }
+        })
+        .await,
+        "{}",
+        app.metrics().await
+    );
 }
 
 #[tokio::test]
@@ -499,4 +515,75 @@ async fn dead_letters_listed_and_replayed_over_http_sqlite() {
 #[tokio::test]
 async fn dead_letters_listed_and_replayed_over_http_postgres() {
     dead_letters_over_http(Db::Postgres).await;
+}
+
+/// End to end: a simulated user on wamock writes to the session; the webhook configured over
+/// the API receives `message.received` with the text, signed, and nothing it did not ask for.
+async fn a_users_text_arrives_at_the_webhook(db: Db) {
+    let Some((app, wa)) = crate::wa::app_on(db).await else {
+        return;
+    };
+    let (rx, addr) = Receiver::start(Plan::default()).await;
+    let (me, them) = ("5511977770801", "5511977770802");
+    app.create_session("e2e").await;
+    let (code, body) = TestApp::call(app.post("/e2e/webhook").json(&json!({
+        "url": format!("http://{addr}/hook"),
+        "events": ["message.received"],
+        "secret": "k",
+    })))
+    .await;
+    assert_eq!(code, 200, "{body}");
+    crate::wa::pair(&app, &wa, "e2e", me).await;
+    crate::wa::user(&wa, them).await;
+    let id = crate::incoming_events::admin(
+        &wa,
+        &format!("/users/{them}/send"),
+        json!({"to": format!("{me}@s.whatsapp.net"), "text": "hello hook"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = Dispatcher::new(app.store(), fast(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rx
+        .delivered_events()
+        .iter()
+        .any(|e| e["Info"]["ID"] == id.as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never delivered: {:?}",
+            rx.delivered_events()
+        );
+        d.run_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = rx.got();
+    assert!(
+        got.iter()
+            .all(|g| g.headers["x-webhook-event"] == "message.received")
+    );
+    let hit = got
+        .iter()
+        .find(|g| g.json()["Info"]["ID"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        hit.headers["x-webhook-signature"].to_str().unwrap(),
+        sign::signature("k", &hit.body)
+    );
+    let ev = hit.json();
+    assert_eq!(ev["event"], "message.received");
+    assert_eq!(ev["sessionId"], "e2e");
+    assert_eq!(ev["Message"]["conversation"], "hello hook", "{ev}");
+}
+
+#[tokio::test]
+async fn wamock_text_reaches_the_webhook_sqlite() {
+    a_users_text_arrives_at_the_webhook(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn wamock_text_reaches_the_webhook_postgres() {
+    a_users_text_arrives_at_the_webhook(Db::Postgres).await;
 }
