@@ -217,11 +217,11 @@ macro_rules! impl_outbox_store {
                 let mut missing = Vec::new();
                 let mut n = 0;
                 for id in ids {
-                    let changed = sqlx::query::<$db>(concat!(
+                    let changed = sqlx::query::<$db>(
                         "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
                          next_attempt_at = $2, dead_at = NULL \
-                         WHERE session_id = $1 AND state = 'dead' AND id = $3"
-                    ))
+                         WHERE session_id = $1 AND state = 'dead' AND id = $3",
+                    )
                     .bind(session_id)
                     .bind(at)
                     .bind(*id)
