@@ -440,6 +440,31 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.webhooks, crate::webhooks::WebhookSettings::default());
+        assert_eq!(c.webhooks.max_attempts, 10);
+        assert_eq!(c.webhooks.max_delay, Duration::from_secs(300));
+        let c = cfg(&[
+            ("WEBHOOK_WORKERS", "0"),
+            ("WEBHOOK_TIMEOUT", "3"),
+            ("WEBHOOK_MAX_ATTEMPTS", "4"),
+            ("WEBHOOK_BASE_DELAY_MS", "50"),
+            ("WEBHOOK_MAX_DELAY", "60"),
+            ("WEBHOOK_RETENTION", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhooks.workers, 0);
+        assert_eq!(c.webhooks.timeout, Duration::from_secs(3));
+        assert_eq!(c.webhooks.max_attempts, 4);
+        assert_eq!(c.webhooks.base_delay, Duration::from_millis(50));
+        assert_eq!(c.webhooks.max_delay, Duration::from_secs(60));
+        assert_eq!(c.webhooks.retention, Duration::from_secs(3600));
+        let e = cfg(&[("WEBHOOK_MAX_ATTEMPTS", "0")]).unwrap_err();
+        assert_eq!(e.var, "WEBHOOK_MAX_ATTEMPTS");
+    }
+
+    #[test]
     fn proxies_and_origins_parse() {
         let c = cfg(&[
             ("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
