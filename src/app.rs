@@ -89,6 +89,12 @@ impl App {
         let cancel = CancellationToken::new();
         limiter.spawn_recovery(cancel.child_token());
         spawn_sweeper(limiter.clone(), cancel.child_token());
+        crate::webhooks::Dispatcher::with_metrics(
+            store.clone(),
+            config.webhooks.clone(),
+            Some(metrics.clone()),
+        )
+        .spawn(cancel.child_token());
         let backends: BackendSource = {
             let store = store.clone();
             Arc::new(move |rec| store.device_backend(rec.id))

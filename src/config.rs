@@ -56,6 +56,8 @@ pub struct Config {
     /// Lets media URLs reach private, loopback and link-local addresses
     /// (`MEDIA_ALLOW_PRIVATE_URLS`; off by default: the SSRF guard).
     pub media_allow_private_urls: bool,
+    /// Webhook delivery (`WEBHOOK_*`).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -79,6 +81,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("media_max_bytes", &self.media_max_bytes)
             .field("media_allow_private_urls", &self.media_allow_private_urls)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -108,6 +111,7 @@ impl Default for Config {
             whatsapp_server_url: None,
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
             media_allow_private_urls: false,
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -240,6 +244,31 @@ impl Config {
                 "false" | "0" | "no" => false,
                 _ => return Err(err("MEDIA_ALLOW_PRIVATE_URLS", &v, "must be true or false")),
             };
+        }
+        if let Some(v) = get("WEBHOOK_WORKERS") {
+            c.webhooks.workers = v
+                .parse()
+                .map_err(|_| err("WEBHOOK_WORKERS", &v, "must be a whole number"))?;
+        }
+        if let Some(v) = get("WEBHOOK_TIMEOUT") {
+            c.webhooks.timeout = Duration::from_secs(parse_positive("WEBHOOK_TIMEOUT", &v)?);
+        }
+        if let Some(v) = get("WEBHOOK_MAX_ATTEMPTS") {
+            c.webhooks.max_attempts = parse_positive("WEBHOOK_MAX_ATTEMPTS", &v)?;
+        }
+        if let Some(v) = get("WEBHOOK_BASE_DELAY_MS") {
+            c.webhooks.base_delay =
+                Duration::from_millis(parse_positive("WEBHOOK_BASE_DELAY_MS", &v)?);
+        }
+        if let Some(v) = get("WEBHOOK_MAX_DELAY") {
+            c.webhooks.max_delay = Duration::from_secs(parse_positive("WEBHOOK_MAX_DELAY", &v)?);
+        }
+        if let Some(v) = get("WEBHOOK_RETENTION") {
+            c.webhooks.retention = Duration::from_secs(parse_positive("WEBHOOK_RETENTION", &v)?);
+        }
+        if let Some(v) = get("WEBHOOK_POLL_MS") {
+            c.webhooks.poll_interval =
+                Duration::from_millis(parse_positive("WEBHOOK_POLL_MS", &v)?);
         }
         Ok(c)
     }
@@ -408,6 +437,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.media_max_bytes, 1_048_576);
         assert!(c.media_allow_private_urls);
+    }
+
+    #[test]
+    fn webhook_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.webhooks, crate::webhooks::WebhookSettings::default());
+        assert_eq!(c.webhooks.max_attempts, 10);
+        assert_eq!(c.webhooks.max_delay, Duration::from_secs(300));
+        let c = cfg(&[
+            ("WEBHOOK_WORKERS", "0"),
+            ("WEBHOOK_TIMEOUT", "3"),
+            ("WEBHOOK_MAX_ATTEMPTS", "4"),
+            ("WEBHOOK_BASE_DELAY_MS", "50"),
+            ("WEBHOOK_MAX_DELAY", "60"),
+            ("WEBHOOK_RETENTION", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhooks.workers, 0);
+        assert_eq!(c.webhooks.timeout, Duration::from_secs(3));
+        assert_eq!(c.webhooks.max_attempts, 4);
+        assert_eq!(c.webhooks.base_delay, Duration::from_millis(50));
+        assert_eq!(c.webhooks.max_delay, Duration::from_secs(60));
+        assert_eq!(c.webhooks.retention, Duration::from_secs(3600));
+        let e = cfg(&[("WEBHOOK_MAX_ATTEMPTS", "0")]).unwrap_err();
+        assert_eq!(e.var, "WEBHOOK_MAX_ATTEMPTS");
     }
 
     #[test]

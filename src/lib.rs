@@ -14,3 +14,4 @@ pub mod media;
 pub mod observability;
 pub mod ratelimit;
 pub mod store;
+pub mod webhooks;

@@ -851,6 +851,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint::new(DELETE, "/:session/webhook", WEBHOOKS, "Delete Webhook")
         .done()
         .res("MessageResponse"),
+    // Extensions to the contract: dead letters of webhook delivery.
+    Endpoint::new(GET, "/:session/webhook/failed", WEBHOOKS, "List Failed Webhook Events (extension)")
+        .done()
+        .query(&[
+            q("limit", false, "page size, default 50, at most 500"),
+            q("offset", false, "events to skip, default 0"),
+        ]),
+    Endpoint::new(POST, "/:session/webhook/replay", WEBHOOKS, "Replay Failed Webhook Events (extension)")
+        .done(),
     Endpoint::new(GET, "/events", WEBHOOKS, "Get Available Events")
         .done()
         .res("EventsResponse"),
@@ -1102,6 +1111,8 @@ mod tests {
             ("POST", "/:session/webhook"),
             ("PUT", "/:session/webhook"),
             ("DELETE", "/:session/webhook"),
+            ("GET", "/:session/webhook/failed"),
+            ("POST", "/:session/webhook/replay"),
             ("GET", "/events"),
         ]
         .into_iter()

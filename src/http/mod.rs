@@ -26,6 +26,7 @@ pub mod sessions;
 pub mod settings;
 pub mod status;
 pub mod unimplemented;
+pub mod webhook_failed;
 pub mod webhooks;
 
 use axum::{
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(status::router())
         .merge(calls::router())
         .merge(webhooks::router())
+        .merge(webhook_failed::router())
         .merge(events::router())
         .merge(unimplemented::authenticated_router())
         .route_layer(from_fn_with_state(state.clone(), middleware::require_auth));

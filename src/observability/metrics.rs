@@ -13,6 +13,14 @@ pub struct Metrics {
     pub ratelimit_redis_fallback: IntGauge,
     pub ratelimit_fallback_transitions: IntCounter,
     pub db_up: IntGauge,
+    /// Webhook events waiting for delivery (pending outbox rows).
+    pub webhook_queue_depth: IntGauge,
+    /// Webhook events parked as dead letters.
+    pub webhook_dead_letters: IntGauge,
+    /// Delivery attempts by outcome: delivered, retried, dead, skipped.
+    pub webhook_attempts: IntCounterVec,
+    /// Seconds from an event's enqueue to its delivery.
+    pub webhook_latency: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -55,8 +63,38 @@ impl Metrics {
         .expect("static metric definition");
         let db_up = IntGauge::new("database_up", "1 when the last database check succeeded")
             .expect("static metric definition");
+        let webhook_queue_depth =
+            IntGauge::new("webhook_queue_depth", "Webhook events waiting for delivery")
+                .expect("static metric definition");
+        let webhook_dead_letters = IntGauge::new(
+            "webhook_dead_letters",
+            "Webhook events parked as dead letters",
+        )
+        .expect("static metric definition");
+        let webhook_attempts = IntCounterVec::new(
+            Opts::new(
+                "webhook_attempts_total",
+                "Webhook delivery attempts by outcome (delivered, retried, dead, skipped)",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let webhook_latency = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "webhook_delivery_latency_seconds",
+                "Time from an event's enqueue to its delivery",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 3600.0,
+            ]),
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_dead_letters.clone()),
+            Box::new(webhook_attempts.clone()),
+            Box::new(webhook_latency.clone()),
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(ratelimit_decisions.clone()),
             Box::new(ratelimit_redis_fallback.clone()),
@@ -73,6 +111,10 @@ impl Metrics {
             ratelimit_redis_fallback,
             ratelimit_fallback_transitions,
             db_up,
+            webhook_queue_depth,
+            webhook_dead_letters,
+            webhook_attempts,
+            webhook_latency,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod device;
 pub mod events;
 pub mod media;
 mod models;
+pub mod outbox;
 pub mod poll;
 mod postgres;
 mod sql;
@@ -126,6 +127,7 @@ pub trait Store:
     + contacts::ContactStore
     + events::EventStore
     + media::MediaStore
+    + outbox::OutboxStore
 {
 }
 impl<T> Store for T where
@@ -140,6 +142,7 @@ impl<T> Store for T where
         + contacts::ContactStore
         + events::EventStore
         + media::MediaStore
+        + outbox::OutboxStore
 {
 }
 

@@ -37,3 +37,52 @@ super::poll::impl_poll_store!(PgStore, sqlx::Postgres);
 super::contacts::impl_contact_store!(PgStore, sqlx::Postgres);
 super::events::impl_event_store!(PgStore, sqlx::Postgres, "BEGIN");
 super::media::impl_media_store!(PgStore, sqlx::Postgres);
+super::outbox::impl_outbox_store!(PgStore, sqlx::Postgres, "seq");
+
+/// A session's queue, locked through its `webhook_cursors` row until the transaction ends.
+struct PgClaim {
+    session_id: uuid::Uuid,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+#[async_trait::async_trait]
+impl super::outbox::OutboxClaim for PgClaim {
+    fn session_id(&self) -> uuid::Uuid {
+        self.session_id
+    }
+
+    async fn release(self: Box<Self>) -> super::StoreResult<()> {
+        self.tx
+            .commit()
+            .await
+            .map_err(|e| super::StoreError::from_sqlx(e, String::new))
+    }
+}
+
+impl PgStore {
+    async fn claim_outbox_session(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> super::StoreResult<Option<Box<dyn super::outbox::OutboxClaim>>> {
+        let e = |e| super::StoreError::from_sqlx(e, String::new);
+        let mut tx = self.pool.begin().await.map_err(e)?;
+        let row: Option<(uuid::Uuid,)> = sqlx::query_as(
+            "SELECT c.session_id FROM webhook_cursors c \
+             WHERE (SELECT o.next_attempt_at FROM webhook_outbox o \
+                    WHERE o.session_id = c.session_id AND o.state = 'pending' \
+                    ORDER BY o.seq LIMIT 1) <= $1 \
+             LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
+        )
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(e)?;
+        match row {
+            Some((session_id,)) => Ok(Some(Box::new(PgClaim { session_id, tx }))),
+            None => {
+                tx.rollback().await.map_err(e)?;
+                Ok(None)
+            }
+        }
+    }
+}

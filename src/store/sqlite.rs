@@ -1,6 +1,11 @@
 //! SQLite: the embedded store of a single node, a file under the data directory.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    collections::HashSet,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -10,6 +15,8 @@ use super::ConnectOptions;
 
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// Sessions whose webhook queue a worker owns (one process uses the file).
+    outbox_in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
 }
 
 impl SqliteStore {
@@ -33,7 +40,10 @@ impl SqliteStore {
             .connect_with(conn)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            outbox_in_flight: Arc::default(),
+        })
     }
 }
 
@@ -45,3 +55,56 @@ super::poll::impl_poll_store!(SqliteStore, sqlx::Sqlite);
 super::contacts::impl_contact_store!(SqliteStore, sqlx::Sqlite);
 super::events::impl_event_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
 super::media::impl_media_store!(SqliteStore, sqlx::Sqlite);
+super::outbox::impl_outbox_store!(SqliteStore, sqlx::Sqlite, "rowid");
+
+/// A session's queue, owned while its id is in the in-flight set.
+struct SqliteClaim {
+    session_id: uuid::Uuid,
+    in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
+}
+
+impl Drop for SqliteClaim {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(&self.session_id);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::outbox::OutboxClaim for SqliteClaim {
+    fn session_id(&self) -> uuid::Uuid {
+        self.session_id
+    }
+
+    async fn release(self: Box<Self>) -> super::StoreResult<()> {
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    async fn claim_outbox_session(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> super::StoreResult<Option<Box<dyn super::outbox::OutboxClaim>>> {
+        let due: Vec<(uuid::Uuid,)> = sqlx::query_as(
+            "SELECT s.id FROM sessions s \
+             WHERE (SELECT o.next_attempt_at FROM webhook_outbox o \
+                    WHERE o.session_id = s.id AND o.state = 'pending' \
+                    ORDER BY o.rowid LIMIT 1) <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| super::StoreError::from_sqlx(e, String::new))?;
+        let Ok(mut set) = self.outbox_in_flight.lock() else {
+            return Ok(None);
+        };
+        Ok(due.into_iter().find(|(id,)| set.insert(*id)).map(|(id,)| {
+            Box::new(SqliteClaim {
+                session_id: id,
+                in_flight: self.outbox_in_flight.clone(),
+            }) as Box<dyn super::outbox::OutboxClaim>
+        }))
+    }
+}

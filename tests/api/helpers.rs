@@ -255,6 +255,12 @@ pub fn base_config(data_dir: &std::path::Path) -> Config {
         global_api_key: Some(GLOBAL_KEY.into()),
         rate_limit_per_second: 100_000,
         rate_limit_burst: 100_000,
+        // Tests read the outbox as the engine left it; webhook delivery tests start workers
+        // themselves (`webhook_delivery.rs`) or drive `Dispatcher::run_once`.
+        webhooks: onwapp::webhooks::WebhookSettings {
+            workers: 0,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

@@ -29,4 +29,5 @@ mod settings;
 mod settings_sync;
 mod status;
 mod store_contract;
+mod webhook_delivery;
 mod webhooks;

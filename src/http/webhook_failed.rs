@@ -1,0 +1,123 @@
+//! Dead letters (extensions to the contract): `GET /:session/webhook/failed` lists the events
+//! that will not be retried, `POST /:session/webhook/replay` queues them again (all or by id).
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    error::{ApiError, ApiResult},
+    http::extract::{JsonBody, SessionCtx},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/{session}/webhook/failed", get(failed))
+        .route("/{session}/webhook/replay", post(replay))
+}
+
+fn number(
+    q: &HashMap<String, String>,
+    field: &str,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match q.get(field) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "invalid value for field '{field}': must be a whole number from 0 to {max}"
+            ))),
+        },
+    }
+}
+
+async fn failed(
+    State(s): State<AppState>,
+    SessionCtx(sess): SessionCtx,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = match number(&q, "limit", 50, 500)? {
+        0 => 50,
+        n => n,
+    };
+    let offset = number(&q, "offset", 0, i64::MAX)?;
+    let (total, rows) = s.store.dead_letters(sess.id, limit, offset).await?;
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id.to_string(),
+                "event": r.event,
+                "payload": r.payload.0,
+                "attempts": r.attempts,
+                "lastStatus": r.last_status,
+                "lastError": r.last_error,
+                "createdAt": r.created_at.to_rfc3339(),
+                "failedAt": r.dead_at.map(|t| t.to_rfc3339()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "total": total, "limit": limit, "offset": offset, "events": events
+    })))
+}
+
+/// `{"ids": [...]}` replays those; `{}` or `{"all": true}` replays every dead letter.
+fn ids(body: &Value) -> Result<Option<Vec<Uuid>>, ApiError> {
+    let Value::Object(m) = body else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    match m.get("all") {
+        None | Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) if m.contains_key("ids") => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid value for field 'all': must be true, or give 'ids'",
+            ));
+        }
+    }
+    let Some(list) = m.get("ids") else {
+        return Ok(None);
+    };
+    let Value::Array(list) = list else {
+        return Err(ApiError::bad_request(
+            "invalid value for field 'ids': must be an array of event ids",
+        ));
+    };
+    if list.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid value for field 'ids': must not be empty",
+        ));
+    }
+    list.iter()
+        .map(|v| {
+            v.as_str()
+                .and_then(|s| Uuid::parse_str(s.trim()).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "invalid value {v} in field 'ids': not an event id"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+async fn replay(
+    State(s): State<AppState>,
+    SessionCtx(sess): SessionCtx,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let ids = ids(&body)?;
+    let n = s.store.replay_dead_letters(sess.id, ids.as_deref()).await?;
+    Ok(Json(json!({ "replayed": n })))
+}

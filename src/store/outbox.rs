@@ -1,0 +1,315 @@
+//! The webhook outbox seen by the delivery workers (design section 7): claim one session's
+//! queue, read its pending events in order, record each attempt's outcome, and the dead letters.
+//!
+//! Postgres claims a session by locking its `webhook_cursors` row (`FOR UPDATE SKIP LOCKED`) for
+//! as long as the claim lives, so any number of workers on any number of nodes never deliver one
+//! session's events concurrently. SQLite (one node, one process) keeps the sessions in flight in
+//! a set instead. Outcomes are written through the pool (autocommit), so progress is durable per
+//! event even while the claim is held.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::StoreResult;
+
+/// A pending event, as a worker delivers it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct QueuedEvent {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub event: String,
+    pub payload: Json<Value>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// A dead letter: an event that will not be retried until it is replayed.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub id: Uuid,
+    pub event: String,
+    pub payload: Json<Value>,
+    pub attempts: i32,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+/// What one attempt (or the filter) decided for an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered {
+        status: i32,
+    },
+    /// Try again at `at`; the session's later events wait behind it.
+    Retry {
+        status: Option<i32>,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    Dead {
+        status: Option<i32>,
+        error: String,
+    },
+    /// No enabled webhook, or its `events` list leaves this event out.
+    Skipped,
+}
+
+/// A session's queue, owned by one worker until [`OutboxClaim::release`] (or drop).
+#[async_trait]
+pub trait OutboxClaim: Send {
+    fn session_id(&self) -> Uuid;
+    async fn release(self: Box<Self>) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Takes a session whose oldest pending event is due at `now` and that no other worker owns.
+    async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>>;
+    /// The session's pending events, oldest first.
+    async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>>;
+    /// Records the outcome of an attempt on `id`.
+    async fn record_outcome(&self, id: Uuid, outcome: &Outcome) -> StoreResult<()>;
+    /// The session's dead letters, oldest first, and how many there are.
+    async fn dead_letters(
+        &self,
+        session_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(i64, Vec<DeadLetter>)>;
+    /// Puts dead letters back in the queue (all of the session's when `ids` is `None`).
+    /// `Err(NotFound)` naming the ids that are not dead letters of the session, and nothing
+    /// replayed, when any is unknown.
+    async fn replay_dead_letters(&self, session_id: Uuid, ids: Option<&[Uuid]>)
+    -> StoreResult<u64>;
+    /// Deletes delivered and skipped events created before `before`.
+    async fn purge_finished(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Pending and dead events over every session (the metrics gauges).
+    async fn outbox_depth(&self) -> StoreResult<(i64, i64)>;
+}
+
+/// The statements both databases share; `$seq` is the column that orders a session's events.
+macro_rules! impl_outbox_store {
+    ($store:ty, $db:ty, $seq:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::outbox::OutboxStore for $store {
+            async fn claim_session(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<Box<dyn $crate::store::outbox::OutboxClaim>>> {
+                self.claim_outbox_session(now).await
+            }
+
+            async fn queued_events(
+                &self,
+                session_id: uuid::Uuid,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::outbox::QueuedEvent>> {
+                sqlx::query_as::<$db, $crate::store::outbox::QueuedEvent>(concat!(
+                    "SELECT id, session_id, event, payload, attempts, created_at, next_attempt_at \
+                     FROM webhook_outbox WHERE session_id = $1 AND state = 'pending' ORDER BY ",
+                    $seq,
+                    " LIMIT $2"
+                ))
+                .bind(session_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
+            }
+
+            async fn record_outcome(
+                &self,
+                id: uuid::Uuid,
+                outcome: &$crate::store::outbox::Outcome,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::store::outbox::Outcome;
+                let at = $crate::store::sql::now();
+                let q = match outcome {
+                    Outcome::Delivered { status } => sqlx::query::<$db>(
+                        "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, \
+                         last_status = $2, last_error = NULL, delivered_at = $3 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(*status)
+                    .bind(at),
+                    Outcome::Retry { status, error, at: next } => sqlx::query::<$db>(
+                        "UPDATE webhook_outbox SET attempts = attempts + 1, last_status = $2, \
+                         last_error = $3, next_attempt_at = $4 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(*status)
+                    .bind(error.as_str())
+                    .bind(*next),
+                    Outcome::Dead { status, error } => sqlx::query::<$db>(
+                        "UPDATE webhook_outbox SET state = 'dead', attempts = attempts + 1, \
+                         last_status = $2, last_error = $3, dead_at = $4 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(*status)
+                    .bind(error.as_str())
+                    .bind(at),
+                    Outcome::Skipped => sqlx::query::<$db>(
+                        "UPDATE webhook_outbox SET state = 'skipped', delivered_at = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(at),
+                };
+                q.execute(&self.pool)
+                    .await
+                    .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
+                Ok(())
+            }
+
+            async fn dead_letters(
+                &self,
+                session_id: uuid::Uuid,
+                limit: i64,
+                offset: i64,
+            ) -> $crate::store::StoreResult<(i64, Vec<$crate::store::outbox::DeadLetter>)> {
+                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let (total,): (i64,) = sqlx::query_as::<$db, (i64,)>(
+                    "SELECT COUNT(*) FROM webhook_outbox WHERE session_id = $1 AND state = 'dead'",
+                )
+                .bind(session_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(e)?;
+                let rows = sqlx::query_as::<$db, $crate::store::outbox::DeadLetter>(concat!(
+                    "SELECT id, event, payload, attempts, last_status, last_error, created_at, dead_at \
+                     FROM webhook_outbox WHERE session_id = $1 AND state = 'dead' ORDER BY ",
+                    $seq,
+                    " LIMIT $2 OFFSET $3"
+                ))
+                .bind(session_id)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(e)?;
+                Ok((total, rows))
+            }
+
+            async fn replay_dead_letters(
+                &self,
+                session_id: uuid::Uuid,
+                ids: Option<&[uuid::Uuid]>,
+            ) -> $crate::store::StoreResult<u64> {
+                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let at = $crate::store::sql::now();
+                const REPLAY: &str = "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
+                     next_attempt_at = $2, dead_at = NULL WHERE session_id = $1 AND state = 'dead'";
+                let Some(ids) = ids else {
+                    return Ok(sqlx::query::<$db>(REPLAY)
+                        .bind(session_id)
+                        .bind(at)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(e)?
+                        .rows_affected());
+                };
+                let mut tx = self.pool.begin().await.map_err(e)?;
+                let mut missing = Vec::new();
+                let mut n = 0;
+                for id in ids {
+                    let changed = sqlx::query::<$db>(
+                        "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
+                         next_attempt_at = $2, dead_at = NULL \
+                         WHERE session_id = $1 AND state = 'dead' AND id = $3",
+                    )
+                    .bind(session_id)
+                    .bind(at)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(e)?
+                    .rows_affected();
+                    if changed == 0 {
+                        missing.push(id.to_string());
+                    }
+                    n += changed;
+                }
+                if !missing.is_empty() {
+                    tx.rollback().await.map_err(e)?;
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "no failed events with ids: {}",
+                        missing.join(", ")
+                    )));
+                }
+                tx.commit().await.map_err(e)?;
+                Ok(n)
+            }
+
+            async fn purge_finished(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                Ok(sqlx::query::<$db>(
+                    "DELETE FROM webhook_outbox WHERE state IN ('delivered', 'skipped') AND created_at < $1",
+                )
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?
+                .rows_affected())
+            }
+
+            async fn outbox_depth(&self) -> $crate::store::StoreResult<(i64, i64)> {
+                sqlx::query_as::<$db, (i64, i64)>(
+                    "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) FROM webhook_outbox",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
+            }
+        }
+    };
+}
+
+pub(crate) use impl_outbox_store;
+
+#[async_trait]
+impl OutboxStore for super::CachedStore {
+    async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>> {
+        self.inner().claim_session(now).await
+    }
+
+    async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>> {
+        self.inner().queued_events(session_id, limit).await
+    }
+
+    async fn record_outcome(&self, id: Uuid, outcome: &Outcome) -> StoreResult<()> {
+        self.inner().record_outcome(id, outcome).await
+    }
+
+    async fn dead_letters(
+        &self,
+        session_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(i64, Vec<DeadLetter>)> {
+        self.inner().dead_letters(session_id, limit, offset).await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        session_id: Uuid,
+        ids: Option<&[Uuid]>,
+    ) -> StoreResult<u64> {
+        self.inner().replay_dead_letters(session_id, ids).await
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.inner().purge_finished(before).await
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<(i64, i64)> {
+        self.inner().outbox_depth().await
+    }
+}

@@ -1,0 +1,264 @@
+//! The delivery workers: claim a session, deliver its due events in order, record each outcome,
+//! stop at the first event that must wait (its successors wait behind it), release.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::Value;
+use tokio::{sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    WebhookSettings,
+    deliver::{self, Attempt},
+    retry::{self, Verdict},
+};
+use crate::observability::Metrics;
+use crate::store::{
+    Store, StoreResult, WebhookRecord,
+    outbox::{Outcome, QueuedEvent},
+};
+
+/// Drives delivery; tests call [`Dispatcher::run_once`] step by step, the app [`Dispatcher::spawn`]s it.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    settings: WebhookSettings,
+    wake: Notify,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// What one pass did for one session.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub delivered: usize,
+    pub retried: usize,
+    pub dead: usize,
+    pub skipped: usize,
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<dyn Store>, settings: WebhookSettings) -> Arc<Self> {
+        Self::with_metrics(store, settings, None)
+    }
+
+    /// [`Dispatcher::new`] that also feeds the `webhook_*` metrics.
+    pub fn with_metrics(
+        store: Arc<dyn Store>,
+        settings: WebhookSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            store,
+            settings,
+            wake: Notify::new(),
+            metrics,
+        })
+    }
+
+    /// Wakes an idle worker (events were appended).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Claims one session with due events and delivers them; `None` when no session is due.
+    pub async fn run_once(&self) -> StoreResult<Option<Pass>> {
+        let Some(claim) = self.store.claim_session(Utc::now()).await? else {
+            return Ok(None);
+        };
+        let session_id = claim.session_id();
+        let result = self.drain(session_id).await;
+        claim.release().await?;
+        result.map(Some)
+    }
+
+    async fn drain(&self, session_id: uuid::Uuid) -> StoreResult<Pass> {
+        let mut pass = Pass::default();
+        let webhook = self.store.get_webhook(session_id).await?;
+        let events = self
+            .store
+            .queued_events(session_id, self.settings.batch)
+            .await?;
+        let now = Utc::now();
+        for ev in events {
+            if ev.next_attempt_at > now {
+                break;
+            }
+            let outcome = self.attempt(webhook.as_ref(), &ev).await;
+            self.store.record_outcome(ev.id, &outcome).await?;
+            self.observe(&ev, &outcome);
+            match outcome {
+                Outcome::Delivered { .. } => pass.delivered += 1,
+                Outcome::Skipped => pass.skipped += 1,
+                Outcome::Dead { .. } => pass.dead += 1,
+                Outcome::Retry { .. } => {
+                    pass.retried += 1;
+                    break;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    fn observe(&self, ev: &QueuedEvent, outcome: &Outcome) {
+        let Some(m) = &self.metrics else { return };
+        let label = match outcome {
+            Outcome::Delivered { .. } => {
+                let waited = (Utc::now() - ev.created_at).num_microseconds().unwrap_or(0);
+                m.webhook_latency.observe(waited.max(0) as f64 / 1e6);
+                "delivered"
+            }
+            Outcome::Retry { .. } => "retried",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Skipped => "skipped",
+        };
+        m.webhook_attempts.with_label_values(&[label]).inc();
+    }
+
+    async fn attempt(&self, webhook: Option<&WebhookRecord>, ev: &QueuedEvent) -> Outcome {
+        let Some(hook) = webhook.filter(|h| h.enabled && wants(&h.events.0, &ev.event)) else {
+            return Outcome::Skipped;
+        };
+        let body = Bytes::from(serde_json::to_vec(&payload(ev)).unwrap_or_default());
+        let headers = deliver::headers(
+            &ev.id.to_string(),
+            &ev.event,
+            ev.created_at.timestamp(),
+            hook.secret.as_deref(),
+            &body,
+        );
+        let started = Instant::now();
+        let attempt = deliver::post(&hook.url, &headers, body, self.settings.timeout).await;
+        let attempts = ev.attempts + 1;
+        let (status, verdict, error) = match attempt {
+            Attempt::Answered {
+                status,
+                retry_after,
+            } => (
+                Some(i32::from(status)),
+                retry::classify(status, retry_after),
+                format!("HTTP {status}"),
+            ),
+            Attempt::Failed(e) => (None, Verdict::Retry(None), e),
+            Attempt::BadUrl(e) => (None, Verdict::Dead, e),
+        };
+        tracing::debug!(id = %ev.id, event = %ev.event, ?status, attempts, elapsed = ?started.elapsed(), "webhook attempt");
+        match verdict {
+            Verdict::Delivered => Outcome::Delivered {
+                status: status.unwrap_or(200),
+            },
+            Verdict::Dead => Outcome::Dead { status, error },
+            Verdict::Retry(_) if attempts >= self.settings.max_attempts => Outcome::Dead {
+                status,
+                error: format!("{error} (gave up after {attempts} attempts)"),
+            },
+            Verdict::Retry(hint) => {
+                let delay = retry::next_delay(
+                    attempts,
+                    hint,
+                    self.settings.base_delay,
+                    self.settings.max_delay,
+                );
+                Outcome::Retry {
+                    status,
+                    error,
+                    at: Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                }
+            }
+        }
+    }
+
+    /// Starts the workers (none when `workers` is 0: tests drive [`Dispatcher::run_once`]) and the janitor; they stop when `cancel` fires.
+    pub fn spawn(self: &Arc<Self>, cancel: CancellationToken) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<JoinHandle<()>> = (0..self.settings.workers)
+            .map(|_| {
+                let me = self.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move { me.work(cancel).await })
+            })
+            .collect();
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move { me.janitor(cancel).await }));
+        tasks
+    }
+
+    async fn work(&self, cancel: CancellationToken) {
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let busy = match self.run_once().await {
+                Ok(Some(_)) => true,
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook worker: store error");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                }
+            }
+        }
+    }
+
+    async fn janitor(&self, cancel: CancellationToken) {
+        let mut last_purge: Option<Instant> = None;
+        loop {
+            if let Some(m) = &self.metrics {
+                match self.store.outbox_depth().await {
+                    Ok((pending, dead)) => {
+                        m.webhook_queue_depth.set(pending);
+                        m.webhook_dead_letters.set(dead);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "webhook gauges: store error"),
+                }
+            }
+            if last_purge.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            last_purge = Some(Instant::now());
+            let before = Utc::now()
+                - chrono::Duration::from_std(self.settings.retention)
+                    .unwrap_or(chrono::Duration::MAX);
+            match self.store.purge_finished(before).await {
+                Ok(n) if n > 0 => tracing::debug!(n, "webhook janitor purged finished events"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook janitor: store error"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
+    }
+}
+
+/// An empty list, `*` or `all` means every event.
+pub fn wants(list: &[String], event: &str) -> bool {
+    list.is_empty() || list.iter().any(|e| e == "*" || e == "all" || e == event)
+}
+
+/// The stored payload, with `id` and `timestamp` added when it lacks them.
+fn payload(ev: &QueuedEvent) -> Value {
+    let mut p = ev.payload.0.clone();
+    if let Value::Object(m) = &mut p {
+        m.entry("id")
+            .or_insert_with(|| Value::String(ev.id.to_string()));
+        m.entry("timestamp").or_insert_with(|| {
+            Value::String(
+                ev.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        });
+    }
+    p
+}
