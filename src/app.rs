@@ -91,7 +91,7 @@ impl App {
         spawn_sweeper(limiter.clone(), cancel.child_token());
         crate::webhooks::Dispatcher::with_metrics(
             store.clone(),
-            config.webhooks.clone(),
+            webhook_settings(&config),
             Some(metrics.clone()),
         )
         .spawn(cancel.child_token());
@@ -195,4 +195,24 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The delivery settings to run with. On Postgres a worker holds one pooled connection for
+/// the session it claimed and takes a second to record each outcome, so the workers are
+/// capped at a quarter of `DATABASE_MAX_CONNECTIONS`: the rest stays free for requests and
+/// sessions, and a busy outbox cannot starve the pool.
+fn webhook_settings(config: &Config) -> crate::webhooks::WebhookSettings {
+    let mut settings = config.webhooks.clone();
+    if config.database_kind() == "postgres" {
+        let cap = (config.db_max_connections as usize / 4).max(1);
+        if settings.workers > cap {
+            tracing::warn!(
+                requested = settings.workers,
+                running = cap,
+                "WEBHOOK_WORKERS capped at DATABASE_MAX_CONNECTIONS / 4; raise DATABASE_MAX_CONNECTIONS for more"
+            );
+            settings.workers = cap;
+        }
+    }
+    settings
 }

@@ -309,6 +309,12 @@ impl Engine {
             rec.device_jid.is_some() || live.as_ref().is_some_and(|l| l.client().pn().is_some());
         if let Some(l) = live {
             l.logout(SHUTDOWN_GRACE).await;
+            // whatsapp-rust's background saver writes dirty device state whenever it is
+            // woken; flush it now, so no write of the old device lands after the wipe (a
+            // connect would then find its credentials instead of asking for a QR).
+            if let Err(e) = l.client().persistence_manager().flush().await {
+                tracing::warn!(session = %rec.name, error = %e, "flushing the device before the wipe");
+            }
         }
         self.wipe(rec).await;
         if paired {
