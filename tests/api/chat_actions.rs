@@ -8,18 +8,9 @@ use serde_json::{Value, json};
 use whatsapp_rust::types::events::{ChannelEventHandler, Event};
 
 use crate::helpers::TestApp;
-use crate::wa::{app_with_wamock, pair, poll, user, wait_inbox};
+use crate::wa::{app_with_wamock, pair, poll, user, wait_admin, wait_inbox};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-async fn admin_get(wa: &wamock::Server, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", wa.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 async fn admin_post(wa: &wamock::Server, path: &str, body: Value) -> Value {
     let r = reqwest::Client::new()
@@ -30,22 +21,6 @@ async fn admin_post(wa: &wamock::Server, path: &str, body: Value) -> Value {
         .unwrap();
     assert!(r.status().is_success(), "POST {path}: {:?}", r.status());
     r.json().await.unwrap()
-}
-
-/// Polls a wamock admin `GET` until `done` accepts it.
-async fn wait_admin(wa: &wamock::Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let got = admin_get(wa, path).await;
-        if done(&got) {
-            return got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "GET {path} never got there: {got}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn len(v: &Value) -> usize {

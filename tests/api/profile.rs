@@ -2,43 +2,15 @@
 //! account really set on the server side (wamock's `GET /admin/accounts/{phone}/profile`
 //! and its decrypted app state).
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::TestApp;
-use crate::wa::{app_with_wamock, pair, user};
+use crate::wa::{admin_get, app_with_wamock, pair, user, wait_admin};
 
-const LIMIT: Duration = Duration::from_secs(20);
 const PHONE: &str = "5511999995001";
 const FRIEND: &str = "5511988885001";
-
-async fn admin_get(wa: &wamock::Server, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", wa.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Polls a wamock admin `GET` until `done` accepts it.
-async fn wait_admin(wa: &wamock::Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let got = admin_get(wa, path).await;
-        if done(&got) {
-            return got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "GET {path} never got there: {got}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     TestApp::call(app.post(path).json(&body)).await

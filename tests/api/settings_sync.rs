@@ -8,34 +8,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Db, TestApp};
 use crate::incoming_events::{admin, outbox, wait_event};
-use crate::wa::{app_on, app_with_wamock, devices, pair, poll, user, wait_status};
+use crate::wa::{
+    admin_get, app_on, app_with_wamock, devices, pair, poll, user, wait_admin, wait_status,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-async fn admin_get(wa: &wamock::Server, path: &str) -> Value {
-    reqwest::get(format!("{}/admin{path}", wa.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Polls a wamock admin `GET` until `done` accepts it.
-async fn wait_admin(wa: &wamock::Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let got = admin_get(wa, path).await;
-        if done(&got) {
-            return got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "GET {path} never got there: {got}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn post_settings(app: &TestApp, name: &str, body: Value) -> Value {
     let (code, b) = TestApp::call(app.post(&format!("/{name}/settings")).json(&body)).await;
@@ -68,7 +45,7 @@ async fn privacy(db: Db) {
         return;
     };
     let phone = "5511999996001";
-    let privacy = format!("/accounts/{phone}/privacy");
+    let privacy = format!("/admin/accounts/{phone}/privacy");
     app.create_session("ps").await;
 
     // Stored before the first connect: kept, pushed once the session is connected.
@@ -204,7 +181,7 @@ async fn eventually_cleared(app: &TestApp, session: uuid::Uuid) -> bool {
 
 /// The presences `user` heard from `phone`, oldest first: `true` = available.
 async fn heard(wa: &wamock::Server, user: &str, phone: &str) -> Vec<bool> {
-    let all = admin_get(wa, &format!("/users/{user}/presence")).await;
+    let all = admin_get(wa, &format!("/admin/users/{user}/presence")).await;
     all.as_array()
         .unwrap()
         .iter()

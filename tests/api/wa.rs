@@ -114,3 +114,29 @@ pub async fn user(wa: &wamock::Server, phone: &str) -> String {
         .unwrap_or_else(|| panic!("no user: {b}"))
         .to_string()
 }
+
+/// `GET` on wamock's HTTP side (`path` from the root, e.g. `/admin/accounts/...`), as JSON.
+pub async fn admin_get(wa: &wamock::Server, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", wa.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls a wamock admin `GET` (for up to 20 s) until `done` accepts it.
+pub async fn wait_admin(wa: &wamock::Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = admin_get(wa, path).await;
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {path} never got there: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
