@@ -857,9 +857,12 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .query(&[
             q("limit", false, "page size, default 50, at most 500"),
             q("offset", false, "events to skip, default 0"),
-        ]),
+        ])
+        .res("FailedEventsResponse"),
     Endpoint::new(POST, "/:session/webhook/replay", WEBHOOKS, "Replay Failed Webhook Events (extension)")
-        .done(),
+        .done()
+        .body("ReplayRequest")
+        .res("ReplayResponse"),
     Endpoint::new(GET, "/events", WEBHOOKS, "Get Available Events")
         .done()
         .res("EventsResponse"),

@@ -8,13 +8,16 @@ use axum::{
     extract::{Query, State},
     routing::{get, post},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     app::AppState,
     error::{ApiError, ApiResult},
-    http::extract::{JsonBody, SessionCtx},
+    http::{
+        dto::webhooks::{FailedEvent, FailedEventsResponse, ReplayResponse},
+        extract::{JsonBody, SessionCtx},
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -44,31 +47,32 @@ async fn failed(
     State(s): State<AppState>,
     SessionCtx(sess): SessionCtx,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FailedEventsResponse>> {
     let limit = match number(&q, "limit", 50, 500)? {
         0 => 50,
         n => n,
     };
     let offset = number(&q, "offset", 0, i64::MAX)?;
     let (total, rows) = s.store.dead_letters(sess.id, limit, offset).await?;
-    let events: Vec<Value> = rows
+    let events = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id.to_string(),
-                "event": r.event,
-                "payload": r.payload.0,
-                "attempts": r.attempts,
-                "lastStatus": r.last_status,
-                "lastError": r.last_error,
-                "createdAt": r.created_at.to_rfc3339(),
-                "failedAt": r.dead_at.map(|t| t.to_rfc3339()),
-            })
+        .map(|r| FailedEvent {
+            id: r.id.to_string(),
+            event: r.event,
+            payload: r.payload.0,
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            created_at: r.created_at.to_rfc3339(),
+            failed_at: r.dead_at.map(|t| t.to_rfc3339()),
         })
         .collect();
-    Ok(Json(json!({
-        "total": total, "limit": limit, "offset": offset, "events": events
-    })))
+    Ok(Json(FailedEventsResponse {
+        total,
+        limit,
+        offset,
+        events,
+    }))
 }
 
 /// `{"ids": [...]}` replays those; `{}` or `{"all": true}` replays every dead letter.
@@ -116,8 +120,8 @@ async fn replay(
     State(s): State<AppState>,
     SessionCtx(sess): SessionCtx,
     JsonBody(body): JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReplayResponse>> {
     let ids = ids(&body)?;
-    let n = s.store.replay_dead_letters(sess.id, ids.as_deref()).await?;
-    Ok(Json(json!({ "replayed": n })))
+    let replayed = s.store.replay_dead_letters(sess.id, ids.as_deref()).await?;
+    Ok(Json(ReplayResponse { replayed }))
 }

@@ -132,16 +132,28 @@ pub async fn exchange_with(
     addr: SocketAddr,
     req: &Exchange<'_>,
 ) -> Result<WebResponse, WebError> {
+    let mut sender = connect_with(tls, addr, req.url).await?;
+    send(&mut sender, req).await
+}
+
+/// An HTTP/1.1 connection that can carry several requests, one after another (keep-alive).
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens a connection to `addr` for `url`'s scheme and host (TLS checked as in [`exchange`]).
+pub async fn connect(addr: SocketAddr, url: &Url) -> Result<Sender, WebError> {
+    connect_with(&tls()?, addr, url).await
+}
+
+async fn connect_with(tls: &TlsConnector, addr: SocketAddr, url: &Url) -> Result<Sender, WebError> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| WebError::Connect(addr, "timed out".into()))?
         .map_err(|e| WebError::Connect(addr, e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    match req.url.scheme() {
-        "http" => over(tcp, req).await,
+    match url.scheme() {
+        "http" => handshake(tcp).await,
         "https" => {
-            let host = req
-                .url
+            let host = url
                 .host_str()
                 .ok_or_else(|| WebError::Url("no host".into()))?;
             let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -151,25 +163,32 @@ pub async fn exchange_with(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| WebError::Tls(host.to_string(), e.to_string()))?;
-            over(stream, req).await
+            handshake(stream).await
         }
         other => Err(WebError::Url(format!("unsupported scheme {other}"))),
     }
 }
 
-async fn over<S>(io: S, req: &Exchange<'_>) -> Result<WebResponse, WebError>
+async fn handshake<S>(io: S) -> Result<Sender, WebError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let http = |e: hyper::Error| WebError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(http)?;
+        .map_err(|e| WebError::Http(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "media HTTP connection ended");
+            tracing::debug!(error = %e, "HTTP connection ended");
         }
     });
+    Ok(sender)
+}
+
+/// Sends `req` on an open connection and reads the whole response; the connection can be
+/// used again afterwards when the server keeps it open.
+pub async fn send(sender: &mut Sender, req: &Exchange<'_>) -> Result<WebResponse, WebError> {
+    let http = |e: hyper::Error| WebError::Http(e.to_string());
+    sender.ready().await.map_err(http)?;
     let url = req.url;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),

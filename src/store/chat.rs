@@ -180,6 +180,7 @@ macro_rules! impl_message_store {
                     .await
                     .map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(true)
             }
 

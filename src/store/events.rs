@@ -235,7 +235,9 @@ macro_rules! impl_event_store {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
                 let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
-                tx.commit().await.map_err(q)
+                tx.commit().await.map_err(q)?;
+                self.outbox_appended();
+                Ok(())
             }
 
             async fn record_receipt(
@@ -266,6 +268,7 @@ macro_rules! impl_event_store {
                 }
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(changed)
             }
 
@@ -315,6 +318,7 @@ macro_rules! impl_event_store {
                 }
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(true)
             }
 
@@ -352,6 +356,7 @@ macro_rules! impl_event_store {
                 }
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(true)
             }
 
@@ -381,6 +386,7 @@ macro_rules! impl_event_store {
                 }
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(true)
             }
 
@@ -419,7 +425,9 @@ macro_rules! impl_event_store {
                 .await
                 .map_err(q)?;
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
-                tx.commit().await.map_err(q)
+                tx.commit().await.map_err(q)?;
+                self.outbox_appended();
+                Ok(())
             }
 
             async fn record_push_name(
@@ -463,6 +471,7 @@ macro_rules! impl_event_store {
                     .await
                     .map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(true)
             }
 
@@ -522,6 +531,7 @@ macro_rules! impl_event_store {
                 }
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
                 tx.commit().await.map_err(q)?;
+                self.outbox_appended();
                 Ok(new)
             }
 

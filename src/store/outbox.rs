@@ -4,8 +4,8 @@
 //! Postgres claims a session by locking its `webhook_cursors` row (`FOR UPDATE SKIP LOCKED`) for
 //! as long as the claim lives, so any number of workers on any number of nodes never deliver one
 //! session's events concurrently. SQLite (one node, one process) keeps the sessions in flight in
-//! a set instead. Outcomes are written through the pool (autocommit), so progress is durable per
-//! event even while the claim is held.
+//! a set instead. Outcomes are written through the pool, not the claim's transaction, so progress
+//! is durable while the claim is held (the workers write them in small groups).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -73,8 +73,12 @@ pub trait OutboxStore: Send + Sync {
     async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>>;
     /// The session's pending events, oldest first.
     async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>>;
+    /// Records the outcomes of attempts, in one transaction.
+    async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()>;
     /// Records the outcome of an attempt on `id`.
-    async fn record_outcome(&self, id: Uuid, outcome: &Outcome) -> StoreResult<()>;
+    async fn record_outcome(&self, id: Uuid, outcome: &Outcome) -> StoreResult<()> {
+        self.record_outcomes(&[(id, outcome.clone())]).await
+    }
     /// The session's dead letters, oldest first, and how many there are.
     async fn dead_letters(
         &self,
@@ -91,13 +95,29 @@ pub trait OutboxStore: Send + Sync {
     async fn purge_finished(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Pending and dead events over every session (the metrics gauges).
     async fn outbox_depth(&self) -> StoreResult<(i64, i64)>;
+    /// Notified (one waiter) whenever this store commits new or replayed outbox rows; the
+    /// delivery workers wait on it between polls. Events are written by the node that owns
+    /// the session, which is also the node that delivers them, so an in-process signal is
+    /// enough.
+    fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
 }
 
 /// The statements both databases share; `$seq` is the column that orders a session's events.
 macro_rules! impl_outbox_store {
     ($store:ty, $db:ty, $seq:literal) => {
+        impl $store {
+            /// Wakes a delivery worker: outbox rows were just committed.
+            pub(crate) fn outbox_appended(&self) {
+                self.outbox_signal.notify_one();
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::outbox::OutboxStore for $store {
+            fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+                self.outbox_signal.clone()
+            }
+
             async fn claim_session(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
@@ -123,47 +143,51 @@ macro_rules! impl_outbox_store {
                 .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
             }
 
-            async fn record_outcome(
+            async fn record_outcomes(
                 &self,
-                id: uuid::Uuid,
-                outcome: &$crate::store::outbox::Outcome,
+                outcomes: &[(uuid::Uuid, $crate::store::outbox::Outcome)],
             ) -> $crate::store::StoreResult<()> {
                 use $crate::store::outbox::Outcome;
+                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                if outcomes.is_empty() {
+                    return Ok(());
+                }
                 let at = $crate::store::sql::now();
-                let q = match outcome {
-                    Outcome::Delivered { status } => sqlx::query::<$db>(
-                        "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, \
-                         last_status = $2, last_error = NULL, delivered_at = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*status)
-                    .bind(at),
-                    Outcome::Retry { status, error, at: next } => sqlx::query::<$db>(
-                        "UPDATE webhook_outbox SET attempts = attempts + 1, last_status = $2, \
-                         last_error = $3, next_attempt_at = $4 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*status)
-                    .bind(error.as_str())
-                    .bind(*next),
-                    Outcome::Dead { status, error } => sqlx::query::<$db>(
-                        "UPDATE webhook_outbox SET state = 'dead', attempts = attempts + 1, \
-                         last_status = $2, last_error = $3, dead_at = $4 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*status)
-                    .bind(error.as_str())
-                    .bind(at),
-                    Outcome::Skipped => sqlx::query::<$db>(
-                        "UPDATE webhook_outbox SET state = 'skipped', delivered_at = $2 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(at),
-                };
-                q.execute(&self.pool)
-                    .await
-                    .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                let mut tx = self.pool.begin().await.map_err(e)?;
+                for (id, outcome) in outcomes {
+                    let q = match outcome {
+                        Outcome::Delivered { status } => sqlx::query::<$db>(
+                            "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, \
+                             last_status = $2, last_error = NULL, delivered_at = $3 WHERE id = $1",
+                        )
+                        .bind(*id)
+                        .bind(*status)
+                        .bind(at),
+                        Outcome::Retry { status, error, at: next } => sqlx::query::<$db>(
+                            "UPDATE webhook_outbox SET attempts = attempts + 1, last_status = $2, \
+                             last_error = $3, next_attempt_at = $4 WHERE id = $1",
+                        )
+                        .bind(*id)
+                        .bind(*status)
+                        .bind(error.as_str())
+                        .bind(*next),
+                        Outcome::Dead { status, error } => sqlx::query::<$db>(
+                            "UPDATE webhook_outbox SET state = 'dead', attempts = attempts + 1, \
+                             last_status = $2, last_error = $3, dead_at = $4 WHERE id = $1",
+                        )
+                        .bind(*id)
+                        .bind(*status)
+                        .bind(error.as_str())
+                        .bind(at),
+                        Outcome::Skipped => sqlx::query::<$db>(
+                            "UPDATE webhook_outbox SET state = 'skipped', delivered_at = $2 WHERE id = $1",
+                        )
+                        .bind(*id)
+                        .bind(at),
+                    };
+                    q.execute(&mut *tx).await.map_err(e)?;
+                }
+                tx.commit().await.map_err(e)
             }
 
             async fn dead_letters(
@@ -205,13 +229,15 @@ macro_rules! impl_outbox_store {
                 const REPLAY: &str = "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
                      next_attempt_at = $2, dead_at = NULL WHERE session_id = $1 AND state = 'dead'";
                 let Some(ids) = ids else {
-                    return Ok(sqlx::query::<$db>(REPLAY)
+                    let n = sqlx::query::<$db>(REPLAY)
                         .bind(session_id)
                         .bind(at)
                         .execute(&self.pool)
                         .await
                         .map_err(e)?
-                        .rows_affected());
+                        .rows_affected();
+                    self.outbox_appended();
+                    return Ok(n);
                 };
                 let mut tx = self.pool.begin().await.map_err(e)?;
                 let mut missing = Vec::new();
@@ -242,6 +268,7 @@ macro_rules! impl_outbox_store {
                     )));
                 }
                 tx.commit().await.map_err(e)?;
+                self.outbox_appended();
                 Ok(n)
             }
 
@@ -276,6 +303,10 @@ pub(crate) use impl_outbox_store;
 
 #[async_trait]
 impl OutboxStore for super::CachedStore {
+    fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.inner().outbox_signal()
+    }
+
     async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>> {
         self.inner().claim_session(now).await
     }
@@ -284,8 +315,8 @@ impl OutboxStore for super::CachedStore {
         self.inner().queued_events(session_id, limit).await
     }
 
-    async fn record_outcome(&self, id: Uuid, outcome: &Outcome) -> StoreResult<()> {
-        self.inner().record_outcome(id, outcome).await
+    async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()> {
+        self.inner().record_outcomes(outcomes).await
     }
 
     async fn dead_letters(

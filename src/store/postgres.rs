@@ -8,6 +8,8 @@ use super::ConnectOptions;
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// Wakes a delivery worker after outbox rows are committed (`OutboxStore::outbox_signal`).
+    pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -21,7 +23,10 @@ impl PgStore {
             .connect_with(conn)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            outbox_signal: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -17,6 +17,8 @@ pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     /// Sessions whose webhook queue a worker owns (one process uses the file).
     outbox_in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
+    /// Wakes a delivery worker after outbox rows are committed (`OutboxStore::outbox_signal`).
+    pub(crate) outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -42,6 +44,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore {
             pool,
+            outbox_signal: Default::default(),
             outbox_in_flight: Arc::default(),
         })
     }

@@ -1,6 +1,10 @@
 //! One delivery attempt: POST the event to the session's webhook URL.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::Method;
@@ -48,48 +52,101 @@ pub fn headers(
     h
 }
 
-/// POSTs `body` to `url`, within `timeout` (resolution, connection and response together).
-pub async fn post(
-    url: &str,
-    headers: &[(String, String)],
-    body: Bytes,
-    timeout: Duration,
-) -> Attempt {
-    let url = match Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-        Ok(u) => return Attempt::BadUrl(format!("unsupported scheme {}", u.scheme())),
-        Err(e) => return Attempt::BadUrl(format!("invalid URL: {e}")),
-    };
-    let exchange = async {
-        let addrs = web::resolve(&url).await?;
-        let mut last = None;
-        for addr in addrs {
-            let req = Exchange {
-                method: Method::POST,
-                url: &url,
-                headers,
-                body: body.clone(),
-                max_body: 64 * 1024,
-            };
-            match web::exchange(addr, &req).await {
-                Ok(r) => return Ok(r),
-                Err(e @ web::WebError::Connect(..)) => last = Some(e),
-                Err(e) => return Err(e),
+/// How long an idle connection is kept for the next delivery to the same receiver.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+/// Idle connections kept per receiver (origin).
+const IDLE_PER_ORIGIN: usize = 32;
+
+/// Keep-alive connections to the receivers, by origin (`scheme://host:port`): a busy outbox
+/// does not open (and leave in TIME_WAIT) one TCP connection per event.
+#[derive(Default)]
+pub struct Client {
+    idle: Mutex<HashMap<String, Vec<(web::Sender, Instant)>>>,
+}
+
+impl Client {
+    /// POSTs `body` to `url`, within `timeout` (resolution, connection and response together).
+    /// A kept connection that turns out closed is replaced by a new one once.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Attempt {
+        let url = match Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+            Ok(u) => return Attempt::BadUrl(format!("unsupported scheme {}", u.scheme())),
+            Err(e) => return Attempt::BadUrl(format!("invalid URL: {e}")),
+        };
+        let origin = url.origin().ascii_serialization();
+        let req = Exchange {
+            method: Method::POST,
+            url: &url,
+            headers,
+            body,
+            max_body: 64 * 1024,
+        };
+        let exchange = async {
+            if let Some(mut sender) = self.take(&origin) {
+                if let Ok(r) = web::send(&mut sender, &req).await {
+                    self.keep(&origin, sender);
+                    return Ok(r);
+                }
+            }
+            let addrs = web::resolve(&url).await?;
+            let mut last = None;
+            for addr in addrs {
+                let mut sender = match web::connect(addr, &url).await {
+                    Ok(s) => s,
+                    Err(e @ web::WebError::Connect(..)) => {
+                        last = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let r = web::send(&mut sender, &req).await?;
+                self.keep(&origin, sender);
+                return Ok(r);
+            }
+            Err(last.unwrap_or_else(|| web::WebError::Url("no address".into())))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => Attempt::Failed(format!("timed out after {}s", timeout.as_secs_f64())),
+            Ok(Err(web::WebError::Url(e))) => Attempt::BadUrl(e),
+            Ok(Err(e)) => Attempt::Failed(e.to_string()),
+            Ok(Ok(r)) => Attempt::Answered {
+                status: r.status,
+                retry_after: super::retry::parse_retry_after(
+                    r.headers
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()),
+                ),
+            },
+        }
+    }
+
+    /// A kept connection to `origin` that is still open and fresh.
+    fn take(&self, origin: &str) -> Option<web::Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(origin)?;
+        while let Some((sender, since)) = list.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_FOR {
+                return Some(sender);
             }
         }
-        Err(last.unwrap_or_else(|| web::WebError::Url("no address".into())))
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Attempt::Failed(format!("timed out after {}s", timeout.as_secs_f64())),
-        Ok(Err(web::WebError::Url(e))) => Attempt::BadUrl(e),
-        Ok(Err(e)) => Attempt::Failed(e.to_string()),
-        Ok(Ok(r)) => Attempt::Answered {
-            status: r.status,
-            retry_after: super::retry::parse_retry_after(
-                r.headers
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-        },
+        None
+    }
+
+    fn keep(&self, origin: &str, sender: web::Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(origin.to_string()).or_default();
+        list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_FOR);
+        if list.len() < IDLE_PER_ORIGIN {
+            list.push((sender, Instant::now()));
+        }
     }
 }

@@ -22,9 +22,24 @@ pub fn classify(status: u16, retry_after: Option<Duration>) -> Verdict {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not honoured: we back off as usual).
+/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 10.2.3; a date in the past
+/// means "now"). Anything else is ignored and we back off as usual.
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
-    value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    retry_after_at(value, chrono::Utc::now())
+}
+
+fn retry_after_at(value: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = value?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is RFC 2822 with the zone named GMT.
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Full jitter: a random delay in `[0, min(max, base * 2^(attempt-1))]`, at least 1 ms.
@@ -72,9 +87,22 @@ mod tests {
         }
         assert_eq!(next_delay(1, Some(Duration::from_secs(99)), base, max), max);
         assert_eq!(parse_retry_after(Some(" 3 ")), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(Some("soon")), None);
+    }
+
+    #[test]
+    fn retry_after_dates_are_honoured() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:30Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let at = |v| retry_after_at(Some(v), now);
         assert_eq!(
-            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
+            at("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::from_secs(30))
         );
+        // Already past: retry at once.
+        assert_eq!(at("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at("Someday"), None);
     }
 }

@@ -20,11 +20,15 @@ use crate::store::{
     outbox::{Outcome, QueuedEvent},
 };
 
+/// The longest a delivered event's outcome waits to be written with others.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Drives delivery; tests call [`Dispatcher::run_once`] step by step, the app [`Dispatcher::spawn`]s it.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     settings: WebhookSettings,
-    wake: Notify,
+    wake: Arc<Notify>,
+    client: deliver::Client,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -49,14 +53,16 @@ impl Dispatcher {
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
+            wake: store.outbox_signal(),
             store,
             settings,
-            wake: Notify::new(),
+            client: deliver::Client::default(),
             metrics,
         })
     }
 
-    /// Wakes an idle worker (events were appended).
+    /// Wakes an idle worker. The store does this itself whenever it commits outbox rows
+    /// (`OutboxStore::outbox_signal`), so idle workers do not wait for their next poll.
     pub fn notify(&self) {
         self.wake.notify_one();
     }
@@ -80,23 +86,37 @@ impl Dispatcher {
             .queued_events(session_id, self.settings.batch)
             .await?;
         let now = Utc::now();
+        // Outcomes are written in groups (one transaction each), at the latest `FLUSH_EVERY`
+        // after the first of a group: after a crash, at most that window of delivered events is
+        // delivered again, with the same `X-Webhook-Id`.
+        let mut unrecorded: Vec<(uuid::Uuid, Outcome)> = Vec::new();
+        let mut since = Instant::now();
         for ev in events {
             if ev.next_attempt_at > now {
                 break;
             }
             let outcome = self.attempt(webhook.as_ref(), &ev).await;
-            self.store.record_outcome(ev.id, &outcome).await?;
             self.observe(&ev, &outcome);
+            let stop = matches!(outcome, Outcome::Retry { .. });
             match outcome {
                 Outcome::Delivered { .. } => pass.delivered += 1,
                 Outcome::Skipped => pass.skipped += 1,
                 Outcome::Dead { .. } => pass.dead += 1,
-                Outcome::Retry { .. } => {
-                    pass.retried += 1;
-                    break;
-                }
+                Outcome::Retry { .. } => pass.retried += 1,
+            }
+            if unrecorded.is_empty() {
+                since = Instant::now();
+            }
+            unrecorded.push((ev.id, outcome));
+            if stop {
+                break;
+            }
+            if since.elapsed() >= FLUSH_EVERY {
+                self.store.record_outcomes(&unrecorded).await?;
+                unrecorded.clear();
             }
         }
+        self.store.record_outcomes(&unrecorded).await?;
         Ok(pass)
     }
 
@@ -128,7 +148,10 @@ impl Dispatcher {
             &body,
         );
         let started = Instant::now();
-        let attempt = deliver::post(&hook.url, &headers, body, self.settings.timeout).await;
+        let attempt = self
+            .client
+            .post(&hook.url, &headers, body, self.settings.timeout)
+            .await;
         let attempts = ev.attempts + 1;
         let (status, verdict, error) = match attempt {
             Attempt::Answered {

@@ -29,5 +29,6 @@ mod settings;
 mod settings_sync;
 mod status;
 mod store_contract;
+mod webhook_crash;
 mod webhook_delivery;
 mod webhooks;

@@ -118,7 +118,8 @@ fn register_all(out: &mut Vec<NamedSchema>) {
         // calls
         RejectCallRequest,
         // webhooks
-        WebhookRequest, WebhookResponse, EventsResponse,
+        WebhookRequest, WebhookResponse, EventsResponse, FailedEvent, FailedEventsResponse,
+        ReplayRequest, ReplayResponse,
         // chatwoot
         ChatwootConfigRequest, ChatwootConfigResponse, ChatwootSyncQuery,
         ChatwootContactDetails, ChatwootMessageDetails, ChatwootSyncStats,

@@ -51,3 +51,58 @@ pub struct EventsResponse {
     /// All event names.
     pub all: Vec<String>,
 }
+
+/// One dead letter in `GET /:session/webhook/failed` (extension).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedEvent {
+    /// Outbox id: the `X-Webhook-Id` every attempt carried; give it to replay this event.
+    pub id: String,
+    /// Event name.
+    pub event: String,
+    /// The body that was sent.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Attempts made.
+    pub attempts: i32,
+    /// HTTP status of the last attempt; null when there was no answer.
+    pub last_status: Option<i32>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the event was enqueued (RFC 3339).
+    pub created_at: String,
+    /// When it became a dead letter (RFC 3339).
+    pub failed_at: Option<String>,
+}
+
+/// Result of `GET /:session/webhook/failed` (extension): one page of dead letters, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedEventsResponse {
+    /// Dead letters of the session in all.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub events: Vec<FailedEvent>,
+}
+
+/// Body of `POST /:session/webhook/replay` (extension): `{}` or `{"all": true}` replays every
+/// dead letter of the session, `{"ids": [...]}` only those (404 naming unknown ids, nothing
+/// replayed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    /// Dead-letter ids from `GET /:session/webhook/failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+}
+
+/// Result of `POST /:session/webhook/replay` (extension).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayResponse {
+    /// Events queued again.
+    pub replayed: u64,
+}
