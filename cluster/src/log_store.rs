@@ -30,7 +30,19 @@ pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
 pub fn open_db(dir: &Path) -> Result<Arc<Database>, ClusterError> {
     std::fs::create_dir_all(dir).map_err(|e| ClusterError::Storage(format!("{}: {e}", dir.display())))?;
     let path = dir.join("raft.redb");
-    let db = Database::create(&path).map_err(|e| ClusterError::Storage(format!("{}: {e}", path.display())))?;
+    // A previous node of this process may still be closing the file (its last handle drops on
+    // another thread): retry "already open" for a moment.
+    let mut tries = 0;
+    let db = loop {
+        match Database::create(&path) {
+            Ok(db) => break db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(ClusterError::Storage(format!("{}: {e}", path.display()))),
+        }
+    };
     let tx = db.begin_write().map_err(|e| ClusterError::Storage(e.to_string()))?;
     {
         tx.open_table(LOGS).map_err(|e| ClusterError::Storage(e.to_string()))?;

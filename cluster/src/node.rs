@@ -46,6 +46,8 @@ struct Inner {
     renewals_paused: AtomicBool,
     next_peer: AtomicUsize,
     shut: AtomicBool,
+    /// The raft database, to know when raft has let go of it.
+    db: std::sync::Weak<redb::Database>,
 }
 
 fn wire(e: RaftError<NodeId, ClientWriteError<NodeId, ClusterNode>>) -> WireError {
@@ -75,6 +77,7 @@ impl Node {
         let db = open_db(&config.data_dir.join("raft"))?;
         let (map_tx, map_rx) = watch::channel(MapView { applied_index: 0, map: Arc::new(ShardMap::new()) });
         let sm = StateMachineStore::open(db.clone(), map_tx).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let db_weak = Arc::downgrade(&db);
         let log = LogStore::new(db);
         let client = HttpClient::new(&config.secret)?;
         let raft_config = Arc::new(config.raft_config()?);
@@ -83,7 +86,8 @@ impl Node {
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
 
         let voters = config.initial_voters();
-        if !voters.is_empty() {
+        let initialized = raft.is_initialized().await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if !voters.is_empty() && !initialized {
             match raft.initialize(voters).await {
                 Ok(()) => tracing::info!(node = id, "raft cluster initialized"),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
@@ -108,6 +112,7 @@ impl Node {
                 renewals_paused: AtomicBool::new(false),
                 next_peer: AtomicUsize::new(0),
                 shut: AtomicBool::new(false),
+                db: db_weak,
             }),
         };
         let tasks = vec![
@@ -377,6 +382,17 @@ impl Node {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(node = self.inner.id, error = %e, "raft shutdown");
         }
+        // openraft's workers drop their handles on the store shortly after; wait (bounded) so a
+        // node can be started again on the same data directory in this process.
+        for _ in 0..250 {
+            if self.inner.db.strong_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.inner.db.strong_count() > 0 {
+            tracing::warn!(node = self.inner.id, refs = self.inner.db.strong_count(), "raft store still open after shutdown");
+        }
         tracing::info!(node = self.inner.id, "cluster node stopped");
     }
 
@@ -593,6 +609,12 @@ impl Node {
             let now = now_ms();
             // A new leader gives every node a full TTL before it trusts lease expiry.
             let grace = since.elapsed() < cfg.lease_ttl;
+            // Bootstrap: give the configured peers one TTL to join before placing anything, so a
+            // cluster that starts together does not first pile every shard on the first leader.
+            let waiting_for_peers = cfg.peers.iter().any(|(id, _)| !map.nodes.contains_key(id));
+            if grace && waiting_for_peers && map.unassigned_count() == map.shards.len() {
+                continue;
+            }
             let alive: BTreeSet<NodeId> =
                 map.nodes.values().filter(|n| grace || n.lease_until_ms > now).map(|n| n.id).collect();
             let live: BTreeSet<NodeId> =
@@ -629,7 +651,7 @@ impl Node {
                 forced = p.forced,
                 "placement"
             );
-            if let Err(e) = self.inner.raft.client_write(Command::Batch(p.commands)).await {
+            if let Err(e) = self.inner.raft.client_write(Command::Batch { commands: p.commands }).await {
                 tracing::warn!(node = self.inner.id, error = %e, "placement write failed");
             }
         }

@@ -76,7 +76,7 @@ pub enum Command {
     /// Makes the shard unassigned (epoch kept; the next Assign raises it).
     Unassign { shard: u32 },
     /// Several commands applied in order in one log entry (placement uses this).
-    Batch(Vec<Command>),
+    Batch { commands: Vec<Command> },
 }
 
 /// Why a command changed nothing.
@@ -290,7 +290,7 @@ impl ShardMap {
                 s.state = ShardState::Unassigned;
                 Ok(CommandResponse::Ok)
             }
-            Command::Batch(cmds) => {
+            Command::Batch { commands: cmds } => {
                 Ok(CommandResponse::Batch { results: cmds.iter().map(|c| self.apply(c)).collect() })
             }
         }

@@ -48,7 +48,7 @@ pub struct StateMachineStore {
 
 impl StateMachineStore {
     /// Loads the last snapshot from `db` (if any) and publishes the map on `tx`.
-    pub(crate) fn open(db: Arc<Database>, tx: watch::Sender<MapView>) -> Result<Self, StErr> {
+    pub fn open(db: Arc<Database>, tx: watch::Sender<MapView>) -> Result<Self, StErr> {
         let data = match meta_get::<StoredSnapshot>(&db, KEY_SNAPSHOT)? {
             Some(s) => serde_json::from_slice(&s.data).map_err(|e| StorageIOError::read_snapshot(None, &e))?,
             None => SmData::default(),
