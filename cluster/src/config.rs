@@ -93,10 +93,13 @@ impl ClusterConfig {
         if self.voters == 0 {
             return bad("voters must be at least 1");
         }
-        if self.lease_renew.is_zero() || self.lease_ttl < self.lease_renew * 2 + self.lease_renew / 2 {
+        if self.lease_renew.is_zero()
+            || self.lease_ttl < self.lease_renew * 2 + self.lease_renew / 2
+        {
             return bad("lease_ttl must be at least 2.5 x lease_renew");
         }
-        if self.election_timeout_min <= self.heartbeat_interval || self.election_timeout_max <= self.election_timeout_min
+        if self.election_timeout_min <= self.heartbeat_interval
+            || self.election_timeout_max <= self.election_timeout_min
         {
             return bad("need heartbeat_interval < election_timeout_min < election_timeout_max");
         }
@@ -104,7 +107,10 @@ impl ClusterConfig {
             return bad("load_factor must be >= 1.0");
         }
         if self.peers.iter().any(|(id, _)| *id == self.node_id)
-            && !self.peers.iter().any(|(id, a)| *id == self.node_id && a == &self.api_addr)
+            && !self
+                .peers
+                .iter()
+                .any(|(id, a)| *id == self.node_id && a == &self.api_addr)
         {
             return bad("this node is listed in peers with another api_addr");
         }
@@ -114,13 +120,32 @@ impl ClusterConfig {
     /// The initial voters when this node is one of them (empty otherwise): the first `voters`
     /// peers by id, or this node alone when there are no peers.
     pub fn initial_voters(&self) -> BTreeMap<NodeId, ClusterNode> {
-        let mut all: BTreeMap<NodeId, ClusterNode> =
-            self.peers.iter().map(|(id, addr)| (*id, ClusterNode { api_addr: addr.clone() })).collect();
+        let mut all: BTreeMap<NodeId, ClusterNode> = self
+            .peers
+            .iter()
+            .map(|(id, addr)| {
+                (
+                    *id,
+                    ClusterNode {
+                        api_addr: addr.clone(),
+                    },
+                )
+            })
+            .collect();
         if all.is_empty() {
-            all.insert(self.node_id, ClusterNode { api_addr: self.api_addr.clone() });
+            all.insert(
+                self.node_id,
+                ClusterNode {
+                    api_addr: self.api_addr.clone(),
+                },
+            );
         }
         let voters: BTreeMap<NodeId, ClusterNode> = all.into_iter().take(self.voters).collect();
-        if voters.contains_key(&self.node_id) { voters } else { BTreeMap::new() }
+        if voters.contains_key(&self.node_id) {
+            voters
+        } else {
+            BTreeMap::new()
+        }
     }
 
     pub(crate) fn raft_config(&self) -> Result<openraft::Config, ClusterError> {
@@ -135,6 +160,7 @@ impl ClusterConfig {
             install_snapshot_timeout: 2000,
             ..Default::default()
         };
-        cfg.validate().map_err(|e| ClusterError::Config(e.to_string()))
+        cfg.validate()
+            .map_err(|e| ClusterError::Config(e.to_string()))
     }
 }

@@ -37,7 +37,11 @@ pub(crate) struct LeaseClock {
 impl LeaseClock {
     pub(crate) fn new(validity: Duration) -> Self {
         let (tx, _) = watch::channel(LeaseState::Lost);
-        LeaseClock { validity, deadline: Mutex::new(None), tx }
+        LeaseClock {
+            validity,
+            deadline: Mutex::new(None),
+            tx,
+        }
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<LeaseState> {
@@ -73,12 +77,18 @@ impl LeaseClock {
 
     /// Time left before the local lease runs out.
     pub(crate) fn remaining(&self) -> Duration {
-        self.lock().map(|d| d.saturating_duration_since(Instant::now())).unwrap_or_default()
+        self.lock()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
     }
 
     /// Re-evaluates the lease and publishes a change; returns the current state.
     pub(crate) fn check(&self) -> LeaseState {
-        let state = if self.is_valid_now() { LeaseState::Valid } else { LeaseState::Lost };
+        let state = if self.is_valid_now() {
+            LeaseState::Valid
+        } else {
+            LeaseState::Lost
+        };
         self.tx.send_if_modified(|s| {
             if *s != state {
                 *s = state;

@@ -4,6 +4,9 @@
 //! committed, last purged log id, the current state-machine snapshot). Writes commit with
 //! redb's default durability (fsync) on a blocking thread.
 
+// openraft's traits impose `StorageError` (large); helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -28,7 +31,8 @@ pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
 
 /// Opens (or creates) the raft database under `dir` (`dir/raft.redb`) with its tables.
 pub fn open_db(dir: &Path) -> Result<Arc<Database>, ClusterError> {
-    std::fs::create_dir_all(dir).map_err(|e| ClusterError::Storage(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ClusterError::Storage(format!("{}: {e}", dir.display())))?;
     let path = dir.join("raft.redb");
     // A previous node of this process may still be closing the file (its last handle drops on
     // another thread): retry "already open" for a moment.
@@ -43,12 +47,17 @@ pub fn open_db(dir: &Path) -> Result<Arc<Database>, ClusterError> {
             Err(e) => return Err(ClusterError::Storage(format!("{}: {e}", path.display()))),
         }
     };
-    let tx = db.begin_write().map_err(|e| ClusterError::Storage(e.to_string()))?;
+    let tx = db
+        .begin_write()
+        .map_err(|e| ClusterError::Storage(e.to_string()))?;
     {
-        tx.open_table(LOGS).map_err(|e| ClusterError::Storage(e.to_string()))?;
-        tx.open_table(META).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        tx.open_table(LOGS)
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        tx.open_table(META)
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
     }
-    tx.commit().map_err(|e| ClusterError::Storage(e.to_string()))?;
+    tx.commit()
+        .map_err(|e| ClusterError::Storage(e.to_string()))?;
     Ok(Arc::new(db))
 }
 
@@ -73,7 +82,11 @@ pub(crate) fn meta_get<T: DeserializeOwned>(db: &Database, key: &str) -> Result<
 }
 
 /// Writes one JSON value of the `meta` table, durably, on a blocking thread.
-pub(crate) async fn meta_put<T: Serialize>(db: &Arc<Database>, key: &'static str, value: &T) -> Result<(), StErr> {
+pub(crate) async fn meta_put<T: Serialize>(
+    db: &Arc<Database>,
+    key: &'static str,
+    value: &T,
+) -> Result<(), StErr> {
     let bytes = serde_json::to_vec(value).map_err(write_err)?;
     let db = db.clone();
     blocking(move || {
@@ -87,7 +100,9 @@ pub(crate) async fn meta_put<T: Serialize>(db: &Arc<Database>, key: &'static str
     .await
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StErr> + Send + 'static) -> Result<T, StErr> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StErr> + Send + 'static,
+) -> Result<T, StErr> {
     tokio::task::spawn_blocking(f).await.map_err(write_err)?
 }
 
@@ -170,7 +185,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(e) => Some(e.log_id),
             None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -222,11 +240,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StErr> {
-        self.remove_range(Bound::Included(log_id.index), Bound::Unbounded, None).await
+        self.remove_range(Bound::Included(log_id.index), Bound::Unbounded, None)
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StErr> {
         let meta = serde_json::to_vec(&log_id).map_err(write_err)?;
-        self.remove_range(Bound::Unbounded, Bound::Included(log_id.index), Some((KEY_PURGED, meta))).await
+        self.remove_range(
+            Bound::Unbounded,
+            Bound::Included(log_id.index),
+            Some((KEY_PURGED, meta)),
+        )
+        .await
     }
 }

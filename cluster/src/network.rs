@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,7 +52,10 @@ impl HttpClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClusterError::Config(format!("http client: {e}")))?;
-        Ok(HttpClient { client, secret: secret.into() })
+        Ok(HttpClient {
+            client,
+            secret: secret.into(),
+        })
     }
 
     async fn call_raw<Req: Serialize, Resp: DeserializeOwned>(
@@ -69,13 +74,23 @@ impl HttpClient {
             .json(req)
             .send()
             .await
-            .map_err(|e| if e.is_connect() { CallError::Unreachable(e) } else { CallError::Network(TransportError(e.to_string())) })?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    CallError::Unreachable(e)
+                } else {
+                    CallError::Network(TransportError(e.to_string()))
+                }
+            })?;
         let status = res.status().as_u16();
         if status != 200 {
             let body = res.text().await.unwrap_or_default();
-            return Err(CallError::Network(TransportError(format!("HTTP {status}: {body}"))));
+            return Err(CallError::Network(TransportError(format!(
+                "HTTP {status}: {body}"
+            ))));
         }
-        res.json::<Resp>().await.map_err(|e| CallError::Network(TransportError(e.to_string())))
+        res.json::<Resp>()
+            .await
+            .map_err(|e| CallError::Network(TransportError(e.to_string())))
     }
 
     /// Posts `req` to `addr` + the path of `kind` and decodes the JSON answer.
@@ -106,7 +121,11 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = HttpConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &ClusterNode) -> Self::Network {
-        HttpConnection { client: self.client.clone(), target, addr: node.api_addr.clone() }
+        HttpConnection {
+            client: self.client.clone(),
+            target,
+            addr: node.api_addr.clone(),
+        }
     }
 }
 
@@ -129,8 +148,11 @@ impl HttpConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let answer: Result<Resp, RaftError<NodeId, E>> =
-            self.client.call_raw(&self.addr, kind, req, option.hard_ttl()).await.map_err(|e| match e {
+        let answer: Result<Resp, RaftError<NodeId, E>> = self
+            .client
+            .call_raw(&self.addr, kind, req, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
                 CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
                 CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
             })?;
@@ -143,7 +165,8 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ClusterNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ClusterNode, RaftError<NodeId>>>
+    {
         self.raft_call(RpcKind::Append, &rpc, &option).await
     }
 

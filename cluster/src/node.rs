@@ -52,9 +52,9 @@ struct Inner {
 
 fn wire(e: RaftError<NodeId, ClientWriteError<NodeId, ClusterNode>>) -> WireError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            WireError::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.api_addr)) }
-        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WireError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.api_addr)),
+        },
         other => WireError::Failed(other.to_string()),
     }
 }
@@ -75,8 +75,12 @@ impl Node {
         config.validate()?;
         let id = config.node_id;
         let db = open_db(&config.data_dir.join("raft"))?;
-        let (map_tx, map_rx) = watch::channel(MapView { applied_index: 0, map: Arc::new(ShardMap::new()) });
-        let sm = StateMachineStore::open(db.clone(), map_tx).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let (map_tx, map_rx) = watch::channel(MapView {
+            applied_index: 0,
+            map: Arc::new(ShardMap::new()),
+        });
+        let sm = StateMachineStore::open(db.clone(), map_tx)
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
         let db_weak = Arc::downgrade(&db);
         let log = LogStore::new(db);
         let client = HttpClient::new(&config.secret)?;
@@ -86,7 +90,10 @@ impl Node {
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
 
         let voters = config.initial_voters();
-        let initialized = raft.is_initialized().await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
         if !voters.is_empty() && !initialized {
             match raft.initialize(voters).await {
                 Ok(()) => tracing::info!(node = id, "raft cluster initialized"),
@@ -130,7 +137,10 @@ impl Node {
     }
 
     fn ownership(&self) -> std::sync::MutexGuard<'_, Ownership> {
-        self.inner.ownership.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .ownership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn id(&self) -> NodeId {
@@ -163,8 +173,17 @@ impl Node {
         let map = self.map();
         let s = map.shard(shard)?;
         let node = s.owner?;
-        let addr = map.nodes.get(&node).map(|n| n.api_addr.clone()).unwrap_or_default();
-        Some(Owner { node, addr, epoch: s.epoch, draining: matches!(s.state, ShardState::Draining { .. }) })
+        let addr = map
+            .nodes
+            .get(&node)
+            .map(|n| n.api_addr.clone())
+            .unwrap_or_default();
+        Some(Owner {
+            node,
+            addr,
+            epoch: s.epoch,
+            draining: matches!(s.state, ShardState::Draining { .. }),
+        })
     }
 
     /// The epoch at which this node effectively owns `shard` (map and lease), if it does.
@@ -203,7 +222,11 @@ impl Node {
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.inner.raft.metrics().borrow().clone();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id).map(|n| n.api_addr.clone())?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.api_addr.clone())?;
         Some((id, addr))
     }
 
@@ -268,7 +291,11 @@ impl Node {
 
     /// Proposes `req` to the leader (locally when this node leads, else over HTTP), retrying
     /// through elections until `timeout`.
-    pub async fn submit(&self, req: WriteRequest, timeout: Duration) -> Result<WriteReply, ClusterError> {
+    pub async fn submit(
+        &self,
+        req: WriteRequest,
+        timeout: Duration,
+    ) -> Result<WriteReply, ClusterError> {
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -277,10 +304,15 @@ impl Node {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let res = match self.leader() {
-                Some((id, _)) if id == self.inner.id => self.handle_write(req.clone()).await.map_err(ClusterError::from),
+                Some((id, _)) if id == self.inner.id => self
+                    .handle_write(req.clone())
+                    .await
+                    .map_err(ClusterError::from),
                 Some((_, addr)) => self.call_remote(&addr, RpcKind::Write, &req, left).await,
                 None => match (&req, self.pick_peer()) {
-                    (WriteRequest::Join { .. }, Some(addr)) => self.call_remote(&addr, RpcKind::Join, &req, left).await,
+                    (WriteRequest::Join { .. }, Some(addr)) => {
+                        self.call_remote(&addr, RpcKind::Join, &req, left).await
+                    }
                     _ => Err(ClusterError::NoLeader),
                 },
             };
@@ -307,13 +339,20 @@ impl Node {
         timeout: Duration,
     ) -> Result<WriteReply, ClusterError> {
         let timeout = timeout.clamp(Duration::from_millis(50), Duration::from_secs(10));
-        let r: Result<WriteReply, WireError> = self.inner.client.call(addr, kind, req, timeout).await?;
+        let r: Result<WriteReply, WireError> =
+            self.inner.client.call(addr, kind, req, timeout).await?;
         Ok(r?)
     }
 
     fn pick_peer(&self) -> Option<String> {
-        let peers: Vec<&String> =
-            self.inner.config.peers.iter().filter(|(id, _)| *id != self.inner.id).map(|(_, a)| a).collect();
+        let peers: Vec<&String> = self
+            .inner
+            .config
+            .peers
+            .iter()
+            .filter(|(id, _)| *id != self.inner.id)
+            .map(|(_, a)| a)
+            .collect();
         if peers.is_empty() {
             return None;
         }
@@ -322,8 +361,14 @@ impl Node {
     }
 
     /// Proposes a command and fails on a rejection.
-    async fn command(&self, command: Command, timeout: Duration) -> Result<WriteReply, ClusterError> {
-        let reply = self.submit(WriteRequest::Command { command }, timeout).await?;
+    async fn command(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<WriteReply, ClusterError> {
+        let reply = self
+            .submit(WriteRequest::Command { command }, timeout)
+            .await?;
         match &reply.response {
             CommandResponse::Rejected(r) => Err(ClusterError::Rejected(r.to_string())),
             _ => Ok(reply),
@@ -333,7 +378,9 @@ impl Node {
     /// The old owner has disconnected the sessions of `shard` after `Releasing{shard, epoch}`:
     /// the shard goes to the handoff target with a higher epoch.
     pub async fn confirm_released(&self, shard: u32, epoch: u64) -> Result<(), ClusterError> {
-        self.command(Command::Released { shard, epoch }, Duration::from_secs(5)).await.map(|_| ())
+        self.command(Command::Released { shard, epoch }, Duration::from_secs(5))
+            .await
+            .map(|_| ())
     }
 
     /// Hands every shard of this node to others (planned handoffs; the server answers the
@@ -342,13 +389,24 @@ impl Node {
         let start = Instant::now();
         let me = self.inner.id;
         let shards_before = self.map().count_of(me);
-        self.command(Command::SetDraining { node: me, draining: true }, timeout).await?;
+        self.command(
+            Command::SetDraining {
+                node: me,
+                draining: true,
+            },
+            timeout,
+        )
+        .await?;
         let mut rx = self.inner.map_rx.clone();
         let left = timeout.saturating_sub(start.elapsed());
         let done = tokio::time::timeout(left, rx.wait_for(|v| v.map.count_of(me) == 0)).await;
         let shards_remaining = self.map().count_of(me);
-        let report =
-            DrainReport { shards_before, shards_remaining, timed_out: done.is_err(), elapsed: start.elapsed() };
+        let report = DrainReport {
+            shards_before,
+            shards_remaining,
+            timed_out: done.is_err(),
+            elapsed: start.elapsed(),
+        };
         tracing::info!(node = me, ?report, "drain finished");
         Ok(report)
     }
@@ -356,14 +414,28 @@ impl Node {
     /// Ends a drain: this node may receive shards again.
     pub async fn undrain(&self) -> Result<(), ClusterError> {
         let node = self.inner.id;
-        self.command(Command::SetDraining { node, draining: false }, Duration::from_secs(5)).await.map(|_| ())
+        self.command(
+            Command::SetDraining {
+                node,
+                draining: false,
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Leaves the cluster for good: drain, then remove this node from the map and the raft
     /// membership, then shut down.
     pub async fn leave(&self, timeout: Duration) -> Result<DrainReport, ClusterError> {
         let report = self.drain(timeout).await?;
-        self.submit(WriteRequest::Leave { node: self.inner.id }, Duration::from_secs(10)).await?;
+        self.submit(
+            WriteRequest::Leave {
+                node: self.inner.id,
+            },
+            Duration::from_secs(10),
+        )
+        .await?;
         self.shutdown().await;
         Ok(report)
     }
@@ -391,7 +463,11 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if self.inner.db.strong_count() > 0 {
-            tracing::warn!(node = self.inner.id, refs = self.inner.db.strong_count(), "raft store still open after shutdown");
+            tracing::warn!(
+                node = self.inner.id,
+                refs = self.inner.db.strong_count(),
+                "raft store still open after shutdown"
+            );
         }
         tracing::info!(node = self.inner.id, "cluster node stopped");
     }
@@ -405,8 +481,13 @@ impl Node {
 
     /// Checks an `Authorization` header value against `Bearer <secret>` in constant time.
     pub fn verify_secret(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
-        token.as_bytes().ct_eq(self.inner.config.secret.as_bytes()).into()
+        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        token
+            .as_bytes()
+            .ct_eq(self.inner.config.secret.as_bytes())
+            .into()
     }
 
     /// Serves one `/cluster/*` request (after [`Node::verify_secret`]). The answer is the JSON
@@ -429,7 +510,12 @@ impl Node {
                 let res = match self.leader() {
                     Some((id, _)) if id == self.inner.id => self.handle_write(req).await,
                     Some((_, addr)) => {
-                        match self.inner.client.call(&addr, RpcKind::Write, &req, Duration::from_secs(5)).await {
+                        match self
+                            .inner
+                            .client
+                            .call(&addr, RpcKind::Write, &req, Duration::from_secs(5))
+                            .await
+                        {
                             Ok(r) => r,
                             Err(e) => Err(WireError::Failed(e.to_string())),
                         }
@@ -452,9 +538,25 @@ impl Node {
                 };
                 if !in_membership {
                     tracing::info!(node, %api_addr, "adding learner");
-                    self.inner.raft.add_learner(node, ClusterNode { api_addr: api_addr.clone() }, false).await.map_err(wire)?;
+                    self.inner
+                        .raft
+                        .add_learner(
+                            node,
+                            ClusterNode {
+                                api_addr: api_addr.clone(),
+                            },
+                            false,
+                        )
+                        .await
+                        .map_err(wire)?;
                 }
-                self.propose(self.stamp(Command::AddNode { node, api_addr, at_ms: 0, ttl_ms: 0 })).await
+                self.propose(self.stamp(Command::AddNode {
+                    node,
+                    api_addr,
+                    at_ms: 0,
+                    ttl_ms: 0,
+                }))
+                .await
             }
             WriteRequest::Leave { node } => self.remove_member(node).await,
         }
@@ -464,15 +566,27 @@ impl Node {
     fn stamp(&self, command: Command) -> Command {
         let ttl_ms = self.inner.config.lease_ttl.as_millis() as u64;
         match command {
-            Command::RenewLease { node, .. } => Command::RenewLease { node, at_ms: now_ms(), ttl_ms },
-            Command::AddNode { node, api_addr, .. } => Command::AddNode { node, api_addr, at_ms: now_ms(), ttl_ms },
+            Command::RenewLease { node, .. } => Command::RenewLease {
+                node,
+                at_ms: now_ms(),
+                ttl_ms,
+            },
+            Command::AddNode { node, api_addr, .. } => Command::AddNode {
+                node,
+                api_addr,
+                at_ms: now_ms(),
+                ttl_ms,
+            },
             other => other,
         }
     }
 
     async fn propose(&self, command: Command) -> Result<WriteReply, WireError> {
         let r = self.inner.raft.client_write(command).await.map_err(wire)?;
-        Ok(WriteReply { log_index: r.log_id.index, response: r.data })
+        Ok(WriteReply {
+            log_index: r.log_id.index,
+            response: r.data,
+        })
     }
 
     async fn remove_member(&self, node: NodeId) -> Result<WriteReply, WireError> {
@@ -488,7 +602,11 @@ impl Node {
                 if new.len() >= self.inner.config.voters {
                     break;
                 }
-                if map.nodes.get(&l).is_some_and(|n| n.lease_until_ms > now && !n.draining) {
+                if map
+                    .nodes
+                    .get(&l)
+                    .is_some_and(|n| n.lease_until_ms > now && !n.draining)
+                {
                     new.insert(l);
                 }
             }
@@ -496,7 +614,11 @@ impl Node {
                 return Err(WireError::Failed("cannot remove the last voter".into()));
             }
             tracing::info!(node, voters = ?new, "removing voter");
-            self.inner.raft.change_membership(new, false).await.map_err(wire)?;
+            self.inner
+                .raft
+                .change_membership(new, false)
+                .await
+                .map_err(wire)?;
         } else if membership.get_node(&node).is_some() {
             tracing::info!(node, "removing learner");
             self.inner
@@ -519,12 +641,24 @@ impl Node {
             if !self.inner.renewals_paused.load(Ordering::SeqCst) {
                 let sent = Instant::now();
                 let req = if joined {
-                    WriteRequest::Command { command: Command::RenewLease { node: me, at_ms: 0, ttl_ms: 0 } }
+                    WriteRequest::Command {
+                        command: Command::RenewLease {
+                            node: me,
+                            at_ms: 0,
+                            ttl_ms: 0,
+                        },
+                    }
                 } else {
-                    WriteRequest::Join { node: me, api_addr: cfg.api_addr.clone() }
+                    WriteRequest::Join {
+                        node: me,
+                        api_addr: cfg.api_addr.clone(),
+                    }
                 };
                 match self.submit(req, cfg.lease_renew).await {
-                    Ok(WriteReply { response: CommandResponse::Rejected(Reject::UnknownNode { .. }), .. }) => {
+                    Ok(WriteReply {
+                        response: CommandResponse::Rejected(Reject::UnknownNode { .. }),
+                        ..
+                    }) => {
                         tracing::warn!(node = me, "the map does not know this node: joining again");
                         joined = false;
                         self.inner.lease.lose();
@@ -548,7 +682,9 @@ impl Node {
                         }
                     }
                     Err(ClusterError::Shutdown) => break,
-                    Err(e) => tracing::debug!(node = me, error = %e, joined, "lease renewal failed"),
+                    Err(e) => {
+                        tracing::debug!(node = me, error = %e, joined, "lease renewal failed")
+                    }
                 }
             }
             let next = tokio::time::sleep(cfg.lease_renew);
@@ -564,7 +700,8 @@ impl Node {
         let me = self.inner.id;
         let mut map_rx = self.inner.map_rx.clone();
         let mut lease_rx = self.inner.lease.subscribe();
-        let check = (self.inner.config.lease_renew / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let check = (self.inner.config.lease_renew / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut tick = tokio::time::interval(check);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -615,10 +752,17 @@ impl Node {
             if grace && waiting_for_peers && map.unassigned_count() == map.shards.len() {
                 continue;
             }
-            let alive: BTreeSet<NodeId> =
-                map.nodes.values().filter(|n| grace || n.lease_until_ms > now).map(|n| n.id).collect();
-            let live: BTreeSet<NodeId> =
-                alive.iter().copied().filter(|id| map.nodes.get(id).is_some_and(|n| !n.draining)).collect();
+            let alive: BTreeSet<NodeId> = map
+                .nodes
+                .values()
+                .filter(|n| grace || n.lease_until_ms > now)
+                .map(|n| n.id)
+                .collect();
+            let live: BTreeSet<NodeId> = alive
+                .iter()
+                .copied()
+                .filter(|id| map.nodes.get(id).is_some_and(|n| !n.draining))
+                .collect();
             let mut draining_now = HashMap::new();
             for (i, s) in map.shards.iter().enumerate() {
                 if matches!(s.state, ShardState::Draining { .. }) {
@@ -630,8 +774,11 @@ impl Node {
                 }
             }
             handoffs = draining_now;
-            let overdue =
-                handoffs.iter().filter(|(_, (_, t))| t.elapsed() >= cfg.handoff_deadline).map(|(s, _)| *s).collect();
+            let overdue = handoffs
+                .iter()
+                .filter(|(_, (_, t))| t.elapsed() >= cfg.handoff_deadline)
+                .map(|(s, _)| *s)
+                .collect();
             let p = plan(&PlanInput {
                 map: &map,
                 live,
@@ -651,7 +798,14 @@ impl Node {
                 forced = p.forced,
                 "placement"
             );
-            if let Err(e) = self.inner.raft.client_write(Command::Batch { commands: p.commands }).await {
+            if let Err(e) = self
+                .inner
+                .raft
+                .client_write(Command::Batch {
+                    commands: p.commands,
+                })
+                .await
+            {
                 tracing::warn!(node = self.inner.id, error = %e, "placement write failed");
             }
         }

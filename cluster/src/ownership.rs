@@ -52,7 +52,13 @@ impl Ownership {
                     ShardState::Draining { to } => Some(to),
                     _ => None,
                 };
-                now.insert(shard, Held { epoch: s.epoch, releasing_to });
+                now.insert(
+                    shard,
+                    Held {
+                        epoch: s.epoch,
+                        releasing_to,
+                    },
+                );
             }
         }
         if now == self.held {
@@ -63,21 +69,38 @@ impl Ownership {
         for (shard, h) in &old {
             match now.get(shard) {
                 Some(n) if n.epoch == h.epoch => {}
-                _ => events.push(OwnershipEvent::Lost { shard: *shard, epoch: h.epoch }),
+                _ => events.push(OwnershipEvent::Lost {
+                    shard: *shard,
+                    epoch: h.epoch,
+                }),
             }
         }
         for (shard, n) in &now {
             let before = old.get(shard).filter(|h| h.epoch == n.epoch);
             match before {
                 None => {
-                    events.push(OwnershipEvent::Acquired { shard: *shard, epoch: n.epoch });
+                    events.push(OwnershipEvent::Acquired {
+                        shard: *shard,
+                        epoch: n.epoch,
+                    });
                     if let Some(to) = n.releasing_to {
-                        events.push(OwnershipEvent::Releasing { shard: *shard, epoch: n.epoch, to });
+                        events.push(OwnershipEvent::Releasing {
+                            shard: *shard,
+                            epoch: n.epoch,
+                            to,
+                        });
                     }
                 }
                 Some(h) => match (h.releasing_to, n.releasing_to) {
-                    (None, Some(to)) => events.push(OwnershipEvent::Releasing { shard: *shard, epoch: n.epoch, to }),
-                    (Some(_), None) => events.push(OwnershipEvent::Acquired { shard: *shard, epoch: n.epoch }),
+                    (None, Some(to)) => events.push(OwnershipEvent::Releasing {
+                        shard: *shard,
+                        epoch: n.epoch,
+                        to,
+                    }),
+                    (Some(_), None) => events.push(OwnershipEvent::Acquired {
+                        shard: *shard,
+                        epoch: n.epoch,
+                    }),
                     _ => {}
                 },
             }
@@ -92,9 +115,16 @@ impl Ownership {
     pub(crate) fn subscribe(&mut self) -> mpsc::UnboundedReceiver<OwnershipEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
         for (shard, h) in &self.held {
-            let _ = tx.send(OwnershipEvent::Acquired { shard: *shard, epoch: h.epoch });
+            let _ = tx.send(OwnershipEvent::Acquired {
+                shard: *shard,
+                epoch: h.epoch,
+            });
             if let Some(to) = h.releasing_to {
-                let _ = tx.send(OwnershipEvent::Releasing { shard: *shard, epoch: h.epoch, to });
+                let _ = tx.send(OwnershipEvent::Releasing {
+                    shard: *shard,
+                    epoch: h.epoch,
+                    to,
+                });
             }
         }
         self.subs.push(tx);

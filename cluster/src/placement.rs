@@ -30,7 +30,11 @@ pub fn load_cap(shard_count: u32, live: usize, load_factor: f64) -> usize {
 
 /// The desired owner of every shard: its highest-ranked live node that is still under the cap
 /// (shards taken in index order). `None` for every shard when no node is live.
-pub fn desired_owners(shard_count: u32, live: &BTreeSet<NodeId>, load_factor: f64) -> Vec<Option<NodeId>> {
+pub fn desired_owners(
+    shard_count: u32,
+    live: &BTreeSet<NodeId>,
+    load_factor: f64,
+) -> Vec<Option<NodeId>> {
     if live.is_empty() {
         return vec![None; shard_count as usize];
     }
@@ -42,12 +46,13 @@ pub fn desired_owners(shard_count: u32, live: &BTreeSet<NodeId>, load_factor: f6
             ranked.clear();
             ranked.extend(live.iter().map(|n| (score(shard, *n), *n)));
             ranked.sort_unstable_by(|a, b| b.cmp(a));
-            let pick = ranked.iter().map(|(_, n)| *n).find(|n| load.get(n).is_some_and(|l| *l < cap));
+            let pick = ranked
+                .iter()
+                .map(|(_, n)| *n)
+                .find(|n| load.get(n).is_some_and(|l| *l < cap));
             let pick = pick.or_else(|| ranked.first().map(|(_, n)| *n));
-            if let Some(n) = pick {
-                if let Some(l) = load.get_mut(&n) {
-                    *l += 1;
-                }
+            if let Some(l) = pick.and_then(|n| load.get_mut(&n)) {
+                *l += 1;
             }
             pick
         })
@@ -100,7 +105,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut budget = input.max_in_flight.saturating_sub(map.draining_count());
     for (idx, shard) in map.shards.iter().enumerate() {
         let idx32 = idx as u32;
-        let Some(want) = desired.get(idx).copied().flatten() else { continue };
+        let Some(want) = desired.get(idx).copied().flatten() else {
+            continue;
+        };
         match (shard.owner, shard.state) {
             (None, _) | (Some(_), ShardState::Unassigned) => {
                 plan.commands.push(Command::Assign {
@@ -139,12 +146,20 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     });
                     plan.forced += 1;
                 } else if !input.live.contains(&to) && want != owner && want != to {
-                    plan.commands.push(Command::BeginDrain { shard: idx32, to: want, epoch: shard.epoch });
+                    plan.commands.push(Command::BeginDrain {
+                        shard: idx32,
+                        to: want,
+                        epoch: shard.epoch,
+                    });
                 }
             }
             (Some(owner), ShardState::Active) => {
                 if owner != want && budget > 0 {
-                    plan.commands.push(Command::BeginDrain { shard: idx32, to: want, epoch: shard.epoch });
+                    plan.commands.push(Command::BeginDrain {
+                        shard: idx32,
+                        to: want,
+                        epoch: shard.epoch,
+                    });
                     plan.handoffs += 1;
                     budget -= 1;
                 }

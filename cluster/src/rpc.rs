@@ -28,7 +28,13 @@ pub enum RpcKind {
 }
 
 impl RpcKind {
-    pub const ALL: [RpcKind; 5] = [RpcKind::Append, RpcKind::Vote, RpcKind::Snapshot, RpcKind::Write, RpcKind::Join];
+    pub const ALL: [RpcKind; 5] = [
+        RpcKind::Append,
+        RpcKind::Vote,
+        RpcKind::Snapshot,
+        RpcKind::Write,
+        RpcKind::Join,
+    ];
 
     /// The path of the endpoint, e.g. `/cluster/raft/vote`.
     pub fn path(self) -> &'static str {

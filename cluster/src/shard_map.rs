@@ -58,25 +58,55 @@ pub struct ShardMap {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     /// Adds a node, or refreshes it when it is already known (new address, lease, no longer draining).
-    AddNode { node: NodeId, api_addr: String, at_ms: u64, ttl_ms: u64 },
+    AddNode {
+        node: NodeId,
+        api_addr: String,
+        at_ms: u64,
+        ttl_ms: u64,
+    },
     /// Forgets a node; its shards become unassigned, handoffs towards it are cancelled.
-    RemoveNode { node: NodeId },
+    RemoveNode {
+        node: NodeId,
+    },
     /// `lease_until = max(lease_until, at_ms + ttl_ms)`.
-    RenewLease { node: NodeId, at_ms: u64, ttl_ms: u64 },
-    SetDraining { node: NodeId, draining: bool },
+    RenewLease {
+        node: NodeId,
+        at_ms: u64,
+        ttl_ms: u64,
+    },
+    SetDraining {
+        node: NodeId,
+        draining: bool,
+    },
     /// Gives the shard to `to` with a fresh epoch.
     /// `expect_epoch`: only if the shard still has this epoch (compare-and-set).
     /// `owner_expired_at_ms`: only if the current owner (another node) has no lease at that time.
-    Assign { shard: u32, to: NodeId, expect_epoch: Option<u64>, owner_expired_at_ms: Option<u64> },
+    Assign {
+        shard: u32,
+        to: NodeId,
+        expect_epoch: Option<u64>,
+        owner_expired_at_ms: Option<u64>,
+    },
     /// Starts a planned handoff of an active shard to `to`; `epoch` must be the shard's epoch.
-    BeginDrain { shard: u32, to: NodeId, epoch: u64 },
+    BeginDrain {
+        shard: u32,
+        to: NodeId,
+        epoch: u64,
+    },
     /// The draining owner has disconnected: the shard goes to the handoff target with a fresh epoch
     /// in the same step (or becomes unassigned when the target is gone).
-    Released { shard: u32, epoch: u64 },
+    Released {
+        shard: u32,
+        epoch: u64,
+    },
     /// Makes the shard unassigned (epoch kept; the next Assign raises it).
-    Unassign { shard: u32 },
+    Unassign {
+        shard: u32,
+    },
     /// Several commands applied in order in one log entry (placement uses this).
-    Batch { commands: Vec<Command> },
+    Batch {
+        commands: Vec<Command>,
+    },
 }
 
 /// Why a command changed nothing.
@@ -106,9 +136,15 @@ pub enum CommandResponse {
     #[default]
     Ok,
     /// The shard was assigned with this epoch.
-    Assigned { shard: u32, owner: NodeId, epoch: u64 },
+    Assigned {
+        shard: u32,
+        owner: NodeId,
+        epoch: u64,
+    },
     Rejected(Reject),
-    Batch { results: Vec<CommandResponse> },
+    Batch {
+        results: Vec<CommandResponse>,
+    },
 }
 
 impl CommandResponse {
@@ -128,7 +164,14 @@ impl ShardMap {
     pub fn new() -> Self {
         ShardMap {
             shard_count: SHARDS,
-            shards: vec![Shard { owner: None, epoch: 0, state: ShardState::Unassigned }; SHARDS as usize],
+            shards: vec![
+                Shard {
+                    owner: None,
+                    epoch: 0,
+                    state: ShardState::Unassigned
+                };
+                SHARDS as usize
+            ],
             nodes: BTreeMap::new(),
             next_epoch: 1,
         }
@@ -140,7 +183,11 @@ impl ShardMap {
 
     /// Shards whose owner is `node` (active or draining).
     pub fn shards_of(&self, node: NodeId) -> impl Iterator<Item = (u32, &Shard)> {
-        self.shards.iter().enumerate().filter(move |(_, s)| s.owner == Some(node)).map(|(i, s)| (i as u32, s))
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.owner == Some(node))
+            .map(|(i, s)| (i as u32, s))
     }
 
     pub fn count_of(&self, node: NodeId) -> usize {
@@ -149,7 +196,10 @@ impl ShardMap {
 
     /// Shards in a planned handoff.
     pub fn draining_count(&self) -> usize {
-        self.shards.iter().filter(|s| matches!(s.state, ShardState::Draining { .. })).count()
+        self.shards
+            .iter()
+            .filter(|s| matches!(s.state, ShardState::Draining { .. }))
+            .count()
     }
 
     pub fn unassigned_count(&self) -> usize {
@@ -165,11 +215,19 @@ impl ShardMap {
     }
 
     fn node_known(&self, node: NodeId) -> Result<(), Reject> {
-        if self.nodes.contains_key(&node) { Ok(()) } else { Err(Reject::UnknownNode { node }) }
+        if self.nodes.contains_key(&node) {
+            Ok(())
+        } else {
+            Err(Reject::UnknownNode { node })
+        }
     }
 
     fn shard_index(&self, shard: u32) -> Result<usize, Reject> {
-        if (shard as usize) < self.shards.len() { Ok(shard as usize) } else { Err(Reject::UnknownShard { shard }) }
+        if (shard as usize) < self.shards.len() {
+            Ok(shard as usize)
+        } else {
+            Err(Reject::UnknownShard { shard })
+        }
     }
 
     fn assign(&mut self, idx: usize, to: NodeId) -> CommandResponse {
@@ -179,12 +237,21 @@ impl ShardMap {
         s.owner = Some(to);
         s.epoch = epoch;
         s.state = ShardState::Active;
-        CommandResponse::Assigned { shard: idx as u32, owner: to, epoch }
+        CommandResponse::Assigned {
+            shard: idx as u32,
+            owner: to,
+            epoch,
+        }
     }
 
     fn try_apply(&mut self, cmd: &Command) -> Result<CommandResponse, Reject> {
         match cmd {
-            Command::AddNode { node, api_addr, at_ms, ttl_ms } => {
+            Command::AddNode {
+                node,
+                api_addr,
+                at_ms,
+                ttl_ms,
+            } => {
                 let until = at_ms.saturating_add(*ttl_ms);
                 match self.nodes.get_mut(node) {
                     Some(n) => {
@@ -220,33 +287,46 @@ impl ShardMap {
                 }
                 Ok(CommandResponse::Ok)
             }
-            Command::RenewLease { node, at_ms, ttl_ms } => {
-                let n = self.nodes.get_mut(node).ok_or(Reject::UnknownNode { node: *node })?;
+            Command::RenewLease {
+                node,
+                at_ms,
+                ttl_ms,
+            } => {
+                let n = self
+                    .nodes
+                    .get_mut(node)
+                    .ok_or(Reject::UnknownNode { node: *node })?;
                 n.lease_until_ms = n.lease_until_ms.max(at_ms.saturating_add(*ttl_ms));
                 Ok(CommandResponse::Ok)
             }
             Command::SetDraining { node, draining } => {
-                let n = self.nodes.get_mut(node).ok_or(Reject::UnknownNode { node: *node })?;
+                let n = self
+                    .nodes
+                    .get_mut(node)
+                    .ok_or(Reject::UnknownNode { node: *node })?;
                 n.draining = *draining;
                 Ok(CommandResponse::Ok)
             }
-            Command::Assign { shard, to, expect_epoch, owner_expired_at_ms } => {
+            Command::Assign {
+                shard,
+                to,
+                expect_epoch,
+                owner_expired_at_ms,
+            } => {
                 let idx = self.shard_index(*shard)?;
                 self.node_known(*to)?;
                 let s = &self.shards[idx];
-                if let Some(e) = expect_epoch {
-                    if *e != s.epoch {
-                        return Err(Reject::EpochMismatch { current: s.epoch });
-                    }
+                if let Some(e) = expect_epoch
+                    && *e != s.epoch
+                {
+                    return Err(Reject::EpochMismatch { current: s.epoch });
                 }
-                if let (Some(now), Some(owner)) = (owner_expired_at_ms, s.owner) {
-                    if owner != *to {
-                        if let Some(n) = self.nodes.get(&owner) {
-                            if n.lease_until_ms > *now {
-                                return Err(Reject::OwnerLeaseValid { owner });
-                            }
-                        }
-                    }
+                if let (Some(now), Some(owner)) = (owner_expired_at_ms, s.owner)
+                    && owner != *to
+                    && let Some(n) = self.nodes.get(&owner)
+                    && n.lease_until_ms > *now
+                {
+                    return Err(Reject::OwnerLeaseValid { owner });
                 }
                 Ok(self.assign(idx, *to))
             }
@@ -290,9 +370,9 @@ impl ShardMap {
                 s.state = ShardState::Unassigned;
                 Ok(CommandResponse::Ok)
             }
-            Command::Batch { commands: cmds } => {
-                Ok(CommandResponse::Batch { results: cmds.iter().map(|c| self.apply(c)).collect() })
-            }
+            Command::Batch { commands: cmds } => Ok(CommandResponse::Batch {
+                results: cmds.iter().map(|c| self.apply(c)).collect(),
+            }),
         }
     }
 }

@@ -1,11 +1,16 @@
 //! The raft state machine: the shard map plus the last applied log id and membership, snapshots
 //! (JSON of the whole map; it is small) kept in the redb file so a restart starts from them.
 
+// openraft's traits impose `StorageError` (large); helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership,
+};
 use redb::Database;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -50,7 +55,8 @@ impl StateMachineStore {
     /// Loads the last snapshot from `db` (if any) and publishes the map on `tx`.
     pub fn open(db: Arc<Database>, tx: watch::Sender<MapView>) -> Result<Self, StErr> {
         let data = match meta_get::<StoredSnapshot>(&db, KEY_SNAPSHOT)? {
-            Some(s) => serde_json::from_slice(&s.data).map_err(|e| StorageIOError::read_snapshot(None, &e))?,
+            Some(s) => serde_json::from_slice(&s.data)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?,
             None => SmData::default(),
         };
         let sm = StateMachineStore { data, db, tx };
@@ -75,7 +81,8 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StErr> {
-        let bytes = serde_json::to_vec(&self.data).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let bytes =
+            serde_json::to_vec(&self.data).map_err(|e| StorageIOError::write_state_machine(&e))?;
         let snapshot_id = match self.data.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, crate::types::now_ms()),
             None => format!("none-{}", crate::types::now_ms()),
@@ -85,8 +92,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.data.last_membership.clone(),
             snapshot_id,
         };
-        meta_put(&self.db, KEY_SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data: bytes.clone() }).await?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+        meta_put(
+            &self.db,
+            KEY_SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: bytes.clone(),
+            },
+        )
+        .await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
     }
 }
 
@@ -121,7 +139,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { data: self.data.clone(), db: self.db.clone() }
+        SnapshotBuilder {
+            data: self.data.clone(),
+            db: self.db.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StErr> {
@@ -136,14 +157,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let bytes = snapshot.into_inner();
         let data: SmData = serde_json::from_slice(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        meta_put(&self.db, KEY_SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data: bytes }).await?;
+        meta_put(
+            &self.db,
+            KEY_SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: bytes,
+            },
+        )
+        .await?;
         self.data = data;
         self.publish();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StErr> {
-        Ok(meta_get::<StoredSnapshot>(&self.db, KEY_SNAPSHOT)?
-            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(
+            meta_get::<StoredSnapshot>(&self.db, KEY_SNAPSHOT)?.map(|s| Snapshot {
+                meta: s.meta,
+                snapshot: Box::new(Cursor::new(s.data)),
+            }),
+        )
     }
 }

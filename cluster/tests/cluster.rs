@@ -22,11 +22,19 @@ async fn single_node_owns_every_shard_right_after_start() {
     let (l, addr) = listener().await;
     let started = Instant::now();
     let n = start_node(l, fast_config(1, &addr, dir.path(), &[])).await;
-    assert!(wait_until(Duration::from_secs(5), || n.owned() == SHARDS as usize).await, "owned {}", n.owned());
+    assert!(
+        wait_until(Duration::from_secs(5), || n.owned() == SHARDS as usize).await,
+        "owned {}",
+        n.owned()
+    );
     let took = started.elapsed();
     println!("single node: all {SHARDS} shards owned {took:?} after start");
     assert!(took < Duration::from_secs(1), "start-up took {took:?}");
-    let acquired = n.events().iter().filter(|e| matches!(e, OwnershipEvent::Acquired { .. })).count();
+    let acquired = n
+        .events()
+        .iter()
+        .filter(|e| matches!(e, OwnershipEvent::Acquired { .. }))
+        .count();
     assert_eq!(acquired, SHARDS as usize);
     let st = n.node.status();
     assert_eq!(st.leader, Some(1));
@@ -69,7 +77,11 @@ async fn three_nodes_bootstrap_and_agree() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster(3, dir.path()).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
-    assert!(wait_until(SETTLE, || settled(&refs) && refs.iter().map(|n| n.owned()).sum::<usize>() == 1024).await);
+    assert!(
+        wait_until(SETTLE, || settled(&refs)
+            && refs.iter().map(|n| n.owned()).sum::<usize>() == 1024)
+        .await
+    );
     let cap = load_cap(SHARDS, 3, 1.05);
     let map = nodes[0].node.map();
     for n in &nodes {
@@ -100,7 +112,12 @@ async fn killed_owner_shards_move_with_higher_epochs() {
     // Kill the leader: the harder case (election, then lease expiry under a new leader).
     let victim = leader_of(&refs).unwrap();
     let vnode = nodes.iter().find(|n| n.id == victim).unwrap();
-    let before: BTreeMap<u32, u64> = vnode.node.map().shards_of(victim).map(|(s, sh)| (s, sh.epoch)).collect();
+    let before: BTreeMap<u32, u64> = vnode
+        .node
+        .map()
+        .shards_of(victim)
+        .map(|(s, sh)| (s, sh.epoch))
+        .collect();
     assert!(!before.is_empty());
     let killed_at = Instant::now();
     vnode.kill().await;
@@ -115,7 +132,10 @@ async fn killed_owner_shards_move_with_higher_epochs() {
     })
     .await;
     let took = killed_at.elapsed();
-    println!("leader killed: its {} shards owned elsewhere after {took:?}", before.len());
+    println!(
+        "leader killed: its {} shards owned elsewhere after {took:?}",
+        before.len()
+    );
     assert!(moved, "shards of the killed node were not reassigned");
     // TTL 1 s + election + a new leader's grace (one TTL) + placement: well under 6 s.
     assert!(took < Duration::from_secs(6), "took {took:?}");
@@ -140,7 +160,11 @@ async fn drained_node_ends_with_no_shards() {
     assert_eq!(report.shards_remaining, 0);
     assert!(wait_until(Duration::from_secs(5), || d.owned() == 0 && settled(&refs)).await);
     // The drained node saw Releasing for each shard; the others acquired them.
-    let releasing = d.events().iter().filter(|e| matches!(e, OwnershipEvent::Releasing { .. })).count();
+    let releasing = d
+        .events()
+        .iter()
+        .filter(|e| matches!(e, OwnershipEvent::Releasing { .. }))
+        .count();
     assert_eq!(releasing, had.len());
     let acquired: std::collections::BTreeSet<u32> = nodes[..2]
         .iter()
@@ -151,7 +175,10 @@ async fn drained_node_ends_with_no_shards() {
         })
         .collect();
     for s in &had {
-        assert!(acquired.contains(s), "shard {s} not acquired by another node");
+        assert!(
+            acquired.contains(s),
+            "shard {s} not acquired by another node"
+        );
     }
     // Every planned handoff was confirmed, none forced: each shard's final epoch is its second.
     assert_eq!(nodes[0].owned() + nodes[1].owned(), 1024);
@@ -176,12 +203,19 @@ async fn fourth_node_joins_and_takes_a_fair_share() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let cap = load_cap(SHARDS, 4, 1.05);
     let ok = wait_until(SETTLE, || {
-        settled(&refs) && nodes[3].owned() > 0 && refs.iter().map(|n| n.owned()).sum::<usize>() == 1024
+        settled(&refs)
+            && nodes[3].owned() > 0
+            && refs.iter().map(|n| n.owned()).sum::<usize>() == 1024
     })
     .await;
     assert!(ok, "4th node did not settle: owns {}", nodes[3].owned());
     let after = nodes[0].node.map();
-    let moved = before.shards.iter().zip(after.shards.iter()).filter(|(a, b)| a.owner != b.owner).count();
+    let moved = before
+        .shards
+        .iter()
+        .zip(after.shards.iter())
+        .filter(|(a, b)| a.owner != b.owner)
+        .count();
     let got = after.count_of(4);
     println!("4th node joined: owns {got}, {moved} shards moved (cap {cap})");
     assert!(got <= cap && got >= 200, "4th node owns {got}");
@@ -189,7 +223,16 @@ async fn fourth_node_joins_and_takes_a_fair_share() {
         assert!(after.count_of(n.id) <= cap);
     }
     assert!(moved <= 340, "{moved} shards moved");
-    assert!(!nodes[3].node.status().nodes.iter().find(|s| s.id == 4).unwrap().voter);
+    assert!(
+        !nodes[3]
+            .node
+            .status()
+            .nodes
+            .iter()
+            .find(|s| s.id == 4)
+            .unwrap()
+            .voter
+    );
     for n in &nodes {
         n.kill().await;
     }
@@ -219,7 +262,10 @@ async fn blocked_renewals_lose_the_lease_before_the_leader_reassigns() {
             assert_eq!(x.owned(), 0, "a node with a lost lease owns nothing");
         }
         let map = lnode.node.map();
-        if shards.iter().any(|s| map.shard(*s).unwrap().owner != Some(x.id)) {
+        if shards
+            .iter()
+            .any(|s| map.shard(*s).unwrap().owner != Some(x.id))
+        {
             reassigned_at = Some(paused_at.elapsed());
             // At the moment the leader moved a shard, x must already consider its lease lost.
             assert!(!x.node.lease_valid());
@@ -228,13 +274,27 @@ async fn blocked_renewals_lose_the_lease_before_the_leader_reassigns() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    println!("renewals paused: lease lost after {lost_at:?}, first shard reassigned after {reassigned_at:?}");
-    let (lost, moved) = (lost_at.expect("lease never lost"), reassigned_at.expect("never reassigned"));
+    println!(
+        "renewals paused: lease lost after {lost_at:?}, first shard reassigned after {reassigned_at:?}"
+    );
+    let (lost, moved) = (
+        lost_at.expect("lease never lost"),
+        reassigned_at.expect("never reassigned"),
+    );
     assert!(lost < moved);
-    assert!(x.events().iter().any(|e| matches!(e, OwnershipEvent::Lost { .. })));
+    assert!(
+        x.events()
+            .iter()
+            .any(|e| matches!(e, OwnershipEvent::Lost { .. }))
+    );
     // Renewals resume: x gets a lease again and, eventually, shards again.
     x.node.pause_renewals(false);
-    assert!(wait_until(Duration::from_secs(10), || x.node.lease_valid() && x.owned() > 0 && settled(&refs)).await);
+    assert!(
+        wait_until(Duration::from_secs(10), || x.node.lease_valid()
+            && x.owned() > 0
+            && settled(&refs))
+        .await
+    );
     for n in &nodes {
         n.kill().await;
     }

@@ -64,11 +64,21 @@ fn minimal_movement_when_a_node_joins_or_leaves() {
 fn map_with(nodes: &[NodeId], owners: &[Option<NodeId>]) -> ShardMap {
     let mut m = ShardMap::new();
     for n in nodes {
-        m.apply(&Command::AddNode { node: *n, api_addr: format!("http://{n}"), at_ms: 0, ttl_ms: 1_000_000 });
+        m.apply(&Command::AddNode {
+            node: *n,
+            api_addr: format!("http://{n}"),
+            at_ms: 0,
+            ttl_ms: 1_000_000,
+        });
     }
     for (s, o) in owners.iter().enumerate() {
         if let Some(o) = o {
-            m.apply(&Command::Assign { shard: s as u32, to: *o, expect_epoch: None, owner_expired_at_ms: None });
+            m.apply(&Command::Assign {
+                shard: s as u32,
+                to: *o,
+                expect_epoch: None,
+                owner_expired_at_ms: None,
+            });
         }
     }
     m
@@ -100,7 +110,9 @@ fn unassigned_shards_are_assigned_directly() {
     assert_eq!(p.assigns, 1024);
     assert_eq!(p.handoffs, 0);
     let mut m = map.clone();
-    m.apply(&Command::Batch { commands: p.commands });
+    m.apply(&Command::Batch {
+        commands: p.commands,
+    });
     assert_eq!(m.unassigned_count(), 0);
     assert!(plan(&input(&m, &[1, 2], &[1, 2])).is_empty());
 }
@@ -112,7 +124,11 @@ fn a_joining_node_gets_shards_by_bounded_handoffs() {
     let p = plan(&input(&map, &[1, 2, 3, 4], &[1, 2, 3, 4]));
     assert_eq!(p.assigns, 0);
     assert_eq!(p.handoffs, 64, "bounded in flight");
-    assert!(p.commands.iter().all(|c| matches!(c, Command::BeginDrain { to: 4, .. })));
+    assert!(
+        p.commands
+            .iter()
+            .all(|c| matches!(c, Command::BeginDrain { to: 4, .. }))
+    );
     // Simulate rounds: apply, every old owner confirms, plan again.
     let mut rounds = 0;
     loop {
@@ -120,7 +136,9 @@ fn a_joining_node_gets_shards_by_bounded_handoffs() {
         if p.is_empty() {
             break;
         }
-        map.apply(&Command::Batch { commands: p.commands });
+        map.apply(&Command::Batch {
+            commands: p.commands,
+        });
         let draining: Vec<(u32, u64)> = map
             .shards
             .iter()
@@ -129,7 +147,10 @@ fn a_joining_node_gets_shards_by_bounded_handoffs() {
             .map(|(i, s)| (i as u32, s.epoch))
             .collect();
         for (shard, epoch) in draining {
-            assert!(matches!(map.apply(&Command::Released { shard, epoch }), CommandResponse::Assigned { .. }));
+            assert!(matches!(
+                map.apply(&Command::Released { shard, epoch }),
+                CommandResponse::Assigned { .. }
+            ));
         }
         rounds += 1;
         assert!(rounds < 20);
@@ -146,9 +167,15 @@ fn dead_owners_lose_shards_by_guarded_assign_and_drainers_by_handoff() {
     let p = plan(&input(&map, &[1, 2], &[1, 2]));
     let of3 = map.count_of(3);
     assert_eq!(p.assigns, of3);
-    let assigns: Vec<&Command> = p.commands.iter().filter(|c| matches!(c, Command::Assign { .. })).collect();
+    let assigns: Vec<&Command> = p
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::Assign { .. }))
+        .collect();
     assert_eq!(assigns.len(), of3);
-    assert!(assigns.iter().all(|c| matches!(c, Command::Assign { owner_expired_at_ms: Some(_), to, .. } if *to != 3)));
+    assert!(assigns.iter().all(
+        |c| matches!(c, Command::Assign { owner_expired_at_ms: Some(_), to, .. } if *to != 3)
+    ));
     // Node 3 draining but alive: handoffs, bounded.
     let p = plan(&input(&map, &[1, 2], &[1, 2, 3]));
     assert_eq!(p.assigns, 0);
@@ -159,8 +186,16 @@ fn dead_owners_lose_shards_by_guarded_assign_and_drainers_by_handoff() {
 fn overdue_handoffs_are_forced() {
     let d = desired_owners(SHARDS, &set(&[1, 2]), 1.05);
     let mut map = map_with(&[1, 2], &d);
-    let (shard, s) = map.shards_of(1).next().map(|(i, s)| (i, s.clone())).unwrap();
-    map.apply(&Command::BeginDrain { shard, to: 2, epoch: s.epoch });
+    let (shard, s) = map
+        .shards_of(1)
+        .next()
+        .map(|(i, s)| (i, s.clone()))
+        .unwrap();
+    map.apply(&Command::BeginDrain {
+        shard,
+        to: 2,
+        epoch: s.epoch,
+    });
     let mut inp = input(&map, &[1, 2], &[1, 2]);
     inp.max_in_flight = 1;
     assert!(plan(&inp).is_empty(), "in flight, not overdue: wait");
@@ -169,7 +204,12 @@ fn overdue_handoffs_are_forced() {
     assert_eq!(p.forced, 1);
     assert_eq!(
         p.commands,
-        vec![Command::Assign { shard, to: 2, expect_epoch: Some(s.epoch), owner_expired_at_ms: None }]
+        vec![Command::Assign {
+            shard,
+            to: 2,
+            expect_epoch: Some(s.epoch),
+            owner_expired_at_ms: None
+        }]
     );
 }
 

@@ -33,18 +33,29 @@ pub fn init_tracing() {
 
 type Slot = Arc<RwLock<Option<Node>>>;
 
-async fn serve_one(slot: Slot, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve_one(
+    slot: Slot,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: u16, body: Vec<u8>| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
         Ok(r)
     };
-    let Some(node) = slot.read().await.clone() else { return reply(503, b"starting".to_vec()) };
-    let auth = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(node) = slot.read().await.clone() else {
+        return reply(503, b"starting".to_vec());
+    };
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if !node.verify_secret(auth.as_deref()) {
         return reply(401, b"unauthorized".to_vec());
     }
-    let Some(kind) = RpcKind::from_path(req.uri().path()) else { return reply(404, b"no such path".to_vec()) };
+    let Some(kind) = RpcKind::from_path(req.uri().path()) else {
+        return reply(404, b"no such path".to_vec());
+    };
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(400, b"body".to_vec()),
@@ -60,11 +71,15 @@ fn spawn_server(listener: TcpListener, slot: Slot) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             let slot = slot.clone();
             conns.spawn(async move {
                 let svc = hyper::service::service_fn(move |req| serve_one(slot.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     })
@@ -145,10 +160,22 @@ pub async fn start_node(listener: TcpListener, config: ClusterConfig) -> TestNod
             }
         })
     };
-    TestNode { id, addr, node, events, server: Mutex::new(Some(server)), app }
+    TestNode {
+        id,
+        addr,
+        node,
+        events,
+        server: Mutex::new(Some(server)),
+        app,
+    }
 }
 
-pub fn fast_config(id: NodeId, addr: &str, dir: &std::path::Path, peers: &[(NodeId, String)]) -> ClusterConfig {
+pub fn fast_config(
+    id: NodeId,
+    addr: &str,
+    dir: &std::path::Path,
+    peers: &[(NodeId, String)],
+) -> ClusterConfig {
     let mut c = ClusterConfig::new(id, addr, dir.join(format!("node{id}")), SECRET).fast();
     c.peers = peers.to_vec();
     c
@@ -188,11 +215,19 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 pub fn settled(nodes: &[&TestNode]) -> bool {
     let maps: Vec<_> = nodes.iter().map(|n| n.node.map()).collect();
     let first = &maps[0];
-    let live: std::collections::BTreeSet<NodeId> =
-        first.nodes.values().filter(|n| !n.draining).map(|n| n.id).collect();
+    let live: std::collections::BTreeSet<NodeId> = first
+        .nodes
+        .values()
+        .filter(|n| !n.draining)
+        .map(|n| n.id)
+        .collect();
     let desired = onwapp_cluster::placement::desired_owners(first.shard_count, &live, 1.05);
     first.draining_count() == 0
-        && first.shards.iter().zip(desired.iter()).all(|(s, d)| s.owner.is_some() && s.owner == *d)
+        && first
+            .shards
+            .iter()
+            .zip(desired.iter())
+            .all(|(s, d)| s.owner.is_some() && s.owner == *d)
         && maps.iter().all(|m| m.shards == first.shards)
 }
 
@@ -201,5 +236,7 @@ pub fn settled(nodes: &[&TestNode]) -> bool {
 pub fn agreed(nodes: &[&TestNode]) -> bool {
     let maps: Vec<_> = nodes.iter().map(|n| n.node.map()).collect();
     let first = &maps[0];
-    first.unassigned_count() == 0 && first.draining_count() == 0 && maps.iter().all(|m| m.shards == first.shards)
+    first.unassigned_count() == 0
+        && first.draining_count() == 0
+        && maps.iter().all(|m| m.shards == first.shards)
 }
