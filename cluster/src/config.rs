@@ -40,6 +40,8 @@ pub struct ClusterConfig {
     pub load_factor: f64,
     /// Build a state-machine snapshot (and purge the log) every this many log entries.
     pub snapshot_every: u64,
+    /// Run placement when this node leads (default true; off only for benchmarks and drills).
+    pub placement_enabled: bool,
 }
 
 impl ClusterConfig {
@@ -67,6 +69,7 @@ impl ClusterConfig {
             max_handoffs: 64,
             load_factor: 1.05,
             snapshot_every: 1000,
+            placement_enabled: true,
         }
     }
 

@@ -440,6 +440,14 @@ impl Node {
         Ok(report)
     }
 
+    /// Removes another node for good (e.g. a dead one): its shards are reassigned at once and it
+    /// leaves the raft membership (a learner is promoted when voters would fall short).
+    pub async fn remove_node(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.submit(WriteRequest::Leave { node }, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+    }
+
     /// Stops the loops and raft. Does not drain (a restarted node comes back with its state).
     pub async fn shutdown(&self) {
         if self.inner.shut.swap(true, Ordering::SeqCst) {
@@ -532,23 +540,29 @@ impl Node {
         match req {
             WriteRequest::Command { command } => self.propose(self.stamp(command)).await,
             WriteRequest::Join { node, api_addr } => {
-                let in_membership = {
+                let known_addr = {
                     let m = self.inner.raft.metrics().borrow().clone();
-                    m.membership_config.membership().get_node(&node).is_some()
+                    m.membership_config
+                        .membership()
+                        .get_node(&node)
+                        .map(|n| n.api_addr.clone())
                 };
-                if !in_membership {
-                    tracing::info!(node, %api_addr, "adding learner");
-                    self.inner
-                        .raft
-                        .add_learner(
-                            node,
-                            ClusterNode {
-                                api_addr: api_addr.clone(),
-                            },
-                            false,
-                        )
-                        .await
-                        .map_err(wire)?;
+                let raft = &self.inner.raft;
+                let member = ClusterNode {
+                    api_addr: api_addr.clone(),
+                };
+                match known_addr {
+                    None => {
+                        tracing::info!(node, %api_addr, "adding learner");
+                        raft.add_learner(node, member, false).await.map_err(wire)?;
+                    }
+                    Some(old) if old != api_addr => {
+                        // Same id at a new address (e.g. a rescheduled pod): update raft's record.
+                        tracing::info!(node, %old, %api_addr, "member address changed");
+                        let change = ChangeMembers::SetNodes(BTreeMap::from([(node, member)]));
+                        raft.change_membership(change, true).await.map_err(wire)?;
+                    }
+                    Some(_) => {}
                 }
                 self.propose(self.stamp(Command::AddNode {
                     node,
@@ -736,7 +750,7 @@ impl Node {
                 r = metrics.changed() => if r.is_err() { break },
                 _ = tick.tick() => {}
             }
-            if !self.is_leader() {
+            if !cfg.placement_enabled || !self.is_leader() {
                 leader_since = None;
                 handoffs.clear();
                 continue;

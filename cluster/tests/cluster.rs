@@ -339,3 +339,50 @@ async fn restarted_follower_rejoins_with_its_state() {
         n.kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_leaves_and_a_learner_takes_its_vote() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(3, dir.path()).await;
+    let peers: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    let (l, addr) = listener().await;
+    nodes.push(start_node(l, fast_config(4, &addr, dir.path(), &peers)).await);
+    {
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        assert!(wait_until(SETTLE, || settled(&refs) && nodes[3].owned() > 0).await);
+    }
+    let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).unwrap();
+    let idx = nodes
+        .iter()
+        .position(|n| n.id != leader && n.id != 4)
+        .unwrap();
+    let leaving = nodes.remove(idx);
+    let report = leaving.node.leave(Duration::from_secs(15)).await.unwrap();
+    println!("leave: {report:?}");
+    assert!(!report.timed_out);
+    assert_eq!(report.shards_remaining, 0);
+    leaving.kill().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let ok = wait_until(SETTLE, || {
+        let st = refs[0].node.status();
+        settled(&refs)
+            && !refs[0].node.map().nodes.contains_key(&leaving.id)
+            && st.nodes.iter().filter(|n| n.voter).count() == 3
+            && refs.iter().map(|n| n.owned()).sum::<usize>() == 1024
+    })
+    .await;
+    assert!(ok, "status: {:?}", refs[0].node.status());
+    let voters: Vec<u64> = refs[0]
+        .node
+        .status()
+        .nodes
+        .iter()
+        .filter(|n| n.voter)
+        .map(|n| n.id)
+        .collect();
+    assert!(voters.contains(&4), "learner 4 promoted: {voters:?}");
+    for n in &nodes {
+        n.kill().await;
+    }
+}
