@@ -73,10 +73,11 @@ impl ClusterConfig {
         }
     }
 
-    /// Short timings for tests: renew 200 ms, TTL 1 s, fast elections and placement.
+    /// Short timings for tests: renew 200 ms, TTL 2 s (local validity 1.7 s: room for slow
+    /// fsyncs on a busy CI machine), fast elections and placement.
     pub fn fast(mut self) -> Self {
         self.lease_renew = Duration::from_millis(200);
-        self.lease_ttl = Duration::from_secs(1);
+        self.lease_ttl = Duration::from_secs(2);
         self.heartbeat_interval = Duration::from_millis(50);
         self.election_timeout_min = Duration::from_millis(300);
         self.election_timeout_max = Duration::from_millis(600);

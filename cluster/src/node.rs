@@ -44,6 +44,10 @@ struct Inner {
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     renewals_paused: AtomicBool,
+    /// Set by `leave()`: no more renewals or re-joins (they would add the node back).
+    leaving: AtomicBool,
+    /// Set by `drain()` in this process, cleared by `undrain()`.
+    drain_requested: AtomicBool,
     next_peer: AtomicUsize,
     shut: AtomicBool,
     /// The raft database, to know when raft has let go of it.
@@ -117,6 +121,8 @@ impl Node {
                 cancel: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 renewals_paused: AtomicBool::new(false),
+                leaving: AtomicBool::new(false),
+                drain_requested: AtomicBool::new(false),
                 next_peer: AtomicUsize::new(0),
                 shut: AtomicBool::new(false),
                 db: db_weak,
@@ -389,6 +395,7 @@ impl Node {
         let start = Instant::now();
         let me = self.inner.id;
         let shards_before = self.map().count_of(me);
+        self.inner.drain_requested.store(true, Ordering::SeqCst);
         self.command(
             Command::SetDraining {
                 node: me,
@@ -414,6 +421,7 @@ impl Node {
     /// Ends a drain: this node may receive shards again.
     pub async fn undrain(&self) -> Result<(), ClusterError> {
         let node = self.inner.id;
+        self.inner.drain_requested.store(false, Ordering::SeqCst);
         self.command(
             Command::SetDraining {
                 node,
@@ -429,13 +437,15 @@ impl Node {
     /// membership, then shut down.
     pub async fn leave(&self, timeout: Duration) -> Result<DrainReport, ClusterError> {
         let report = self.drain(timeout).await?;
-        self.submit(
-            WriteRequest::Leave {
-                node: self.inner.id,
-            },
-            Duration::from_secs(10),
-        )
-        .await?;
+        // Stop renewing first: a renewal rejected after RemoveNode would join the node again.
+        self.inner.leaving.store(true, Ordering::SeqCst);
+        let leave = WriteRequest::Leave {
+            node: self.inner.id,
+        };
+        if let Err(e) = self.submit(leave, Duration::from_secs(10)).await {
+            self.inner.leaving.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
         self.shutdown().await;
         Ok(report)
     }
@@ -651,8 +661,10 @@ impl Node {
         let cfg = &self.inner.config;
         let me = self.inner.id;
         let mut joined = false;
+        let mut drain_checked = false;
         loop {
-            if !self.inner.renewals_paused.load(Ordering::SeqCst) {
+            let paused = self.inner.renewals_paused.load(Ordering::SeqCst);
+            if !paused && !self.inner.leaving.load(Ordering::SeqCst) {
                 let sent = Instant::now();
                 let req = if joined {
                     WriteRequest::Command {
@@ -690,9 +702,24 @@ impl Node {
                             cfg.lease_renew,
                             rx.wait_for(|v| v.applied_index >= reply.log_index),
                         )
-                        .await;
-                        if matches!(caught_up, Ok(Ok(_))) {
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                        if caught_up {
                             self.inner.lease.renewed(sent);
+                        }
+                        // A node that restarts after a drain (rolling update) takes shards again.
+                        let mine = self.map().nodes.get(&me).map(|n| n.draining);
+                        let stale_drain = !drain_checked && mine == Some(true);
+                        drain_checked |= mine.is_some();
+                        if stale_drain && !self.inner.drain_requested.load(Ordering::SeqCst) {
+                            tracing::info!(node = me, "ending the drain of a previous run");
+                            let cmd = Command::SetDraining {
+                                node: me,
+                                draining: false,
+                            };
+                            if let Err(e) = self.command(cmd, cfg.lease_renew).await {
+                                tracing::warn!(node = me, error = %e, "could not end the previous drain");
+                            }
                         }
                     }
                     Err(ClusterError::Shutdown) => break,
@@ -718,6 +745,7 @@ impl Node {
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut tick = tokio::time::interval(check);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_valid = false;
         loop {
             tokio::select! {
                 _ = self.inner.cancel.cancelled() => break,
@@ -726,6 +754,17 @@ impl Node {
                 _ = tick.tick() => {}
             }
             let valid = self.inner.lease.check() == LeaseState::Valid;
+            if valid != was_valid {
+                if valid {
+                    tracing::info!(node = me, "lease valid");
+                } else {
+                    tracing::warn!(
+                        node = me,
+                        "lease lost: this node owns nothing until it renews"
+                    );
+                }
+                was_valid = valid;
+            }
             let map = map_rx.borrow_and_update().map.clone();
             lease_rx.borrow_and_update();
             self.ownership().update(me, &map, valid);

@@ -57,7 +57,8 @@ pub struct ShardMap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    /// Adds a node, or refreshes it when it is already known (new address, lease, no longer draining).
+    /// Adds a node, or refreshes it when it is already known (new address, longer lease; the
+    /// draining flag is kept: only `SetDraining` changes it).
     AddNode {
         node: NodeId,
         api_addr: String,
@@ -257,7 +258,6 @@ impl ShardMap {
                     Some(n) => {
                         n.api_addr.clone_from(api_addr);
                         n.lease_until_ms = n.lease_until_ms.max(until);
-                        n.draining = false;
                     }
                     None => {
                         self.nodes.insert(

@@ -1,4 +1,4 @@
-//! Multi-node tests over real loopback HTTP (short leases: renew 200 ms, TTL 1 s).
+//! Multi-node tests over real loopback HTTP (short leases: renew 200 ms, TTL 2 s).
 
 mod common;
 
@@ -30,12 +30,17 @@ async fn single_node_owns_every_shard_right_after_start() {
     let took = started.elapsed();
     println!("single node: all {SHARDS} shards owned {took:?} after start");
     assert!(took < Duration::from_secs(1), "start-up took {took:?}");
-    let acquired = n
-        .events()
-        .iter()
-        .filter(|e| matches!(e, OwnershipEvent::Acquired { .. }))
-        .count();
-    assert_eq!(acquired, SHARDS as usize);
+    let acquired = || {
+        n.events()
+            .iter()
+            .filter(|e| matches!(e, OwnershipEvent::Acquired { .. }))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(2), || acquired() == SHARDS as usize).await,
+        "{}",
+        acquired()
+    );
     let st = n.node.status();
     assert_eq!(st.leader, Some(1));
     assert_eq!(st.owned_shards, SHARDS as usize);
@@ -90,6 +95,18 @@ async fn three_nodes_bootstrap_and_agree() {
         assert_eq!(n.owned(), c, "node {} effective ownership", n.id);
         assert_eq!(*n.node.lease_watch().borrow(), LeaseState::Valid);
     }
+    // Bootstrap waits for the configured peers: shards are assigned directly, no handoffs.
+    let handoffs: usize = nodes
+        .iter()
+        .map(|n| {
+            n.events()
+                .iter()
+                .filter(|e| matches!(e, OwnershipEvent::Releasing { .. }))
+                .count()
+        })
+        .sum();
+    println!("bootstrap handoffs: {handoffs}");
+    assert_eq!(handoffs, 0);
     let leader = leader_of(&refs).unwrap();
     for n in &nodes {
         let st = n.node.status();
@@ -137,8 +154,8 @@ async fn killed_owner_shards_move_with_higher_epochs() {
         before.len()
     );
     assert!(moved, "shards of the killed node were not reassigned");
-    // TTL 1 s + election + a new leader's grace (one TTL) + placement: well under 6 s.
-    assert!(took < Duration::from_secs(6), "took {took:?}");
+    // Election + a new leader's grace (one TTL, 2 s, covering the dead node's lease) + placement.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
     for n in &rest {
         n.kill().await;
     }
@@ -155,6 +172,15 @@ async fn drained_node_ends_with_no_shards() {
     let had: Vec<u32> = d.node.map().shards_of(d.id).map(|(s, _)| s).collect();
     let report = d.node.drain(Duration::from_secs(15)).await.unwrap();
     println!("drain: {report:?}");
+    if report.timed_out {
+        for n in &nodes {
+            eprintln!(
+                "status of {}: {}",
+                n.id,
+                serde_json::to_string(&n.node.status()).unwrap()
+            );
+        }
+    }
     assert!(!report.timed_out);
     assert_eq!(report.shards_before, had.len());
     assert_eq!(report.shards_remaining, 0);
@@ -180,8 +206,12 @@ async fn drained_node_ends_with_no_shards() {
             "shard {s} not acquired by another node"
         );
     }
-    // Every planned handoff was confirmed, none forced: each shard's final epoch is its second.
-    assert_eq!(nodes[0].owned() + nodes[1].owned(), 1024);
+    assert!(
+        wait_until(Duration::from_secs(5), || nodes[0].owned()
+            + nodes[1].owned()
+            == 1024)
+        .await
+    );
     for n in &nodes {
         n.kill().await;
     }
@@ -249,7 +279,7 @@ async fn blocked_renewals_lose_the_lease_before_the_leader_reassigns() {
     let x = nodes.iter().find(|n| n.id != leader).unwrap();
     let lnode = nodes.iter().find(|n| n.id == leader).unwrap();
     let shards: Vec<u32> = x.node.map().shards_of(x.id).map(|(s, _)| s).collect();
-    assert!(x.owned() > 0);
+    assert!(wait_until(Duration::from_secs(5), || x.owned() > 0).await);
     let mut lease = x.node.lease_watch();
     x.node.pause_renewals(true);
     let paused_at = Instant::now();

@@ -295,7 +295,8 @@ fn leases_only_grow_and_unknown_nodes_are_rejected() {
         ttl_ms: 10_000,
     });
     assert_eq!(m.nodes[&3].lease_until_ms, 60_000);
-    // Re-adding refreshes the address and ends a drain, keeps joined_at.
+    // Re-adding refreshes the address and lease, keeps joined_at and the draining flag (a late,
+    // duplicated join must not undo a drain).
     m.apply(&Command::SetDraining {
         node: 3,
         draining: true,
@@ -314,7 +315,7 @@ fn leases_only_grow_and_unknown_nodes_are_rejected() {
             n.joined_at_ms,
             n.lease_until_ms
         ),
-        ("http://new", false, 1000, 80_000)
+        ("http://new", true, 1000, 80_000)
     );
 }
 
