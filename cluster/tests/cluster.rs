@@ -416,3 +416,33 @@ async fn a_voter_leaves_and_a_learner_takes_its_vote() {
         n.kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_node_that_restarts_takes_shards_again() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(3, dir.path()).await;
+    {
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        assert!(wait_until(SETTLE, || settled(&refs)).await);
+    }
+    let peers: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    // Rolling update: drain (preStop), stop, start again on the same data directory.
+    let old = nodes.remove(2);
+    let report = old.node.drain(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(report.shards_remaining, 0);
+    old.kill().await;
+    let (id, addr) = (old.id, old.addr.clone());
+    drop(old);
+    let l = rebind(&addr).await;
+    nodes.push(start_node(l, fast_config(id, &addr, dir.path(), &peers)).await);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let ok = wait_until(SETTLE, || {
+        settled(&refs) && refs[2].owned() > 0 && !refs[0].node.map().nodes[&id].draining
+    })
+    .await;
+    assert!(ok, "restarted node owns {}", refs[2].owned());
+    for n in &nodes {
+        n.kill().await;
+    }
+}

@@ -222,13 +222,15 @@ pub fn settled(nodes: &[&TestNode]) -> bool {
         .map(|n| n.id)
         .collect();
     let desired = onwapp_cluster::placement::desired_owners(first.shard_count, &live, 1.05);
-    first.draining_count() == 0
+    nodes.iter().all(|n| first.nodes.contains_key(&n.id))
+        && first.draining_count() == 0
         && first
             .shards
             .iter()
             .zip(desired.iter())
             .all(|(s, d)| s.owner.is_some() && s.owner == *d)
         && maps.iter().all(|m| m.shards == first.shards)
+        && nodes.iter().all(|n| n.owned() == first.count_of(n.id))
 }
 
 /// Every shard has an owner, no handoff in flight, and all `nodes` have applied the same map
