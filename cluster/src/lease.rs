@@ -100,3 +100,47 @@ impl LeaseClock {
         state
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frozen_process_sees_its_lease_lost_on_wake() {
+        let lease = LeaseClock::new(Duration::from_millis(100));
+        let rx = lease.subscribe();
+        assert_eq!(*rx.borrow(), LeaseState::Lost, "no renewal yet");
+        lease.renewed(Instant::now());
+        assert_eq!(lease.check(), LeaseState::Valid);
+        assert_eq!(*rx.borrow(), LeaseState::Valid);
+        // Block the only runtime thread, as SIGSTOP would: no timer or task runs meanwhile.
+        std::thread::sleep(Duration::from_millis(150));
+        // The first look at the clock after waking says Lost, whatever the timers did.
+        assert!(!lease.is_valid_now());
+        assert_eq!(lease.check(), LeaseState::Lost);
+        assert_eq!(*rx.borrow(), LeaseState::Lost);
+    }
+
+    #[tokio::test]
+    async fn validity_counts_from_when_the_renewal_was_sent() {
+        let lease = LeaseClock::new(Duration::from_millis(100));
+        lease.renewed(Instant::now() - Duration::from_millis(150));
+        assert_eq!(
+            lease.check(),
+            LeaseState::Lost,
+            "a renewal that took too long grants nothing"
+        );
+        lease.renewed(Instant::now());
+        let left = lease.remaining();
+        assert!(left > Duration::from_millis(50) && left <= Duration::from_millis(100));
+        // An older renewal never shortens the lease.
+        lease.renewed(Instant::now() - Duration::from_millis(90));
+        assert!(lease.remaining() >= left - Duration::from_millis(20));
+        lease.lose();
+        assert_eq!(lease.check(), LeaseState::Lost);
+        assert_eq!(
+            local_validity(Duration::from_secs(2), Duration::from_secs(10)),
+            Duration::from_secs(7)
+        );
+    }
+}
