@@ -13,6 +13,7 @@ use crate::{
     http::{self, health::HealthMonitor},
     observability::Metrics,
     ratelimit::{Limiter, Quota},
+    shards::Shards,
     store::{self, Store},
 };
 
@@ -29,6 +30,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub health: HealthMonitor,
     pub engine: Arc<Engine>,
+    /// This node's place in the cluster: who serves which session.
+    pub shards: Arc<Shards>,
 }
 
 impl std::ops::Deref for AppState {
@@ -108,13 +111,13 @@ impl App {
                 media_max_bytes: config.media_max_bytes,
             },
         ));
-        // Sessions that were paired reconnect by themselves, without a QR.
-        tokio::spawn({
-            let engine = engine.clone();
-            async move { engine.resume_paired().await }
-        });
+        // The node joins its cluster (a cluster of one by default); sessions follow their
+        // shards: those this node acquires reconnect by themselves, without a QR.
+        let shards = Arc::new(Shards::start(&config).await?);
+        crate::shards::driver::spawn(shards.clone(), engine.clone(), cancel.child_token());
         let state = AppState(Arc::new(Shared {
             engine,
+            shards,
             auth: Authenticator::new(global_key, store.clone()),
             health: HealthMonitor::new(metrics.clone()),
             config,
@@ -159,6 +162,7 @@ impl App {
         }
         self.cancel.cancel();
         self.state.engine.shutdown().await;
+        self.state.shards.shutdown().await;
         Ok(())
     }
 }

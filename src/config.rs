@@ -58,6 +58,8 @@ pub struct Config {
     pub media_allow_private_urls: bool,
     /// Webhook delivery (`WEBHOOK_*`).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// The node in its cluster (`NODE_*`, `CLUSTER_*`).
+    pub cluster: crate::shards::settings::ClusterSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Config {
             .field("media_max_bytes", &self.media_max_bytes)
             .field("media_allow_private_urls", &self.media_allow_private_urls)
             .field("webhooks", &self.webhooks)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -112,6 +115,7 @@ impl Default for Config {
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
             media_allow_private_urls: false,
             webhooks: crate::webhooks::WebhookSettings::default(),
+            cluster: Default::default(),
         }
     }
 }
@@ -270,6 +274,10 @@ impl Config {
             c.webhooks.poll_interval =
                 Duration::from_millis(parse_positive("WEBHOOK_POLL_MS", &v)?);
         }
+        c.cluster = crate::shards::settings::ClusterSettings::from_lookup(
+            &get,
+            c.database_kind() == "postgres",
+        )?;
         Ok(c)
     }
 

@@ -114,6 +114,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<onwapp_cluster::ClusterError> for ApiError {
+    fn from(e: onwapp_cluster::ClusterError) -> Self {
+        use onwapp_cluster::ClusterError as C;
+        match e {
+            C::BadRequest(m) => ApiError::BadRequest(m),
+            C::NoLeader | C::Shutdown | C::Transport(_) => ApiError::Unavailable(e.to_string()),
+            C::Timeout(_) => ApiError::Timeout,
+            C::Rejected(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(anyhow::anyhow!(other)),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

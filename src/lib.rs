@@ -13,5 +13,6 @@ pub mod http;
 pub mod media;
 pub mod observability;
 pub mod ratelimit;
+pub mod shards;
 pub mod store;
 pub mod webhooks;

@@ -339,8 +339,14 @@ impl Engine {
         }
     }
 
-    /// Connects every stored session that has a paired device (start-up, shard acquired).
+    /// Connects every stored session that has a paired device.
     pub async fn resume_paired(self: &Arc<Self>) {
+        self.resume_paired_where(|_| true).await;
+    }
+
+    /// Connects the stored sessions with a paired device that `wanted` selects by name (the
+    /// sessions of shards this node just acquired: no QR, the keys are in the database).
+    pub async fn resume_paired_where(self: &Arc<Self>, wanted: impl Fn(&str) -> bool) {
         let sessions = match self.store.list_sessions().await {
             Ok(s) => s,
             Err(e) => {
@@ -348,12 +354,30 @@ impl Engine {
                 return;
             }
         };
-        for rec in sessions.iter().filter(|r| r.device_jid.is_some()) {
+        for rec in sessions
+            .iter()
+            .filter(|r| r.device_jid.is_some() && wanted(&r.name))
+        {
             match self.connect(rec).await {
                 Ok(_) => tracing::info!(session = %rec.name, "resuming paired session"),
                 Err(e) => tracing::warn!(session = %rec.name, error = %e, "resume failed"),
             }
         }
+    }
+
+    /// Stops the clients of the sessions `which` selects by name, keeping their keys and
+    /// saying nothing to the outbox: their shard moved, and the new owner connects them.
+    /// Returns how many were stopped.
+    pub async fn release_where(&self, which: impl Fn(&str) -> bool) -> usize {
+        let gone: Vec<Arc<Live>> = match self.live.lock() {
+            Ok(mut m) => {
+                let names: Vec<String> = m.keys().filter(|n| which(n)).cloned().collect();
+                names.iter().filter_map(|n| m.remove(n)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        futures_util::future::join_all(gone.iter().map(|l| l.stop(SHUTDOWN_GRACE))).await;
+        gone.len()
     }
 
     /// Called by a live session whose client ended by itself (logged out, codes ran out).

@@ -4,6 +4,7 @@ pub mod calls;
 pub mod catalog;
 pub mod chat;
 pub mod chat_actions;
+pub mod cluster;
 pub mod communities;
 pub mod contacts;
 pub mod dto;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(webhook_failed::router())
         .merge(events::router())
+        .merge(cluster::admin_router())
         .merge(unimplemented::authenticated_router())
         .route_layer(from_fn_with_state(state.clone(), middleware::require_auth));
     let open = Router::new()
@@ -80,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .route("/metrics", get(metrics))
         .route_layer(from_fn_with_state(state.clone(), middleware::route))
+        // Node to node: the cluster secret instead of API keys, never rate-limited.
+        .merge(cluster::internal_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

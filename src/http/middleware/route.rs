@@ -1,5 +1,6 @@
 //! Runs inside routing, where the matched route template is known: hands the template outwards
-//! for metrics, and spends the client's rate-limit budget (429 with `Retry-After`).
+//! for metrics, spends the client's rate-limit budget (429 with `Retry-After`), and sends a
+//! session's request to the node that owns the session (`shards::forward`).
 
 use std::net::SocketAddr;
 
@@ -13,6 +14,7 @@ use crate::{
     app::AppState,
     error::ApiError,
     ratelimit::{Decision, client_ip},
+    shards::forward,
 };
 
 /// The route template that served a response.
@@ -27,15 +29,33 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let limited = template.as_deref().is_none_or(|t| !UNLIMITED.contains(&t));
-    let mut resp = if limited {
-        let key = client_key(&state, &req);
-        match check(&state, &key).await {
-            Ok(()) => next.run(req).await,
-            Err(e) => e.into_response(),
+    let session = template
+        .as_deref()
+        .and_then(|t| forward::session_of(t, req.uri().path()));
+    let mut resp = match session {
+        // Forwarded by a member: served here if this node still owns the session, never
+        // forwarded again, and not rate-limited twice.
+        Some(name) if state.shards.is_member_request(req.headers()) => {
+            match forward::check_member(&state.shards, &name, req.headers()) {
+                Ok(()) => next.run(req).await,
+                Err(misdirected) => misdirected,
+            }
         }
-    } else {
-        next.run(req).await
+        session => {
+            let limited = template.as_deref().is_none_or(|t| !UNLIMITED.contains(&t));
+            let allowed = if limited {
+                check(&state, &client_key(&state, &req)).await
+            } else {
+                Ok(())
+            };
+            match (allowed, session) {
+                (Err(e), _) => e.into_response(),
+                (Ok(()), Some(name)) => {
+                    forward::serve_or_forward(&state.shards, &name, req, next).await
+                }
+                (Ok(()), None) => next.run(req).await,
+            }
+        }
     };
     if let Some(t) = template {
         resp.extensions_mut().insert(RouteTemplate(t));

@@ -1,0 +1,260 @@
+//! Forwarding (design section 3). A request for a session is served by the node that owns the
+//! session's shard: any other node forwards it once, with `X-Onwapp-Forwarded-By`,
+//! `X-Shard-Epoch` and the member proof, streaming the body both ways. The owner checks that it
+//! still owns the shard at that epoch and answers 421 (with the owner it knows) if not; the
+//! forwarder then waits for its map to move and tries again, a bounded number of times. A
+//! forwarded request is never forwarded again and is not rate-limited twice (the entry node
+//! spent the client's budget).
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    extract::Request,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use onwapp_cluster::{Owner, shard_of};
+use serde_json::json;
+
+use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SHARD_EPOCH, Shards};
+
+/// Extra tries after a 421 or an unreachable owner.
+const RETRIES: usize = 3;
+/// Bodies up to this size are held, so a 421 can be retried; larger ones are streamed once.
+const BUFFER_LIMIT: usize = 1 << 20;
+/// How long a request waits for a shard without an owner (failover, handoff) to get one.
+const WAIT_FOR_OWNER: Duration = Duration::from_secs(5);
+
+/// Request and response headers that belong to one connection, not to the message.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    FORWARDED_BY,
+    SHARD_EPOCH,
+    CLUSTER_AUTH,
+];
+
+/// The session a matched route is about: the first segment of a `/{session}/...` route.
+pub fn session_of(template: &str, path: &str) -> Option<String> {
+    if !template.starts_with("/{session}") {
+        return None;
+    }
+    let seg = path.trim_start_matches('/').split('/').next()?;
+    let name = percent_decode(seg);
+    (!name.is_empty()).then_some(name)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// The owner's side: a member forwarded this request. `Err` is the 421 to answer when this node
+/// does not own the session's shard at (at least) the epoch the member saw.
+pub fn check_member(shards: &Shards, name: &str, headers: &HeaderMap) -> Result<(), Response> {
+    let shard = shard_of(name);
+    let seen = headers
+        .get(SHARD_EPOCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match shards.node().owned_epoch(shard) {
+        Some(held) if seen.is_none_or(|s| held >= s) => Ok(()),
+        _ => Err(misdirected(shards, name, shard)),
+    }
+}
+
+fn misdirected(shards: &Shards, name: &str, shard: u32) -> Response {
+    let owner = shards
+        .node()
+        .owner_of(shard)
+        .filter(|o| o.node != shards.node_id())
+        .map(|o| o.addr);
+    let mut resp = (
+        StatusCode::MISDIRECTED_REQUEST,
+        axum::Json(json!({
+            "error": format!("session '{name}' (shard {shard}) is not served by this node"),
+            "owner": owner,
+        })),
+    )
+        .into_response();
+    if let Some(v) = owner.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        resp.headers_mut().insert(OWNER, v);
+    }
+    resp
+}
+
+fn unavailable(message: String) -> Response {
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "error": message })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// The entry node's side: serve `req` here when this node owns `name`, else forward it.
+pub async fn serve_or_forward(shards: &Shards, name: &str, req: Request, next: Next) -> Response {
+    let owner = match shards.wait_route(name, WAIT_FOR_OWNER).await {
+        Route::Local { .. } => return next.run(req).await,
+        Route::Unowned { shard } => {
+            return unavailable(format!(
+                "no node serves session '{name}' (shard {shard}) right now; retry shortly"
+            ));
+        }
+        Route::Remote { owner, .. } => owner,
+    };
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let held = if declared.is_some_and(|n| n <= BUFFER_LIMIT) || (declared.is_none() && !chunked) {
+        match axum::body::to_bytes(body, BUFFER_LIMIT).await {
+            Ok(b) => Held::Bytes(b),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": "request body could not be read"})),
+                )
+                    .into_response();
+            }
+        }
+    } else {
+        Held::Stream(Some(body))
+    };
+    forward(shards, name, parts, held, owner, next).await
+}
+
+enum Held {
+    Bytes(Bytes),
+    /// Streamed to the first owner tried; not retried.
+    Stream(Option<Body>),
+}
+
+async fn forward(
+    shards: &Shards,
+    name: &str,
+    parts: http::request::Parts,
+    mut held: Held,
+    mut owner: Owner,
+    next: Next,
+) -> Response {
+    let mut last_error = String::new();
+    for attempt in 0..=RETRIES {
+        let body = match &mut held {
+            Held::Bytes(b) => reqwest::Body::from(b.clone()),
+            Held::Stream(s) => match s.take() {
+                Some(b) => reqwest::Body::wrap_stream(b.into_data_stream()),
+                None => break,
+            },
+        };
+        let retryable = matches!(held, Held::Bytes(_)) && attempt < RETRIES;
+        match send(shards, &parts, &owner, body).await {
+            Ok(r) if r.status() == StatusCode::MISDIRECTED_REQUEST && retryable => {
+                tracing::debug!(session = name, owner = %owner.addr, "421 from the owner; the map moved");
+                last_error = format!("{} no longer serves it", owner.addr);
+            }
+            Ok(r) => return relay(r),
+            Err(e) if retryable => {
+                tracing::debug!(session = name, owner = %owner.addr, error = %e, "forwarding failed");
+                last_error = format!("{} is unreachable", owner.addr);
+            }
+            Err(e) => {
+                last_error = format!("{} is unreachable: {e}", owner.addr);
+                break;
+            }
+        }
+        // Wait a little for the map to move on, then route again.
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        match shards.wait_route(name, WAIT_FOR_OWNER).await {
+            Route::Local { .. } => {
+                let Held::Bytes(b) = held else { break };
+                return next.run(Request::from_parts(parts, Body::from(b))).await;
+            }
+            Route::Remote { owner: o, .. } => owner = o,
+            Route::Unowned { .. } => {}
+        }
+    }
+    unavailable(format!(
+        "session '{name}' could not be reached ({last_error}); retry shortly"
+    ))
+}
+
+async fn send(
+    shards: &Shards,
+    parts: &http::request::Parts,
+    owner: &Owner,
+    body: reqwest::Body,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut req = shards
+        .client()
+        .request(parts.method.clone(), format!("{}{target}", owner.addr));
+    for (k, v) in &parts.headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            req = req.header(k, v);
+        }
+    }
+    req.header(FORWARDED_BY, shards.node_id().to_string())
+        .header(SHARD_EPOCH, owner.epoch.to_string())
+        .header(CLUSTER_AUTH, shards.member_proof())
+        .body(body)
+        .send()
+        .await
+}
+
+fn relay(r: reqwest::Response) -> Response {
+    let status = r.status();
+    let mut headers = HeaderMap::new();
+    for (k, v) in r.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) || k == header::CONTENT_LENGTH {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    let mut resp = Response::new(Body::from_stream(r.bytes_stream()));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_is_the_first_segment_of_session_routes() {
+        assert_eq!(
+            session_of(
+                "/{session}/message/send/text",
+                "/shop%201/message/send/text"
+            ),
+            Some("shop 1".into())
+        );
+        assert_eq!(
+            session_of("/{session}/status", "/a+b/status"),
+            Some("a+b".into())
+        );
+        assert_eq!(session_of("/sessions", "/sessions"), None);
+        assert_eq!(session_of("/health", "/health"), None);
+    }
+}

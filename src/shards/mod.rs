@@ -1,0 +1,161 @@
+//! The server's side of the cluster (design sections 1, 3 and 4). The `onwapp-cluster` crate
+//! keeps the Raft-replicated shard map; here it is started with the node's settings, its
+//! ownership events drive the engine (`driver`), and requests for a session owned elsewhere are
+//! forwarded to the owner (`forward`). A single node is a one-voter cluster on the same path.
+
+pub mod driver;
+pub mod forward;
+pub mod settings;
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use onwapp_cluster::{ClusterConfig, Node, Owner, shard_of};
+
+use crate::config::Config;
+
+/// Header naming the node that forwarded a request.
+pub const FORWARDED_BY: &str = "x-onwapp-forwarded-by";
+/// Header with the epoch of the shard as the forwarding node saw it.
+pub const SHARD_EPOCH: &str = "x-shard-epoch";
+/// Header proving a forwarded request comes from a member (`Bearer <CLUSTER_SECRET>`).
+pub const CLUSTER_AUTH: &str = "x-onwapp-cluster-auth";
+/// Header of a 421 answer: the URL of the node that owns the session.
+pub const OWNER: &str = "x-onwapp-owner";
+
+/// Where a session's requests are served.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// This node owns the session's shard, at this epoch.
+    Local { shard: u32, epoch: u64 },
+    /// Another node does.
+    Remote { shard: u32, owner: Owner },
+    /// Nobody does right now (a failover or a handoff in progress).
+    Unowned { shard: u32 },
+}
+
+/// This node's membership: the running cluster node and what forwarding needs.
+pub struct Shards {
+    node: Node,
+    secret: String,
+    node_id: u64,
+    client: reqwest::Client,
+}
+
+impl Shards {
+    /// Starts the node (one voter of its own when no peers are configured) and, for a cluster
+    /// of one, waits until it owns every shard, so requests never wait for placement.
+    pub async fn start(config: &Config) -> anyhow::Result<Shards> {
+        let s = &config.cluster;
+        let secret = s
+            .secret
+            .clone()
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 24]>()));
+        let addr = s
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.port));
+        let mut cc = ClusterConfig::new(s.node_id, addr, &config.data_dir, secret.clone());
+        cc.peers = s.peers.clone();
+        cc.voters = s.voters;
+        cc.lease_renew = s.lease_renew;
+        cc.lease_ttl = s.lease_ttl;
+        if !s.clustered() {
+            // A cluster of one has nobody to hand its shards to: a stalled disk must not make
+            // it stop its own sessions, so its lease is long.
+            cc.lease_ttl = cc.lease_ttl.max(Duration::from_secs(300));
+        } else if s.lease_ttl < Duration::from_secs(5) {
+            // Short leases (tests, drills) want elections and handoffs on the same scale.
+            cc = cc.fast();
+            cc.lease_renew = s.lease_renew;
+            cc.lease_ttl = s.lease_ttl;
+        }
+        let node = Node::start(cc)
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        let shards = Shards {
+            node,
+            secret,
+            node_id: s.node_id,
+            client,
+        };
+        if !s.clustered() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while shards.node.owned_shards().len() < onwapp_cluster::SHARDS as usize {
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!("cluster: this node did not take its shards within 10 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(shards)
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Where `session`'s requests go, by the local copy of the map.
+    pub fn route(&self, session: &str) -> Route {
+        let shard = shard_of(session);
+        if let Some(epoch) = self.node.owned_epoch(shard) {
+            return Route::Local { shard, epoch };
+        }
+        match self.node.owner_of(shard) {
+            Some(owner) if owner.node != self.node_id => Route::Remote { shard, owner },
+            _ => Route::Unowned { shard },
+        }
+    }
+
+    /// [`Shards::route`], waiting up to `limit` for the map to name an owner.
+    pub async fn wait_route(&self, session: &str, limit: Duration) -> Route {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut watch = self.node.map_watch();
+        loop {
+            let route = self.route(session);
+            if !matches!(route, Route::Unowned { .. }) {
+                return route;
+            }
+            // The map changes, or this node's lease comes back: look again.
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return route;
+            }
+            let step = (deadline - now).min(Duration::from_millis(100));
+            if let Ok(Err(_)) = tokio::time::timeout(step, watch.changed()).await {
+                tokio::time::sleep(step).await;
+            }
+        }
+    }
+
+    /// Whether `headers` carry a valid member's proof (`X-Onwapp-Cluster-Auth`).
+    pub fn is_member_request(&self, headers: &HeaderMap) -> bool {
+        headers.contains_key(FORWARDED_BY)
+            && self
+                .node
+                .verify_secret(headers.get(CLUSTER_AUTH).and_then(|v| v.to_str().ok()))
+    }
+
+    /// `Bearer <secret>`, as forwarded requests carry it.
+    pub(crate) fn member_proof(&self) -> String {
+        format!("Bearer {}", self.secret)
+    }
+
+    /// Stops the node (its shards are given up through lease expiry; `drain` first to hand
+    /// them over cleanly).
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
+}

@@ -1,0 +1,230 @@
+//! The cluster's variables: `NODE_ID`, `NODE_ADVERTISE_URL`, `CLUSTER_PEERS`, `CLUSTER_SECRET`,
+//! `CLUSTER_VOTERS`, `CLUSTER_LEASE_RENEW_MS`, `CLUSTER_LEASE_TTL_MS`. With none of them set the
+//! node is a one-voter cluster of itself (the default single-node mode).
+
+use std::time::Duration;
+
+use crate::config::ConfigError;
+
+#[derive(Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// Stable, unique id of this node (`NODE_ID`, default 1).
+    pub node_id: u64,
+    /// The URL other nodes reach this node's API at (`NODE_ADVERTISE_URL`; default
+    /// `http://127.0.0.1:<PORT>`).
+    pub advertise_url: Option<String>,
+    /// The members to form or join, `id=url` (`CLUSTER_PEERS`); empty: a cluster of one.
+    pub peers: Vec<(u64, String)>,
+    /// Secret of the node-to-node endpoints and of forwarded requests (`CLUSTER_SECRET`;
+    /// required with peers, generated for a cluster of one).
+    pub secret: Option<String>,
+    /// Raft voters to form (`CLUSTER_VOTERS`, default 3); later nodes join as learners.
+    pub voters: usize,
+    pub lease_renew: Duration,
+    pub lease_ttl: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: 1,
+            advertise_url: None,
+            peers: Vec::new(),
+            secret: None,
+            voters: 3,
+            lease_renew: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("peers", &self.peers)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("voters", &self.voters)
+            .field("lease_renew", &self.lease_renew)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish()
+    }
+}
+
+fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        var,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn whole(var: &'static str, v: &str) -> Result<u64, ConfigError> {
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(err(var, v, "must be a whole number greater than zero")),
+    }
+}
+
+fn http_url(var: &'static str, v: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(v) {
+        Ok(u) if u.scheme() == "http" && u.host().is_some() => {
+            Ok(v.trim_end_matches('/').to_string())
+        }
+        _ => Err(err(var, v, "must be an http:// URL with a host")),
+    }
+}
+
+impl ClusterSettings {
+    /// Reads the variables through `get` (trimmed, empty = unset); `postgres` says whether
+    /// `DATABASE_URL` names Postgres (a cluster of several nodes needs it).
+    pub fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+        postgres: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut s = ClusterSettings::default();
+        if let Some(v) = get("NODE_ID") {
+            s.node_id = whole("NODE_ID", &v)?;
+        }
+        if let Some(v) = get("NODE_ADVERTISE_URL") {
+            s.advertise_url = Some(http_url("NODE_ADVERTISE_URL", &v)?);
+        }
+        if let Some(v) = get("CLUSTER_PEERS") {
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let Some((id, url)) = item.split_once('=') else {
+                    return Err(err(
+                        "CLUSTER_PEERS",
+                        &v,
+                        "each entry must be id=http://host:port",
+                    ));
+                };
+                let id = whole("CLUSTER_PEERS", id.trim())?;
+                if s.peers.iter().any(|(p, _)| *p == id) {
+                    return Err(err("CLUSTER_PEERS", &v, "a node id is listed twice"));
+                }
+                s.peers.push((id, http_url("CLUSTER_PEERS", url.trim())?));
+            }
+        }
+        if let Some(v) = get("CLUSTER_SECRET") {
+            if v.len() < 16 {
+                return Err(err(
+                    "CLUSTER_SECRET",
+                    "<hidden>",
+                    "must be at least 16 characters",
+                ));
+            }
+            s.secret = Some(v);
+        }
+        if let Some(v) = get("CLUSTER_VOTERS") {
+            s.voters = whole("CLUSTER_VOTERS", &v)? as usize;
+        }
+        if let Some(v) = get("CLUSTER_LEASE_RENEW_MS") {
+            s.lease_renew = Duration::from_millis(whole("CLUSTER_LEASE_RENEW_MS", &v)?);
+        }
+        if let Some(v) = get("CLUSTER_LEASE_TTL_MS") {
+            s.lease_ttl = Duration::from_millis(whole("CLUSTER_LEASE_TTL_MS", &v)?);
+        }
+        if s.lease_ttl < s.lease_renew * 5 / 2 {
+            return Err(err(
+                "CLUSTER_LEASE_TTL_MS",
+                &s.lease_ttl.as_millis().to_string(),
+                "must be at least 2.5 times CLUSTER_LEASE_RENEW_MS",
+            ));
+        }
+        if !s.peers.is_empty() {
+            if s.secret.is_none() {
+                return Err(err(
+                    "CLUSTER_SECRET",
+                    "",
+                    "is required when CLUSTER_PEERS is set",
+                ));
+            }
+            if !postgres {
+                return Err(err(
+                    "CLUSTER_PEERS",
+                    &v_or(get, "CLUSTER_PEERS"),
+                    "a cluster keeps its state in Postgres: set DATABASE_URL=postgres://...",
+                ));
+            }
+            if s.advertise_url.is_none() {
+                return Err(err(
+                    "NODE_ADVERTISE_URL",
+                    "",
+                    "is required when CLUSTER_PEERS is set (the URL other nodes reach this one at)",
+                ));
+            }
+        }
+        Ok(s)
+    }
+
+    /// Whether this node runs with others (peers configured).
+    pub fn clustered(&self) -> bool {
+        !self.peers.is_empty()
+    }
+}
+
+fn v_or(get: &dyn Fn(&str) -> Option<String>, k: &str) -> String {
+    get(k).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)], postgres: bool) -> Result<ClusterSettings, ConfigError> {
+        let map: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ClusterSettings::from_lookup(&|k| map.get(k).cloned(), postgres)
+    }
+
+    #[test]
+    fn defaults_are_a_cluster_of_one() {
+        let s = parse(&[], false).unwrap();
+        assert_eq!(s.node_id, 1);
+        assert!(!s.clustered());
+        assert_eq!(s.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn peers_need_a_secret_postgres_and_an_address() {
+        let peers = (
+            "CLUSTER_PEERS",
+            "1=http://10.0.0.1:3000, 2=http://10.0.0.2:3000",
+        );
+        let secret = ("CLUSTER_SECRET", "0123456789abcdef0123");
+        let addr = ("NODE_ADVERTISE_URL", "http://10.0.0.1:3000/");
+        assert_eq!(parse(&[peers], true).unwrap_err().var, "CLUSTER_SECRET");
+        assert_eq!(
+            parse(&[peers, secret, addr], false).unwrap_err().var,
+            "CLUSTER_PEERS"
+        );
+        assert_eq!(
+            parse(&[peers, secret], true).unwrap_err().var,
+            "NODE_ADVERTISE_URL"
+        );
+        let s = parse(&[peers, secret, addr, ("NODE_ID", "2")], true).unwrap();
+        assert_eq!(s.peers[1], (2, "http://10.0.0.2:3000".to_string()));
+        assert_eq!(s.advertise_url.as_deref(), Some("http://10.0.0.1:3000"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (k, v) in [
+            ("NODE_ID", "0"),
+            ("NODE_ID", "x"),
+            ("CLUSTER_PEERS", "1:http://a"),
+            ("CLUSTER_PEERS", "1=ftp://a"),
+            ("CLUSTER_SECRET", "short"),
+            ("CLUSTER_LEASE_TTL_MS", "3000"),
+            ("NODE_ADVERTISE_URL", "localhost:3000"),
+        ] {
+            assert_eq!(parse(&[(k, v)], true).unwrap_err().var, k, "{k}={v}");
+        }
+        let dup = parse(&[("CLUSTER_PEERS", "1=http://a:1,1=http://b:1")], true);
+        assert_eq!(dup.unwrap_err().var, "CLUSTER_PEERS");
+    }
+}
