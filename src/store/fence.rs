@@ -87,7 +87,12 @@ impl Fences {
     }
 
     /// The refusal of a write of `session_id`, reported to [`Self::subscribe_fenced`].
-    pub(crate) fn refused(&self, session_id: Uuid, shard: Option<i32>, owned: Option<i64>) -> String {
+    pub(crate) fn refused(
+        &self,
+        session_id: Uuid,
+        shard: Option<i32>,
+        owned: Option<i64>,
+    ) -> String {
         let _ = self.fenced.send(session_id);
         let held = shard
             .and_then(|s| u32::try_from(s).ok())
@@ -97,7 +102,9 @@ impl Fences {
             (Some(s), Some(e)) => {
                 format!("session {session_id}: shard {s} is owned at epoch {e}, this node {held}")
             }
-            _ => format!("session {session_id}: its shard is not known, this node may not write it"),
+            _ => {
+                format!("session {session_id}: its shard is not known, this node may not write it")
+            }
         };
         tracing::warn!(%session_id, "write fenced: {msg}");
         msg
@@ -121,6 +128,9 @@ pub trait FenceStore: Send + Sync {
     /// epoch), and then this node holds the shard at `epoch` in [`Self::fences`]; `false` when
     /// the table has a higher epoch (someone newer owns it).
     async fn acquire_fence(&self, shard: u32, epoch: u64) -> StoreResult<bool>;
+    /// [`Self::acquire_fence`] of every shard in one statement (a single node, test helpers).
+    /// Holds the shards whose fence now stands at `epoch`; `true` when that is all of them.
+    async fn acquire_all_fences(&self, epoch: u64) -> StoreResult<bool>;
 }
 
 /// The statement every fenced transaction starts with, after `$lock` (`FOR SHARE OF f` on
@@ -177,7 +187,9 @@ macro_rules! impl_fence_store {
                 .map_err(e)?;
             match known {
                 None => Ok(()),
-                Some(_) => Err($crate::store::StoreError::Fenced(fences.refused(session_id, None, None))),
+                Some(_) => Err($crate::store::StoreError::Fenced(
+                    fences.refused(session_id, None, None),
+                )),
             }
         }
 
@@ -231,24 +243,33 @@ macro_rules! impl_fence_store {
                 self.fences.clone()
             }
 
-            async fn acquire_fence(&self, shard: u32, epoch: u64) -> $crate::store::StoreResult<bool> {
+            async fn acquire_fence(
+                &self,
+                shard: u32,
+                epoch: u64,
+            ) -> $crate::store::StoreResult<bool> {
                 let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
                 let (Ok(s), Ok(ep)) = (i32::try_from(shard), i64::try_from(epoch)) else {
-                    return Err(anyhow::anyhow!("shard {shard} at epoch {epoch} is out of range").into());
+                    return Err(
+                        anyhow::anyhow!("shard {shard} at epoch {epoch} is out of range").into(),
+                    );
                 };
                 let mut tx = self.pool.begin_with($begin).await.map_err(e)?;
-                sqlx::query::<$db>("UPDATE shard_fence SET epoch = $2 WHERE shard = $1 AND epoch < $2")
-                    .bind(s)
-                    .bind(ep)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(e)?;
-                let now: Option<i64> =
-                    sqlx::query_scalar::<$db, i64>("SELECT epoch FROM shard_fence WHERE shard = $1")
-                        .bind(s)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(e)?;
+                sqlx::query::<$db>(
+                    "UPDATE shard_fence SET epoch = $2 WHERE shard = $1 AND epoch < $2",
+                )
+                .bind(s)
+                .bind(ep)
+                .execute(&mut *tx)
+                .await
+                .map_err(e)?;
+                let now: Option<i64> = sqlx::query_scalar::<$db, i64>(
+                    "SELECT epoch FROM shard_fence WHERE shard = $1",
+                )
+                .bind(s)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(e)?;
                 tx.commit().await.map_err(e)?;
                 match now {
                     Some(now) if now == ep => {
@@ -257,11 +278,43 @@ macro_rules! impl_fence_store {
                         Ok(true)
                     }
                     Some(now) => {
-                        tracing::warn!(shard, epoch, owned_at = now, "shard fence is newer: not acquired");
+                        tracing::warn!(
+                            shard,
+                            epoch,
+                            owned_at = now,
+                            "shard fence is newer: not acquired"
+                        );
                         Ok(false)
                     }
                     None => Err(anyhow::anyhow!("shard {shard} has no fence row").into()),
                 }
+            }
+
+            async fn acquire_all_fences(&self, epoch: u64) -> $crate::store::StoreResult<bool> {
+                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let Ok(ep) = i64::try_from(epoch) else {
+                    return Err(anyhow::anyhow!("epoch {epoch} is out of range").into());
+                };
+                let mut tx = self.pool.begin_with($begin).await.map_err(e)?;
+                sqlx::query::<$db>("UPDATE shard_fence SET epoch = $1 WHERE epoch < $1")
+                    .bind(ep)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(e)?;
+                let at: Vec<i32> = sqlx::query_scalar::<$db, i32>(
+                    "SELECT shard FROM shard_fence WHERE epoch = $1",
+                )
+                .bind(ep)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(e)?;
+                tx.commit().await.map_err(e)?;
+                for shard in &at {
+                    if let Ok(s) = u32::try_from(*shard) {
+                        self.fences.hold(s, epoch);
+                    }
+                }
+                Ok(at.len() == $crate::store::fence::SHARDS as usize)
             }
         }
     };
@@ -276,5 +329,9 @@ impl FenceStore for super::CachedStore {
 
     async fn acquire_fence(&self, shard: u32, epoch: u64) -> StoreResult<bool> {
         self.inner().acquire_fence(shard, epoch).await
+    }
+
+    async fn acquire_all_fences(&self, epoch: u64) -> StoreResult<bool> {
+        self.inner().acquire_all_fences(epoch).await
     }
 }

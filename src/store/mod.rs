@@ -150,7 +150,7 @@ impl<T> Store for T where
         + events::EventStore
         + media::MediaStore
         + outbox::OutboxStore
-    + fence::FenceStore
+        + fence::FenceStore
 {
 }
 

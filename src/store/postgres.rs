@@ -82,7 +82,11 @@ impl PgStore {
         let shards: Vec<i32> = if every {
             Vec::new()
         } else {
-            self.fences.held_shards().into_iter().map(|s| s as i32).collect()
+            self.fences
+                .held_shards()
+                .into_iter()
+                .map(|s| s as i32)
+                .collect()
         };
         let row: Option<(uuid::Uuid,)> = sqlx::query_as(
             "SELECT c.session_id FROM webhook_cursors c JOIN sessions s ON s.id = c.session_id \

@@ -121,10 +121,10 @@ impl SqliteStore {
             .into_iter()
             .find(|(id, shard)| owned(*shard) && set.insert(*id))
             .map(|(id, _)| {
-            Box::new(SqliteClaim {
-                session_id: id,
-                in_flight: self.outbox_in_flight.clone(),
-            }) as Box<dyn super::outbox::OutboxClaim>
-        }))
+                Box::new(SqliteClaim {
+                    session_id: id,
+                    in_flight: self.outbox_in_flight.clone(),
+                }) as Box<dyn super::outbox::OutboxClaim>
+            }))
     }
 }

@@ -101,10 +101,11 @@ macro_rules! impl_device_store {
                     E: 'q + sqlx::Execute<'q, $db>,
                 {
                     if !self.fences.enforced() {
-                        return Ok(stmt.execute(&self.pool).await.map_err(db)?.rows_affected());
+                        let done = sqlx::Executor::execute(&self.pool, stmt).await;
+                        return Ok(done.map_err(db)?.rows_affected());
                     }
                     let mut tx = self.begin_write().await?;
-                    let rows = stmt.execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    let rows = sqlx::Executor::execute(&mut *tx, stmt).await.map_err(db)?.rows_affected();
                     tx.commit().await.map_err(db)?;
                     Ok(rows)
                 }
