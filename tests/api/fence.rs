@@ -331,42 +331,59 @@ fn fenced_is_421() {
 }
 
 /// The cost of the fence on the device store's most frequent write (`put_session`, a Signal
-/// session after each message), on Postgres: `cargo test -p onwapp --test api fence::cost --
-/// --ignored --nocapture`.
+/// session after each message), on Postgres, with commits flushed (the default) and without
+/// (`synchronous_commit = off`, which leaves the round trips the fence adds):
+/// `cargo test -p onwapp --test api fence::cost -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore]
 async fn cost() {
+    use sqlx::{Connection, Executor};
     let Some(pg) = PgDatabase::create().await else {
         return;
     };
-    const N: usize = 2000;
-    let s = connect(&pg.url).await;
-    let id = session(&*s, "bench").await;
-    let device = s.device_backend(id);
-    let run = |label: &'static str| {
-        let device = device.clone();
-        async move {
-            for i in 0..100 {
-                device.put_session(&format!("w{i}"), b"warm").await.unwrap();
-            }
-            let t = std::time::Instant::now();
-            for i in 0..N {
-                device
-                    .put_session(&format!("{}.0", i % 50), &[i as u8; 200])
-                    .await
-                    .unwrap();
-            }
-            let per = t.elapsed() / N as u32;
-            eprintln!("{label}: {per:?} per put_session ({N} writes)");
-            per
+    for flushed in [true, false] {
+        if !flushed {
+            let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+            let db: String = sqlx::query_scalar("SELECT current_database()")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            c.execute(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE \"{db}\" SET synchronous_commit = off"
+            )))
+            .await
+            .unwrap();
         }
-    };
-    let plain = run("unfenced").await;
-    crate::helpers::hold_every_shard(&*s).await;
-    let fenced = run("fenced").await;
-    eprintln!(
-        "fence cost: {:?} per write ({:.2}x)",
-        fenced.saturating_sub(plain),
-        fenced.as_secs_f64() / plain.as_secs_f64()
-    );
+        // Two nodes' stores on one database: one writes unfenced, the other fenced.
+        let plain = connect(&pg.url).await;
+        let fenced = connect(&pg.url).await;
+        crate::helpers::hold_every_shard(&*fenced).await;
+        let id = session(&*plain, &format!("bench-{flushed}")).await;
+        let backends = [plain.device_backend(id), fenced.device_backend(id)];
+        let mut total = [Duration::ZERO; 2];
+        const ROUNDS: usize = 6;
+        const N: usize = 300;
+        for round in 0..ROUNDS {
+            for (which, device) in backends.iter().enumerate() {
+                let t = std::time::Instant::now();
+                for i in 0..N {
+                    device
+                        .put_session(&format!("{}.0", i % 50), &[round as u8; 200])
+                        .await
+                        .unwrap();
+                }
+                if round > 0 {
+                    total[which] += t.elapsed();
+                }
+            }
+        }
+        let writes = ((ROUNDS - 1) * N) as u32;
+        let (p, f) = (total[0] / writes, total[1] / writes);
+        eprintln!(
+            "synchronous_commit {}: unfenced {p:?}, fenced {f:?} per put_session; fence +{:?} ({:.2}x)",
+            if flushed { "on" } else { "off" },
+            f.saturating_sub(p),
+            f.as_secs_f64() / p.as_secs_f64()
+        );
+    }
 }
