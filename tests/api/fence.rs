@@ -387,3 +387,35 @@ async fn cost() {
         );
     }
 }
+
+/// The engine hook: a live session whose write is refused (another node owns its shard now)
+/// stops its WhatsApp client, without logging out: its device keys stay for the new owner.
+#[tokio::test]
+async fn a_fenced_live_session_stops_its_client_and_keeps_its_keys() {
+    use crate::helpers::{Db, TestApp, eventually};
+    let Some((app, wa)) = crate::wa::app_on(Db::Postgres).await else {
+        return;
+    };
+    app.create_session("lost").await;
+    crate::wa::pair(&app, &wa, "lost", "5511999990301").await;
+    crate::wa::user(&wa, "5511988880301").await;
+    let store = app.store();
+    let id = store.get_session("lost").await.unwrap().unwrap().id;
+    // The shard moved away: this node holds it no more.
+    store.fences().release(shard_of("lost"));
+    let body = serde_json::json!({"phone": "5511988880301", "text": "after the move"});
+    let _ = TestApp::call(app.post("/lost/message/send/text").json(&body)).await;
+    let engine = app.engine();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let stopped = engine.state("lost") == onwapp::engine::State::Disconnected;
+            async move { stopped }
+        })
+        .await,
+        "the client stops"
+    );
+    assert!(
+        store.device_backend(id).exists().await.unwrap(),
+        "not logged out: the keys stay"
+    );
+}
