@@ -23,14 +23,7 @@ use std::{
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
-use onwapp::{
-    app::App,
-    config::Config,
-    store::{
-        SessionStore,
-        events::{EventStore, NewEvent},
-    },
-};
+use onwapp::{app::App, config::Config, store::events::NewEvent};
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -278,41 +271,42 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let g = seen.lock().unwrap_or_else(|p| p.into_inner());
-    let in_window = g
-        .arrivals
-        .iter()
-        .filter(|t| **t >= produce_start && **t <= produce_end)
-        .count();
-    let mut lat = g.latencies_us.clone();
-    lat.sort_unstable();
-    let mut out_of_order = 0;
-    for seqs in g.by_session.values() {
-        out_of_order += seqs.windows(2).filter(|w| w[1] <= w[0]).count();
+    {
+        let g = seen.lock().unwrap_or_else(|p| p.into_inner());
+        let in_window = g
+            .arrivals
+            .iter()
+            .filter(|t| **t >= produce_start && **t <= produce_end)
+            .count();
+        let mut lat = g.latencies_us.clone();
+        lat.sort_unstable();
+        let mut out_of_order = 0;
+        for seqs in g.by_session.values() {
+            out_of_order += seqs.windows(2).filter(|w| w[1] <= w[0]).count();
+        }
+        let dups = g.ids.values().filter(|n| **n > 1).count();
+        let received = g.latencies_us.len();
+        let drained = g.arrivals.iter().max().copied().unwrap_or_default();
+        println!(
+            "sessions {} workers {} offered {:.0} ev/s for {:.1} s: produced {produced}, received {received}, \
+             duplicates {dups}, out of order {out_of_order}",
+            a.sessions,
+            a.workers,
+            produced as f64 / produce_secs,
+            produce_secs
+        );
+        println!(
+            "delivered during the producing window: {:.0} ev/s; last event delivered {:.2} s after producing ended",
+            in_window as f64 / produce_secs,
+            drained.saturating_sub(produce_end).as_secs_f64()
+        );
+        println!(
+            "enqueue -> delivery: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            pct(&lat, 0.50),
+            pct(&lat, 0.90),
+            pct(&lat, 0.99),
+            pct(&lat, 1.0)
+        );
     }
-    let dups = g.ids.values().filter(|n| **n > 1).count();
-    let received = g.latencies_us.len();
-    let drained = g.arrivals.iter().max().copied().unwrap_or_default();
-    println!(
-        "sessions {} workers {} offered {:.0} ev/s for {:.1} s: produced {produced}, received {received}, \
-         duplicates {dups}, out of order {out_of_order}",
-        a.sessions,
-        a.workers,
-        produced as f64 / produce_secs,
-        produce_secs
-    );
-    println!(
-        "delivered during the producing window: {:.0} ev/s; last event delivered {:.2} s after producing ended",
-        in_window as f64 / produce_secs,
-        drained.saturating_sub(produce_end).as_secs_f64()
-    );
-    println!(
-        "enqueue -> delivery: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        pct(&lat, 0.50),
-        pct(&lat, 0.90),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
-    );
-    drop(g);
     drop_postgres(&base, &name).await;
 }

@@ -46,6 +46,10 @@ pub enum ApiError {
     /// authenticated` for a session that was never paired.
     #[error("{0}")]
     Failed(String),
+    /// 421: this node does not own the session's shard (any more); the client or the
+    /// forwarding layer should ask the owner.
+    #[error("{0}")]
+    Misdirected(String),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Failed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +140,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(e) => {
                 ApiError::Unavailable(format!("database unavailable: {e}"))
             }
+            StoreError::Fenced(msg) => ApiError::Misdirected(msg),
             StoreError::Other(e) => ApiError::Internal(e),
         }
     }

@@ -110,7 +110,11 @@ impl Live {
         }
         let _ = self.store.set(store.clone());
         let this = Arc::clone(self);
+        // A write of this session refused by the fence: another node owns it now.
+        let mut fenced = store.fences().subscribe_fenced();
         tokio::spawn(async move {
+            let mut watch_fences = true;
+            let mut lost = false;
             this.persist_as(&*store, this.state()).await;
             // whatsapp-rust reconnects after a 515 without any event: its <stream:error> is
             // watched here, ahead of the events, to report the drop.
@@ -126,6 +130,14 @@ impl Live {
             loop {
                 tokio::select! {
                     biased;
+                    refused = fenced.recv(), if watch_fences => match refused {
+                        Ok(id) if id == this.id => {
+                            lost = true;
+                            break;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => watch_fences = false,
+                        _ => {}
+                    },
                     node = &mut stream_error => {
                         if let Ok(node) = node {
                             this.on_stream_error(&node, &*store).await;
@@ -138,6 +150,13 @@ impl Live {
                         _ => break,
                     },
                 }
+            }
+            if lost {
+                // Stopped without announcing nor storing anything (the owner does that), and
+                // without logging out: the keys belong to the session, wherever it runs.
+                tracing::warn!(session = %this.name, "write fenced: another node owns the session; client stopped");
+                drop(events);
+                this.stop(Duration::from_secs(10)).await;
             }
             if let Some(engine) = engine.upgrade() {
                 engine.ended(&this.name, &this);

@@ -151,7 +151,7 @@ macro_rules! impl_message_store {
                 payload: &serde_json::Value,
             ) -> $crate::store::StoreResult<bool> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin().await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 let inserted = Self::insert_message_row(&mut tx, session_id, m)
                     .await
                     .map_err(q)?;

@@ -47,7 +47,7 @@ macro_rules! impl_chat_state_store {
                 ids: &[&str],
             ) -> $crate::store::StoreResult<()> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
-                let mut tx = self.pool.begin().await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 for id in ids {
                     sqlx::query::<$db>(
                         "UPDATE messages SET status = 'read' WHERE session_id = $1 \
@@ -79,16 +79,18 @@ macro_rules! impl_chat_state_store {
                 session_id: uuid::Uuid,
                 chat_jid: &str,
             ) -> $crate::store::StoreResult<()> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut tx = self.begin_write(session_id).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO chats (session_id, jid, marked_as_unread) VALUES ($1, $2, TRUE) \
                      ON CONFLICT (session_id, jid) DO UPDATE SET marked_as_unread = TRUE",
                 )
                 .bind(session_id)
                 .bind(chat_jid)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                .map_err(q)?;
+                tx.commit().await.map_err(q)
             }
 
             async fn set_chat_ephemeral(
@@ -97,6 +99,8 @@ macro_rules! impl_chat_state_store {
                 chat_jid: &str,
                 seconds: i64,
             ) -> $crate::store::StoreResult<()> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut tx = self.begin_write(session_id).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO chats (session_id, jid, ephemeral_expiration) VALUES ($1, $2, $3) \
                      ON CONFLICT (session_id, jid) DO UPDATE SET \
@@ -105,10 +109,10 @@ macro_rules! impl_chat_state_store {
                 .bind(session_id)
                 .bind(chat_jid)
                 .bind(seconds)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                .map_err(q)?;
+                tx.commit().await.map_err(q)
             }
 
             async fn forget_message(
@@ -118,7 +122,7 @@ macro_rules! impl_chat_state_store {
                 msg_id: &str,
             ) -> $crate::store::StoreResult<bool> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
-                let mut tx = self.pool.begin().await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 let gone = sqlx::query::<$db>(
                     "DELETE FROM messages WHERE session_id = $1 AND chat_jid = $2 AND msg_id = $3",
                 )

@@ -176,11 +176,11 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Option<MessageMarks>>;
 }
 
-/// `$begin` starts a transaction that will write: SQLite needs `BEGIN IMMEDIATE`, or a
-/// transaction that reads first fails with `SQLITE_BUSY_SNAPSHOT` (517, "database is locked")
-/// when another connection wrote in between, without waiting for its busy timeout.
+/// Every writing transaction starts with `begin_write` (`store::fence`): `BEGIN IMMEDIATE` on
+/// SQLite (a transaction that reads first would fail with `SQLITE_BUSY_SNAPSHOT` when another
+/// connection wrote in between) and the session's fence check.
 macro_rules! impl_event_store {
-    ($store:ty, $db:ty, $begin:literal) => {
+    ($store:ty, $db:ty) => {
         impl $store {
             /// Appends `events` to the outbox inside `tx`, in order.
             async fn append_outbox_events(
@@ -233,7 +233,7 @@ macro_rules! impl_event_store {
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<()> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
                 tx.commit().await.map_err(q)?;
                 self.outbox_appended();
@@ -249,7 +249,7 @@ macro_rules! impl_event_store {
             ) -> $crate::store::StoreResult<u64> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
                 let rank = $crate::store::events::status_rank(status);
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 let mut changed = 0;
                 for id in ids {
                     changed += sqlx::query::<$db>(
@@ -279,7 +279,7 @@ macro_rules! impl_event_store {
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<bool> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 let changed = if r.emoji.is_empty() {
                     sqlx::query::<$db>(
                         "DELETE FROM message_reactions WHERE session_id = $1 AND chat_jid = $2 \
@@ -330,7 +330,7 @@ macro_rules! impl_event_store {
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<bool> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 match Self::change_target(&mut tx, session_id, change, false).await.map_err(q)? {
                     Some((false, _)) => return Ok(false),
                     Some((true, marks))
@@ -367,7 +367,7 @@ macro_rules! impl_event_store {
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<bool> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 match Self::change_target(&mut tx, session_id, change, true).await.map_err(q)? {
                     Some((false, _)) => return Ok(false),
                     Some((true, marks)) if marks.deleted_at.is_some() => return Ok(false),
@@ -397,7 +397,7 @@ macro_rules! impl_event_store {
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<()> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO contacts (session_id, jid, push_name, full_name, first_name, business_name, \
                      about, picture_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -438,7 +438,7 @@ macro_rules! impl_event_store {
                 payload: $crate::store::events::PushNamePayload<'_>,
             ) -> $crate::store::StoreResult<bool> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 let old: Option<(Option<String>,)> = sqlx::query_as::<$db, (Option<String>,)>(
                     "SELECT push_name FROM contacts WHERE session_id = $1 AND jid = $2",
                 )
@@ -484,7 +484,7 @@ macro_rules! impl_event_store {
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<u64> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin_with($begin).await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 for c in chats {
                     sqlx::query::<$db>(
                         "INSERT INTO chats (session_id, jid, name, unread_count, marked_as_unread, \

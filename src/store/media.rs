@@ -72,12 +72,33 @@ pub trait MediaStore: Send + Sync {
 
 macro_rules! impl_media_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// A fenced write of the media row `id`'s session; `None` when the row is gone.
+            async fn begin_media_write(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<sqlx::Transaction<'static, $db>>> {
+                let session: Option<uuid::Uuid> =
+                    sqlx::query_scalar::<$db, uuid::Uuid>("SELECT session_id FROM media WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
+                match session {
+                    Some(session_id) => self.begin_write(session_id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::media::MediaStore for $store {
             async fn insert_media(
                 &self,
                 m: &$crate::store::media::MediaRow,
             ) -> $crate::store::StoreResult<bool> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut tx = self.begin_write(m.session_id).await?;
                 let inserted = sqlx::query::<$db>(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO media ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
                      $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
@@ -111,10 +132,11 @@ macro_rules! impl_media_store {
                 .bind(m.download_attempts)
                 .bind(m.created_at)
                 .bind(m.updated_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?
+                .map_err(q)?
                 .rows_affected();
+                tx.commit().await.map_err(q)?;
                 Ok(inserted > 0)
             }
 
@@ -178,6 +200,10 @@ macro_rules! impl_media_store {
                 storage_key: &str,
                 file_size: i64,
             ) -> $crate::store::StoreResult<()> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let Some(mut tx) = self.begin_media_write(id).await? else {
+                    return Ok(());
+                };
                 let at = $crate::store::sql::now();
                 sqlx::query::<$db>(
                     "UPDATE media SET downloaded = TRUE, storage_key = $2, file_size = $3, \
@@ -188,10 +214,10 @@ macro_rules! impl_media_store {
                 .bind(storage_key)
                 .bind(file_size)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                .map_err(q)?;
+                tx.commit().await.map_err(q)
             }
 
             async fn media_failed(
@@ -199,6 +225,10 @@ macro_rules! impl_media_store {
                 id: uuid::Uuid,
                 error: &str,
             ) -> $crate::store::StoreResult<()> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let Some(mut tx) = self.begin_media_write(id).await? else {
+                    return Ok(());
+                };
                 sqlx::query::<$db>(
                     "UPDATE media SET download_error = $2, \
                      download_attempts = download_attempts + 1, updated_at = $3 WHERE id = $1",
@@ -206,10 +236,10 @@ macro_rules! impl_media_store {
                 .bind(id)
                 .bind(error)
                 .bind($crate::store::sql::now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                .map_err(q)?;
+                tx.commit().await.map_err(q)
             }
         }
     };

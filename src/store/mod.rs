@@ -10,6 +10,7 @@ pub mod chat_state;
 pub mod contacts;
 pub mod device;
 pub mod events;
+pub mod fence;
 pub mod media;
 mod models;
 pub mod outbox;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 pub use cache::CachedStore;
 pub use device::{DeviceBackend, DeviceStoreFactory};
+pub use fence::{FenceStore, Fences};
 pub use models::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -39,6 +41,10 @@ pub enum StoreError {
     /// The database cannot be reached (connection refused, pool timed out, ...).
     #[error("{0}")]
     Unavailable(String),
+    /// This node does not hold the epoch of the session's shard: another node owns it (or
+    /// none does), so nothing of the write was kept.
+    #[error("{0}")]
+    Fenced(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -128,6 +134,7 @@ pub trait Store:
     + events::EventStore
     + media::MediaStore
     + outbox::OutboxStore
+    + fence::FenceStore
 {
 }
 impl<T> Store for T where
@@ -143,6 +150,7 @@ impl<T> Store for T where
         + events::EventStore
         + media::MediaStore
         + outbox::OutboxStore
+        + fence::FenceStore
 {
 }
 

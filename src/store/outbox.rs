@@ -69,7 +69,9 @@ pub trait OutboxClaim: Send {
 
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Takes a session whose oldest pending event is due at `now` and that no other worker owns.
+    /// Takes a session whose oldest pending event is due at `now` and that no other worker owns,
+    /// among the sessions of the shards this node holds (any session while fencing is not
+    /// enforced or every shard is held).
     async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>>;
     /// The session's pending events, oldest first.
     async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>>;
@@ -228,18 +230,19 @@ macro_rules! impl_outbox_store {
                 let at = $crate::store::sql::now();
                 const REPLAY: &str = "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
                      next_attempt_at = $2, dead_at = NULL WHERE session_id = $1 AND state = 'dead'";
+                let mut tx = self.begin_write(session_id).await?;
                 let Some(ids) = ids else {
                     let n = sqlx::query::<$db>(REPLAY)
                         .bind(session_id)
                         .bind(at)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await
                         .map_err(e)?
                         .rows_affected();
+                    tx.commit().await.map_err(e)?;
                     self.outbox_appended();
                     return Ok(n);
                 };
-                let mut tx = self.pool.begin().await.map_err(e)?;
                 let mut missing = Vec::new();
                 let mut n = 0;
                 for id in ids {

@@ -74,6 +74,8 @@ macro_rules! impl_poll_store {
                 session_id: uuid::Uuid,
                 p: &$crate::store::poll::PollRow,
             ) -> $crate::store::StoreResult<()> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut tx = self.begin_write(session_id).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO polls (session_id, chat_jid, msg_id, creator_jid, name, options, \
                      selectable_count, secret, created_at) \
@@ -89,10 +91,10 @@ macro_rules! impl_poll_store {
                 .bind(p.selectable_count)
                 .bind(&p.secret)
                 .bind($crate::store::sql::now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                .map_err(q)?;
+                tx.commit().await.map_err(q)
             }
 
             async fn get_poll(
@@ -118,6 +120,8 @@ macro_rules! impl_poll_store {
                 session_id: uuid::Uuid,
                 v: &$crate::store::poll::PollVoteRow,
             ) -> $crate::store::StoreResult<()> {
+                let q = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut tx = self.begin_write(session_id).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO poll_votes (session_id, chat_jid, poll_msg_id, voter_jid, options, \
                      vote_msg_id, voted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -133,10 +137,10 @@ macro_rules! impl_poll_store {
                 .bind(&v.options)
                 .bind(&v.vote_msg_id)
                 .bind(v.voted_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
-                Ok(())
+                .map_err(q)?;
+                tx.commit().await.map_err(q)
             }
 
             async fn poll_votes(

@@ -10,6 +10,8 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     /// Wakes a delivery worker after outbox rows are committed (`OutboxStore::outbox_signal`).
     pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
+    /// The shard epochs this node holds (`store::fence`).
+    pub(crate) fences: std::sync::Arc<super::Fences>,
 }
 
 impl PgStore {
@@ -23,10 +25,13 @@ impl PgStore {
             .connect_with(conn)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
             outbox_signal: Default::default(),
-        })
+            fences: super::Fences::new(),
+        };
+        store.backfill_shards().await?;
+        Ok(store)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -40,9 +45,10 @@ super::chat::impl_message_store!(PgStore, sqlx::Postgres);
 super::chat_state::impl_chat_state_store!(PgStore, sqlx::Postgres);
 super::poll::impl_poll_store!(PgStore, sqlx::Postgres);
 super::contacts::impl_contact_store!(PgStore, sqlx::Postgres);
-super::events::impl_event_store!(PgStore, sqlx::Postgres, "BEGIN");
+super::events::impl_event_store!(PgStore, sqlx::Postgres);
 super::media::impl_media_store!(PgStore, sqlx::Postgres);
 super::outbox::impl_outbox_store!(PgStore, sqlx::Postgres, "seq");
+super::fence::impl_fence_store!(PgStore, sqlx::Postgres, "BEGIN", "FOR SHARE OF f");
 
 /// A session's queue, locked through its `webhook_cursors` row until the transaction ends.
 struct PgClaim {
@@ -71,14 +77,28 @@ impl PgStore {
     ) -> super::StoreResult<Option<Box<dyn super::outbox::OutboxClaim>>> {
         let e = |e| super::StoreError::from_sqlx(e, String::new);
         let mut tx = self.pool.begin().await.map_err(e)?;
+        // Only sessions of the shards this node holds (all of them when fencing is off).
+        let every = !self.fences.enforced() || self.fences.holds_all();
+        let shards: Vec<i32> = if every {
+            Vec::new()
+        } else {
+            self.fences
+                .held_shards()
+                .into_iter()
+                .map(|s| s as i32)
+                .collect()
+        };
         let row: Option<(uuid::Uuid,)> = sqlx::query_as(
-            "SELECT c.session_id FROM webhook_cursors c \
-             WHERE (SELECT o.next_attempt_at FROM webhook_outbox o \
+            "SELECT c.session_id FROM webhook_cursors c JOIN sessions s ON s.id = c.session_id \
+             WHERE ($2 OR s.shard = ANY($3)) \
+               AND (SELECT o.next_attempt_at FROM webhook_outbox o \
                     WHERE o.session_id = c.session_id AND o.state = 'pending' \
                     ORDER BY o.seq LIMIT 1) <= $1 \
              LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
         )
         .bind(now)
+        .bind(every)
+        .bind(&shards)
         .fetch_optional(&mut *tx)
         .await
         .map_err(e)?;

@@ -41,14 +41,15 @@ macro_rules! impl_sql_store {
                 let at = now();
                 let mut tx = self.pool.begin().await.map_err(q)?;
                 let rec = sqlx::query_as::<$db, SessionRecord>(AssertSqlSafe(format!(
-                    "INSERT INTO sessions (id, name, api_key, api_key_hash, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'disconnected', $5, $5) RETURNING {SESSION_COLS}"
+                    "INSERT INTO sessions (id, name, api_key, api_key_hash, status, created_at, updated_at, shard) \
+                     VALUES ($1, $2, $3, $4, 'disconnected', $5, $5, $6) RETURNING {SESSION_COLS}"
                 )))
                 .bind(Uuid::now_v7())
                 .bind(&new.name)
                 .bind(&new.api_key)
                 .bind(&new.api_key_hash)
                 .bind(at)
+                .bind($crate::store::fence::shard_of(&new.name) as i32)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -103,6 +104,14 @@ macro_rules! impl_sql_store {
             }
 
             async fn update_session_device(&self, name: &str, d: &DeviceUpdate) -> StoreResult<bool> {
+                let id: Option<Uuid> =
+                    sqlx::query_scalar::<$db, Uuid>("SELECT id FROM sessions WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(q)?;
+                let Some(id) = id else { return Ok(false) };
+                let mut tx = self.begin_write(id).await?;
                 let r = sqlx::query::<$db>(
                     "UPDATE sessions SET status = $2, device_jid = $3, phone = $4, push_name = $5, \
                      updated_at = $6 WHERE name = $1",
@@ -113,9 +122,10 @@ macro_rules! impl_sql_store {
                 .bind(d.phone.as_deref())
                 .bind(d.push_name.as_deref())
                 .bind(now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(q)?;
+                tx.commit().await.map_err(q)?;
                 Ok(r.rows_affected() > 0)
             }
 

@@ -19,6 +19,8 @@ pub struct SqliteStore {
     outbox_in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
     /// Wakes a delivery worker after outbox rows are committed (`OutboxStore::outbox_signal`).
     pub(crate) outbox_signal: Arc<tokio::sync::Notify>,
+    /// The shard epochs this node holds (`store::fence`).
+    pub(crate) fences: Arc<super::Fences>,
 }
 
 impl SqliteStore {
@@ -42,11 +44,14 @@ impl SqliteStore {
             .connect_with(conn)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             pool,
             outbox_signal: Default::default(),
             outbox_in_flight: Arc::default(),
-        })
+            fences: super::Fences::new(),
+        };
+        store.backfill_shards().await?;
+        Ok(store)
     }
 }
 
@@ -56,9 +61,10 @@ super::chat::impl_message_store!(SqliteStore, sqlx::Sqlite);
 super::chat_state::impl_chat_state_store!(SqliteStore, sqlx::Sqlite);
 super::poll::impl_poll_store!(SqliteStore, sqlx::Sqlite);
 super::contacts::impl_contact_store!(SqliteStore, sqlx::Sqlite);
-super::events::impl_event_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
+super::events::impl_event_store!(SqliteStore, sqlx::Sqlite);
 super::media::impl_media_store!(SqliteStore, sqlx::Sqlite);
 super::outbox::impl_outbox_store!(SqliteStore, sqlx::Sqlite, "rowid");
+super::fence::impl_fence_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", "");
 
 /// A session's queue, owned while its id is in the in-flight set.
 struct SqliteClaim {
@@ -90,8 +96,8 @@ impl SqliteStore {
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> super::StoreResult<Option<Box<dyn super::outbox::OutboxClaim>>> {
-        let due: Vec<(uuid::Uuid,)> = sqlx::query_as(
-            "SELECT s.id FROM sessions s \
+        let due: Vec<(uuid::Uuid, Option<i32>)> = sqlx::query_as(
+            "SELECT s.id, s.shard FROM sessions s \
              WHERE (SELECT o.next_attempt_at FROM webhook_outbox o \
                     WHERE o.session_id = s.id AND o.state = 'pending' \
                     ORDER BY o.rowid LIMIT 1) <= $1",
@@ -103,11 +109,22 @@ impl SqliteStore {
         let Ok(mut set) = self.outbox_in_flight.lock() else {
             return Ok(None);
         };
-        Ok(due.into_iter().find(|(id,)| set.insert(*id)).map(|(id,)| {
-            Box::new(SqliteClaim {
-                session_id: id,
-                in_flight: self.outbox_in_flight.clone(),
-            }) as Box<dyn super::outbox::OutboxClaim>
-        }))
+        // Only sessions of the shards this node holds (all of them when fencing is off).
+        let every = !self.fences.enforced() || self.fences.holds_all();
+        let owned = |shard: Option<i32>| {
+            every
+                || shard
+                    .and_then(|s| u32::try_from(s).ok())
+                    .is_some_and(|s| self.fences.held(s).is_some())
+        };
+        Ok(due
+            .into_iter()
+            .find(|(id, shard)| owned(*shard) && set.insert(*id))
+            .map(|(id, _)| {
+                Box::new(SqliteClaim {
+                    session_id: id,
+                    in_flight: self.outbox_in_flight.clone(),
+                }) as Box<dyn super::outbox::OutboxClaim>
+            }))
     }
 }

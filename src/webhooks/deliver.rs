@@ -88,11 +88,11 @@ impl Client {
             max_body: 64 * 1024,
         };
         let exchange = async {
-            if let Some(mut sender) = self.take(&origin) {
-                if let Ok(r) = web::send(&mut sender, &req).await {
-                    self.keep(&origin, sender);
-                    return Ok(r);
-                }
+            if let Some(mut sender) = self.take(&origin)
+                && let Ok(r) = web::send(&mut sender, &req).await
+            {
+                self.keep(&origin, sender);
+                return Ok(r);
             }
             let addrs = web::resolve(&url).await?;
             let mut last = None;

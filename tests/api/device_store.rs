@@ -74,16 +74,21 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> (Arc<dyn Store>, String) {
     })
     .await
     .expect("sqlite store");
+    // Every device write fenced, as the server runs it.
+    crate::helpers::hold_every_shard(&*s).await;
     (s, url)
 }
 
 async fn pg_store(pg: &PgDatabase) -> Arc<dyn Store> {
-    store::connect(&ConnectOptions {
+    let s = store::connect(&ConnectOptions {
         url: pg.url.clone(),
         max_connections: 4,
     })
     .await
-    .expect("postgres store")
+    .expect("postgres store");
+    // Every device write fenced, as the server runs it.
+    crate::helpers::hold_every_shard(&*s).await;
+    s
 }
 
 async fn new_session(s: &dyn Store, name: &str) -> Uuid {

@@ -288,6 +288,7 @@ pub async fn spawn_with(db: Db, tune: impl FnOnce(&mut Config)) -> Option<TestAp
 pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDatabase>) -> TestApp {
     let app = App::build(config.clone()).await.expect("app builds");
     let state = app.state.clone();
+    hold_every_shard(&*state.store).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
@@ -304,6 +305,18 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDat
         task: Some(task),
         _pg: pg,
     }
+}
+
+/// Fencing enforced and every shard held, as the server runs a single node.
+pub async fn hold_every_shard(store: &dyn onwapp::store::Store) {
+    assert!(
+        store
+            .acquire_all_fences(1)
+            .await
+            .expect("fence every shard"),
+        "every shard fenced at epoch 1"
+    );
+    store.fences().enforce();
 }
 
 /// Generates one `#[tokio::test]` per database for an `async fn(TestApp)`.

@@ -12,6 +12,7 @@ mod device_store;
 mod engine;
 mod errors;
 mod events;
+mod fence;
 mod groups;
 mod health;
 mod incoming_events;

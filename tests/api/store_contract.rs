@@ -19,6 +19,8 @@ fn new_session(name: &str, key: &str) -> NewSession {
 
 async fn contract(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
+    // As the server runs it: every write fenced, every shard held.
+    crate::helpers::hold_every_shard(&*s).await;
     // Sessions.
     let a = s
         .create_session(new_session("a", "key-a-0123456789"))

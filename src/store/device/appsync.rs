@@ -40,7 +40,7 @@ macro_rules! impl_appsync_store {
 
                 /// The key also becomes the latest stored (`seq`), as in the reference.
                 async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_app_state_keys \
                            (session_id, key_id, key_data, fingerprint, ts, seq) \
                          VALUES ($1, $2, $3, $4, $5, \
@@ -52,11 +52,9 @@ macro_rules! impl_appsync_store {
                     .bind(key_id)
                     .bind(&key.key_data)
                     .bind(&key.fingerprint)
-                    .bind(key.timestamp)
-                    .execute(&self.pool)
+                    .bind(key.timestamp))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn get_version(&self, name: &str) -> WaResult<HashState> {
@@ -75,17 +73,15 @@ macro_rules! impl_appsync_store {
                 }
 
                 async fn set_version(&self, name: &str, state: HashState) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_app_state_versions (session_id, name, state) VALUES ($1, $2, $3) \
                          ON CONFLICT (session_id, name) DO UPDATE SET state = excluded.state",
                     )
                     .bind(self.session_id)
                     .bind(name)
-                    .bind(Json(to_json(&state)?))
-                    .execute(&self.pool)
+                    .bind(Json(to_json(&state)?)))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn put_mutation_macs(
@@ -196,15 +192,13 @@ macro_rules! impl_appsync_store {
                 }
 
                 async fn clear_mutation_macs(&self, name: &str) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "DELETE FROM wa_app_state_mutation_macs WHERE session_id = $1 AND name = $2",
                     )
                     .bind(self.session_id)
-                    .bind(name)
-                    .execute(&self.pool)
+                    .bind(name))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn get_latest_sync_key_id(&self) -> WaResult<Option<Vec<u8>>> {

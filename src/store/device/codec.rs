@@ -32,6 +32,15 @@ pub(crate) fn db(e: sqlx::Error) -> WaError {
     }
 }
 
+/// A store error in wacore's terms; a refused (fenced) write is a failed operation whose source
+/// is our [`StoreError::Fenced`](crate::store::StoreError::Fenced).
+pub(crate) fn fenced(e: crate::store::StoreError) -> WaError {
+    match e {
+        crate::store::StoreError::Unavailable(_) => WaError::Connection(Box::new(e)),
+        _ => WaError::Database(Box::new(e)),
+    }
+}
+
 pub(crate) fn to_json<T: Serialize>(value: &T) -> WaResult<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| WaError::Serialization(Box::new(e)))
 }

@@ -21,18 +21,16 @@ macro_rules! impl_device_row_store {
             #[async_trait]
             impl DeviceStore for DeviceBackend<Db> {
                 async fn save(&self, device: &Device) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_devices (session_id, data, updated_at) VALUES ($1, $2, $3) \
                          ON CONFLICT (session_id) DO UPDATE SET \
                            data = excluded.data, updated_at = excluded.updated_at",
                     )
                     .bind(self.session_id)
                     .bind(Json(to_json(device)?))
-                    .bind(wacore::time::now_secs())
-                    .execute(&self.pool)
+                    .bind(wacore::time::now_secs()))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn load(&self) -> WaResult<Option<Device>> {
@@ -59,6 +57,7 @@ macro_rules! impl_device_row_store {
                 /// Stores a fresh device unless the session has one, and answers how many times
                 /// this was asked (1 the first time), as the reference numbers its devices.
                 async fn create(&self) -> WaResult<i32> {
+                    let mut tx = self.begin_write().await?;
                     let n = sqlx::query_scalar::<Db, i64>(
                         "INSERT INTO wa_devices (session_id, data, create_count, updated_at) \
                          VALUES ($1, $2, 1, $3) ON CONFLICT (session_id) DO UPDATE SET \
@@ -68,9 +67,10 @@ macro_rules! impl_device_row_store {
                     .bind(self.session_id)
                     .bind(Json(to_json(&Device::new())?))
                     .bind(wacore::time::now_secs())
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(db)?;
+                    tx.commit().await.map_err(db)?;
                     narrow("device id", n)
                 }
 

@@ -33,7 +33,7 @@ macro_rules! impl_message_rows {
                 }
 
                 pub(crate) async fn tc_put(&self, jid: &str, e: &TcTokenEntry) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_tc_tokens \
                            (session_id, jid, token, token_timestamp, sender_timestamp) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, jid) DO UPDATE SET \
@@ -44,11 +44,9 @@ macro_rules! impl_message_rows {
                     .bind(jid)
                     .bind(&e.token)
                     .bind(e.token_timestamp)
-                    .bind(e.sender_timestamp)
-                    .execute(&self.pool)
+                    .bind(e.sender_timestamp))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 pub(crate) async fn tc_jids(&self) -> WaResult<Vec<String>> {
@@ -68,24 +66,22 @@ macro_rules! impl_message_rows {
                     token_cutoff: i64,
                     sender_cutoff: i64,
                 ) -> WaResult<u32> {
-                    let r = sqlx::query::<Db>(
+                    let r = self.write(sqlx::query::<Db>(
                         "DELETE FROM wa_tc_tokens WHERE session_id = $1 \
                          AND (COALESCE(length(token), 0) = 0 OR token_timestamp < $2) \
                          AND (sender_timestamp IS NULL OR sender_timestamp < $3)",
                     )
                     .bind(self.session_id)
                     .bind(token_cutoff)
-                    .bind(sender_cutoff)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                    Ok(count(r.rows_affected()))
+                    .bind(sender_cutoff))
+                    .await?;
+                    Ok(count(r))
                 }
 
                 /// Advances the sender bucket (never backwards), inserting a token-less row
                 /// when there is none; the token is left alone.
                 pub(crate) async fn tc_touch_sender(&self, jid: &str, at: i64) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_tc_tokens \
                            (session_id, jid, token, token_timestamp, sender_timestamp) \
                          VALUES ($1, $2, $3, $4, $4) ON CONFLICT (session_id, jid) DO UPDATE SET \
@@ -98,11 +94,9 @@ macro_rules! impl_message_rows {
                     .bind(self.session_id)
                     .bind(jid)
                     .bind(&[] as &[u8])
-                    .bind(at)
-                    .execute(&self.pool)
+                    .bind(at))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 /// Stores a received token unless a real token at least as new is there (newer
@@ -113,7 +107,7 @@ macro_rules! impl_message_rows {
                     token: &[u8],
                     at: i64,
                 ) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_tc_tokens (session_id, jid, token, token_timestamp) \
                          VALUES ($1, $2, $3, $4) ON CONFLICT (session_id, jid) DO UPDATE SET \
                            token = excluded.token, token_timestamp = excluded.token_timestamp \
@@ -123,11 +117,9 @@ macro_rules! impl_message_rows {
                     .bind(self.session_id)
                     .bind(jid)
                     .bind(token)
-                    .bind(at)
-                    .execute(&self.pool)
+                    .bind(at))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 pub(crate) async fn sent_store(
@@ -136,7 +128,7 @@ macro_rules! impl_message_rows {
                     message_id: &str,
                     payload: &[u8],
                 ) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_sent_messages \
                            (session_id, chat_jid, message_id, payload, created_at) \
                          VALUES ($1, $2, $3, $4, $5) \
@@ -147,11 +139,9 @@ macro_rules! impl_message_rows {
                     .bind(chat_jid)
                     .bind(message_id)
                     .bind(payload)
-                    .bind(wacore::time::now_secs())
-                    .execute(&self.pool)
+                    .bind(wacore::time::now_secs()))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 /// Reads and deletes in one statement, so a retry receipt consumes it once.
@@ -160,7 +150,8 @@ macro_rules! impl_message_rows {
                     chat_jid: &str,
                     message_id: &str,
                 ) -> WaResult<Option<Vec<u8>>> {
-                    sqlx::query_scalar::<Db, Vec<u8>>(
+                    let mut tx = self.begin_write().await?;
+                    let payload = sqlx::query_scalar::<Db, Vec<u8>>(
                         "DELETE FROM wa_sent_messages \
                          WHERE session_id = $1 AND chat_jid = $2 AND message_id = $3 \
                          RETURNING payload",
@@ -168,9 +159,11 @@ macro_rules! impl_message_rows {
                     .bind(self.session_id)
                     .bind(chat_jid)
                     .bind(message_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
-                    .map_err(db)
+                    .map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    Ok(payload)
                 }
 
                 pub(crate) async fn sent_delete_expired(&self, cutoff: i64) -> WaResult<u32> {
@@ -261,15 +254,13 @@ macro_rules! impl_message_rows {
 
                 /// Deletes the session's rows of `table` whose `col` is before `cutoff`.
                 async fn delete_older(&self, table: &str, col: &str, cutoff: i64) -> WaResult<u32> {
-                    let r = sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(
+                    let r = self.write(sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE session_id = $1 AND {col} < $2"
                     )))
                     .bind(self.session_id)
-                    .bind(cutoff)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                    Ok(count(r.rows_affected()))
+                    .bind(cutoff))
+                    .await?;
+                    Ok(count(r))
                 }
             }
         }

@@ -56,15 +56,22 @@ pub trait DeviceStoreFactory: Send + Sync {
     async fn delete_device_store(&self, session_id: Uuid) -> StoreResult<()>;
 }
 
-/// whatsapp-rust's storage backend for one session, on a pool of database `DB`.
+/// whatsapp-rust's storage backend for one session, on a pool of database `DB`. Every write is
+/// fenced (`store::fence`): it runs in a transaction that first checks the epoch of the
+/// session's shard, once the store's [`Fences`](super::Fences) are enforced.
 pub struct DeviceBackend<DB: sqlx::Database> {
     pub(crate) pool: sqlx::Pool<DB>,
     pub(crate) session_id: Uuid,
+    pub(crate) fences: Arc<super::Fences>,
 }
 
 impl<DB: sqlx::Database> DeviceBackend<DB> {
-    pub fn new(pool: sqlx::Pool<DB>, session_id: Uuid) -> Self {
-        DeviceBackend { pool, session_id }
+    pub fn new(pool: sqlx::Pool<DB>, session_id: Uuid, fences: Arc<super::Fences>) -> Self {
+        DeviceBackend {
+            pool,
+            session_id,
+            fences,
+        }
     }
 
     pub fn session_id(&self) -> Uuid {
@@ -77,20 +84,43 @@ impl<DB: sqlx::Database> DeviceBackend<DB> {
 macro_rules! impl_device_store {
     ($store:ty, $db:ty) => {
         mod wa_device_common {
-            use $crate::store::device::codec::{WaResult, db};
+            use $crate::store::device::codec::{WaResult, db, fenced};
 
             impl $crate::store::device::DeviceBackend<$db> {
-                /// Runs the statements of one write, in a transaction when there are several.
-                /// Answers the rows they touched.
+                /// A transaction that writes this session's device state, fenced.
+                pub(crate) async fn begin_write(&self) -> WaResult<sqlx::Transaction<'static, $db>> {
+                    super::begin_fenced(&self.pool, &self.fences, self.session_id)
+                        .await
+                        .map_err(fenced)
+                }
+
+                /// Runs one write statement: fenced in a transaction when fencing is enforced,
+                /// on the pool otherwise. Answers the rows it touched.
+                pub(crate) async fn write<'q, E>(&self, stmt: E) -> WaResult<u64>
+                where
+                    E: 'q + sqlx::Execute<'q, $db>,
+                {
+                    if !self.fences.enforced() {
+                        let done = sqlx::Executor::execute(&self.pool, stmt).await;
+                        return Ok(done.map_err(db)?.rows_affected());
+                    }
+                    let mut tx = self.begin_write().await?;
+                    let rows = sqlx::Executor::execute(&mut *tx, stmt).await.map_err(db)?.rows_affected();
+                    tx.commit().await.map_err(db)?;
+                    Ok(rows)
+                }
+
+                /// Runs the statements of one write, in a transaction when there are several
+                /// (always, fenced, when fencing is enforced). Answers the rows they touched.
                 pub(crate) async fn exec_all(
                     &self,
                     mut stmts: Vec<sqlx::QueryBuilder<$db>>,
                 ) -> WaResult<u64> {
                     match stmts.as_mut_slice() {
                         [] => Ok(0),
-                        [one] => Ok(one.build().execute(&self.pool).await.map_err(db)?.rows_affected()),
+                        [one] => self.write(one.build()).await,
                         many => {
-                            let mut tx = self.pool.begin().await.map_err(db)?;
+                            let mut tx = self.begin_write().await?;
                             let mut rows = 0;
                             for stmt in many {
                                 rows += stmt.build().execute(&mut *tx).await.map_err(db)?.rows_affected();
@@ -119,6 +149,7 @@ macro_rules! impl_device_store {
                 std::sync::Arc::new($crate::store::device::DeviceBackend::<$db>::new(
                     self.pool.clone(),
                     session_id,
+                    self.fences.clone(),
                 ))
             }
 
@@ -127,7 +158,7 @@ macro_rules! impl_device_store {
                 session_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<()> {
                 let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.pool.begin().await.map_err(q)?;
+                let mut tx = self.begin_write(session_id).await?;
                 for table in $crate::store::device::TABLES {
                     sqlx::query::<$db>(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE session_id = $1"

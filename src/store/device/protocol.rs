@@ -118,12 +118,10 @@ macro_rules! impl_protocol_store {
                 }
 
                 async fn clear_all_sender_key_devices(&self) -> WaResult<()> {
-                    sqlx::query::<Db>("DELETE FROM wa_sender_key_devices WHERE session_id = $1")
-                        .bind(self.session_id)
-                        .execute(&self.pool)
+                    self.write(sqlx::query::<Db>("DELETE FROM wa_sender_key_devices WHERE session_id = $1")
+                        .bind(self.session_id))
                         .await
                         .map(|_| ())
-                        .map_err(db)
                 }
 
                 async fn get_lid_mapping(&self, lid: &str) -> WaResult<Option<LidPnMappingEntry>> {
@@ -193,7 +191,7 @@ macro_rules! impl_protocol_store {
                     message_id: &str,
                     base_key: &[u8],
                 ) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_base_keys (session_id, address, message_id, base_key, created_at) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, address, message_id) \
                          DO UPDATE SET base_key = excluded.base_key, created_at = excluded.created_at",
@@ -202,11 +200,9 @@ macro_rules! impl_protocol_store {
                     .bind(address)
                     .bind(message_id)
                     .bind(base_key)
-                    .bind(wacore::time::now_secs())
-                    .execute(&self.pool)
+                    .bind(wacore::time::now_secs()))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn has_same_base_key(
@@ -229,17 +225,15 @@ macro_rules! impl_protocol_store {
                 }
 
                 async fn delete_base_key(&self, address: &str, message_id: &str) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "DELETE FROM wa_base_keys \
                          WHERE session_id = $1 AND address = $2 AND message_id = $3",
                     )
                     .bind(self.session_id)
                     .bind(address)
-                    .bind(message_id)
-                    .execute(&self.pool)
+                    .bind(message_id))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn update_device_list(&self, record: DeviceListRecord) -> WaResult<()> {
@@ -311,7 +305,7 @@ macro_rules! impl_protocol_store {
                 }
 
                 async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_group_metadata (session_id, group_jid, info, updated_at) \
                          VALUES ($1, $2, $3, $4) ON CONFLICT (session_id, group_jid) \
                          DO UPDATE SET info = excluded.info, updated_at = excluded.updated_at",
@@ -319,11 +313,9 @@ macro_rules! impl_protocol_store {
                     .bind(self.session_id)
                     .bind(group_jid)
                     .bind(blob)
-                    .bind(wacore::time::now_secs())
-                    .execute(&self.pool)
+                    .bind(wacore::time::now_secs()))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn delete_group_metadata(&self, group_jid: &str) -> WaResult<()> {

@@ -91,16 +91,14 @@ macro_rules! impl_msg_secret_store {
                 }
 
                 async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> WaResult<u32> {
-                    let r = sqlx::query::<Db>(
+                    let r = self.write(sqlx::query::<Db>(
                         "DELETE FROM wa_msg_secrets \
                          WHERE session_id = $1 AND expires_at <> 0 AND expires_at <= $2",
                     )
                     .bind(self.session_id)
-                    .bind(cutoff_timestamp)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                    Ok(count(r.rows_affected()))
+                    .bind(cutoff_timestamp))
+                    .await?;
+                    Ok(count(r))
                 }
             }
         }

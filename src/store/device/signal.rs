@@ -69,14 +69,12 @@ macro_rules! impl_signal_store {
                     key_col: &str,
                     key: &str,
                 ) -> WaResult<()> {
-                    sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(
+                    self.write(sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE session_id = $1 AND {key_col} = $2"
                     )))
                     .bind(self.session_id)
-                    .bind(key)
-                    .execute(&self.pool)
+                    .bind(key))
                     .await
-                    .map_err(db)
                     .map(|_| ())
                 }
 
@@ -266,13 +264,11 @@ macro_rules! impl_signal_store {
                 }
 
                 async fn remove_prekey(&self, id: u32) -> WaResult<()> {
-                    sqlx::query::<Db>("DELETE FROM wa_prekeys WHERE session_id = $1 AND id = $2")
+                    self.write(sqlx::query::<Db>("DELETE FROM wa_prekeys WHERE session_id = $1 AND id = $2")
                         .bind(self.session_id)
-                        .bind(i64::from(id))
-                        .execute(&self.pool)
+                        .bind(i64::from(id)))
                         .await
                         .map(|_| ())
-                        .map_err(db)
                 }
 
                 async fn get_max_prekey_id(&self) -> WaResult<u32> {
@@ -287,17 +283,15 @@ macro_rules! impl_signal_store {
                 }
 
                 async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "INSERT INTO wa_signed_prekeys (session_id, id, record) VALUES ($1, $2, $3) \
                          ON CONFLICT (session_id, id) DO UPDATE SET record = excluded.record",
                     )
                     .bind(self.session_id)
                     .bind(i64::from(id))
-                    .bind(record)
-                    .execute(&self.pool)
+                    .bind(record))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn load_signed_prekey(&self, id: u32) -> WaResult<Option<Vec<u8>>> {
@@ -325,15 +319,13 @@ macro_rules! impl_signal_store {
                 }
 
                 async fn remove_signed_prekey(&self, id: u32) -> WaResult<()> {
-                    sqlx::query::<Db>(
+                    self.write(sqlx::query::<Db>(
                         "DELETE FROM wa_signed_prekeys WHERE session_id = $1 AND id = $2",
                     )
                     .bind(self.session_id)
-                    .bind(i64::from(id))
-                    .execute(&self.pool)
+                    .bind(i64::from(id)))
                     .await
                     .map(|_| ())
-                    .map_err(db)
                 }
 
                 async fn put_sender_key(&self, address: &str, record: &[u8]) -> WaResult<()> {
