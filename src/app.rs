@@ -113,8 +113,25 @@ impl App {
         ));
         // The node joins its cluster (a cluster of one by default); sessions follow their
         // shards: those this node acquires reconnect by themselves, without a QR.
+        // Every durable write of a session checks its shard's epoch from now on.
+        store.fences().enforce();
         let shards = Arc::new(Shards::start(&config).await?);
-        crate::shards::driver::spawn(shards.clone(), engine.clone(), cancel.child_token());
+        crate::shards::driver::spawn(
+            shards.clone(),
+            engine.clone(),
+            store.clone(),
+            cancel.child_token(),
+        );
+        if !config.cluster.clustered() {
+            // A cluster of one serves nothing before its shards are fenced and held.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !store.fences().holds_all() {
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!("the shards were not fenced within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let state = AppState(Arc::new(Shared {
             engine,
             shards,

@@ -131,6 +131,10 @@ pub trait FenceStore: Send + Sync {
     /// [`Self::acquire_fence`] of every shard in one statement (a single node, test helpers).
     /// Holds the shards whose fence now stands at `epoch`; `true` when that is all of them.
     async fn acquire_all_fences(&self, epoch: u64) -> StoreResult<bool>;
+    /// [`Self::acquire_fence`] of several shards at their own epochs, in one transaction (the
+    /// shards a node acquires together, e.g. all of them at start-up). Returns the shards now
+    /// held; the others are owned at a newer epoch.
+    async fn acquire_fences(&self, shards: &[(u32, u64)]) -> StoreResult<Vec<u32>>;
 }
 
 /// The statement every fenced transaction starts with, after `$lock` (`FOR SHARE OF f` on
@@ -290,6 +294,44 @@ macro_rules! impl_fence_store {
                 }
             }
 
+            async fn acquire_fences(
+                &self,
+                shards: &[(u32, u64)],
+            ) -> $crate::store::StoreResult<Vec<u32>> {
+                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut tx = self.pool.begin_with($begin).await.map_err(e)?;
+                let mut now = Vec::with_capacity(shards.len());
+                for &(shard, epoch) in shards {
+                    let (Ok(s), Ok(ep)) = (i32::try_from(shard), i64::try_from(epoch)) else {
+                        return Err(anyhow::anyhow!(
+                            "shard {shard} at epoch {epoch} is out of range"
+                        )
+                        .into());
+                    };
+                    let at: Option<i64> = sqlx::query_scalar::<$db, i64>(
+                        "UPDATE shard_fence SET epoch = CASE WHEN epoch < $2 THEN $2 ELSE epoch END \
+                         WHERE shard = $1 RETURNING epoch",
+                    )
+                    .bind(s)
+                    .bind(ep)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(e)?;
+                    now.push((shard, epoch, at));
+                }
+                tx.commit().await.map_err(e)?;
+                let mut held = Vec::with_capacity(now.len());
+                for (shard, epoch, at) in now {
+                    if at == i64::try_from(epoch).ok() {
+                        self.fences.hold(shard, epoch);
+                        held.push(shard);
+                    } else {
+                        tracing::warn!(shard, epoch, owned_at = ?at, "shard fence is newer: not acquired");
+                    }
+                }
+                Ok(held)
+            }
+
             async fn acquire_all_fences(&self, epoch: u64) -> $crate::store::StoreResult<bool> {
                 let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
                 let Ok(ep) = i64::try_from(epoch) else {
@@ -333,5 +375,9 @@ impl FenceStore for super::CachedStore {
 
     async fn acquire_all_fences(&self, epoch: u64) -> StoreResult<bool> {
         self.inner().acquire_all_fences(epoch).await
+    }
+
+    async fn acquire_fences(&self, shards: &[(u32, u64)]) -> StoreResult<Vec<u32>> {
+        self.inner().acquire_fences(shards).await
     }
 }

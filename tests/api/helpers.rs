@@ -288,7 +288,6 @@ pub async fn spawn_with(db: Db, tune: impl FnOnce(&mut Config)) -> Option<TestAp
 pub async fn start(config: Config, data_dir: tempfile::TempDir, pg: Option<PgDatabase>) -> TestApp {
     let app = App::build(config.clone()).await.expect("app builds");
     let state = app.state.clone();
-    hold_every_shard(&*state.store).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
