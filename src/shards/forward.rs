@@ -61,17 +61,17 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-/// The owner's side: a member forwarded this request. `Err` is the 421 to answer when this node
-/// does not own the session's shard at (at least) the epoch the member saw.
-pub fn check_member(shards: &Shards, name: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// The owner's side: a member forwarded this request. `Some` is the 421 to answer when this
+/// node does not own the session's shard at (at least) the epoch the member saw.
+pub fn misdirected_here(shards: &Shards, name: &str, headers: &HeaderMap) -> Option<Response> {
     let shard = shard_of(name);
     let seen = headers
         .get(SHARD_EPOCH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match shards.node().owned_epoch(shard) {
-        Some(held) if seen.is_none_or(|s| held >= s) => Ok(()),
-        _ => Err(misdirected(shards, name, shard)),
+        Some(held) if seen.is_none_or(|s| held >= s) => None,
+        _ => Some(misdirected(shards, name, shard)),
     }
 }
 

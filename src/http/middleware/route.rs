@@ -36,9 +36,9 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         // Forwarded by a member: served here if this node still owns the session, never
         // forwarded again, and not rate-limited twice.
         Some(name) if state.shards.is_member_request(req.headers()) => {
-            match forward::check_member(&state.shards, &name, req.headers()) {
-                Ok(()) => next.run(req).await,
-                Err(misdirected) => misdirected,
+            match forward::misdirected_here(&state.shards, &name, req.headers()) {
+                None => next.run(req).await,
+                Some(misdirected) => misdirected,
             }
         }
         session => {
