@@ -6,6 +6,7 @@ mod wa;
 mod auth;
 mod calls;
 mod chat_actions;
+mod cluster;
 mod communities;
 mod contacts;
 mod device_store;

@@ -58,10 +58,18 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     if let Some(t) = template {
+        if forward::session_of(&t, "/x").is_some() && !resp.headers().contains_key(SERVED_BY) {
+            // Which node served a session's request (a forwarded answer keeps the owner's).
+            resp.headers_mut()
+                .insert(SERVED_BY, http::HeaderValue::from(state.shards.node_id()));
+        }
         resp.extensions_mut().insert(RouteTemplate(t));
     }
     resp
 }
+
+/// Response header naming the node that served a session's request.
+pub const SERVED_BY: &str = "x-onwapp-served-by";
 
 /// The rate-limit key: the client's IP.
 fn client_key(state: &AppState, req: &Request) -> String {
