@@ -115,7 +115,7 @@ impl App {
         // shards: those this node acquires reconnect by themselves, without a QR.
         // Every durable write of a session checks its shard's epoch from now on.
         store.fences().enforce();
-        let shards = Arc::new(Shards::start(&config).await?);
+        let shards = Arc::new(Shards::start(&config, store.fences()).await?);
         crate::shards::driver::spawn(
             shards.clone(),
             engine.clone(),

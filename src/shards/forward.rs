@@ -62,16 +62,20 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// The owner's side: a member forwarded this request. `Some` is the 421 to answer when this
-/// node does not own the session's shard at (at least) the epoch the member saw.
-pub fn misdirected_here(shards: &Shards, name: &str, headers: &HeaderMap) -> Option<Response> {
-    let shard = shard_of(name);
+/// node does not own the session's shard at (at least) the epoch the member saw; a shard this
+/// node is still fencing is waited for briefly.
+pub async fn misdirected_here(
+    shards: &Shards,
+    name: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
     let seen = headers
         .get(SHARD_EPOCH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match shards.node().owned_epoch(shard) {
-        Some(held) if seen.is_none_or(|s| held >= s) => None,
-        _ => Some(misdirected(shards, name, shard)),
+    match shards.wait_route(name, Duration::from_secs(2)).await {
+        Route::Local { epoch, .. } if seen.is_none_or(|s| epoch >= s) => None,
+        _ => Some(misdirected(shards, name, shard_of(name))),
     }
 }
 

@@ -7,12 +7,12 @@ pub mod driver;
 pub mod forward;
 pub mod settings;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::HeaderMap;
 use onwapp_cluster::{ClusterConfig, Node, Owner, shard_of};
 
-use crate::config::Config;
+use crate::{config::Config, store::Fences};
 
 /// Header naming the node that forwarded a request.
 pub const FORWARDED_BY: &str = "x-onwapp-forwarded-by";
@@ -37,6 +37,8 @@ pub enum Route {
 /// This node's membership: the running cluster node and what forwarding needs.
 pub struct Shards {
     node: Node,
+    /// The epochs the store holds: a shard is served here once its fence is held.
+    fences: Arc<Fences>,
     secret: String,
     node_id: u64,
     client: reqwest::Client,
@@ -45,7 +47,7 @@ pub struct Shards {
 impl Shards {
     /// Starts the node (one voter of its own when no peers are configured) and, for a cluster
     /// of one, waits until it owns every shard, so requests never wait for placement.
-    pub async fn start(config: &Config) -> anyhow::Result<Shards> {
+    pub async fn start(config: &Config, fences: Arc<Fences>) -> anyhow::Result<Shards> {
         let s = &config.cluster;
         let secret = s
             .secret
@@ -79,6 +81,7 @@ impl Shards {
             .build()?;
         let shards = Shards {
             node,
+            fences,
             secret,
             node_id: s.node_id,
             client,
@@ -111,7 +114,11 @@ impl Shards {
     pub fn route(&self, session: &str) -> Route {
         let shard = shard_of(session);
         if let Some(epoch) = self.node.owned_epoch(shard) {
-            return Route::Local { shard, epoch };
+            // Owned, but served only once the driver has fenced it (writes fail before).
+            if self.fences.held(shard) == Some(epoch) {
+                return Route::Local { shard, epoch };
+            }
+            return Route::Unowned { shard };
         }
         match self.node.owner_of(shard) {
             Some(owner) if owner.node != self.node_id => Route::Remote { shard, owner },

@@ -11,17 +11,9 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::helpers::{GLOBAL_KEY, PgDatabase, test_redis_url};
-use crate::process::{ServerProcess, redis_available};
+use crate::process::{ServerProcess, free_port, redis_available};
 
 const SECRET: &str = "cluster-test-secret-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Member {
     id: u64,
@@ -38,9 +30,13 @@ impl Drop for Member {
 }
 
 fn start(id: u64, port: u16, peers: &str, db: &str) -> Member {
+    start_with(id, port, peers, db, None)
+}
+
+fn start_with(id: u64, port: u16, peers: &str, db: &str, wa: Option<&str>) -> Member {
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let envs = [
+    let mut envs = vec![
         ("DATABASE_URL", db.to_string()),
         ("REDIS_URL", test_redis_url()),
         ("NODE_ID", id.to_string()),
@@ -52,8 +48,15 @@ fn start(id: u64, port: u16, peers: &str, db: &str) -> Member {
         ("RATE_LIMIT_PER_SECOND", "100000".to_string()),
         ("RATE_LIMIT_BURST", "100000".to_string()),
     ];
+    if let Some(url) = wa {
+        envs.push(("WHATSAPP_SERVER_URL", url.to_string()));
+    }
     let child = ServerProcess::command(&envs, dir.path(), port)
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("CLUSTER_TEST_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("spawn onwapp");
     Member {
@@ -61,6 +64,33 @@ fn start(id: u64, port: u16, peers: &str, db: &str) -> Member {
         base,
         child,
         _dir: dir,
+    }
+}
+
+async fn post(url: String, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("Authorization", GLOBAL_KEY)
+        .timeout(Duration::from_secs(20))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `url` until `done` holds for a 200 answer.
+async fn wait_for(url: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some((200, _, b)) = get(url.to_string()).await
+            && done(&b)
+        {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "GET {url} never got there");
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
 
@@ -207,4 +237,98 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         gone.is_null() || gone["lease_remaining_ms"].as_i64().unwrap_or(0) <= 0,
         "{st}"
     );
+}
+
+/// A paired session keeps working through any node, and after kill -9 of its owner it
+/// reconnects on another node without a QR (its keys are in Postgres); wamock ends with one
+/// socket for the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paired_session_moves_to_another_node_without_a_qr_after_kill_9() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    if !redis_available().await {
+        return;
+    }
+    let wa = wamock::Server::start("127.0.0.1:0").await.unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Member> = (0..3)
+        .map(|i| start_with(i as u64 + 1, ports[i], &peers, &pg.url, Some(&wa.ws_url())))
+        .collect();
+    formed(&nodes[0], Duration::from_secs(60)).await;
+    let (me, them) = ("5511955550901", "5511955550902");
+
+    // Created through node 1, connected through node 2, paired with the QR read through node 3.
+    let (code, b) = post(
+        format!("{}/sessions", nodes[0].base),
+        json!({"session": "mv"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{b}");
+    let (code, b) = post(format!("{}/mv/connect", nodes[1].base), json!({})).await;
+    assert_eq!(code, 200, "{b}");
+    let qr = wait_for(
+        &format!("{}/mv/qr", nodes[2].base),
+        Duration::from_secs(20),
+        |b| b.get("code").is_some(),
+    )
+    .await;
+    crate::incoming_events::admin(&wa, "/scan-qr", json!({"qr": qr["code"], "phone": me})).await;
+    wait_for(
+        &format!("{}/mv/status", nodes[0].base),
+        Duration::from_secs(30),
+        |b| b["status"] == "connected",
+    )
+    .await;
+    crate::wa::user(&wa, them).await;
+    let (_, owner, _) = get(format!("{}/mv/status", nodes[0].base)).await.unwrap();
+    let owner = owner.unwrap();
+    let via = nodes.iter().find(|n| n.id != owner).unwrap();
+    let (code, b) = post(
+        format!("{}/mv/message/send/text", via.base),
+        json!({"phone": them, "text": "through a forwarding node"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    crate::wa::wait_inbox(&wa, them, 1).await;
+
+    // SIGKILL the owner: another node fences the shard, reconnects the session, no QR.
+    let killed = Instant::now();
+    let i = nodes.iter().position(|n| n.id == owner).unwrap();
+    let mut dead = nodes.remove(i);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let st = wait_for(
+        &format!("{}/mv/status", nodes[0].base),
+        Duration::from_secs(30),
+        |b| b["status"] == "connected",
+    )
+    .await;
+    eprintln!(
+        "owner {owner} killed; connected again on another node after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(st["phone"], me, "{st}");
+    let (_, by, qr) = get(format!("{}/mv/qr", nodes[1].base)).await.unwrap();
+    assert_ne!(by, Some(owner));
+    assert!(qr.get("code").is_none(), "a QR after failover: {qr}");
+    let (code, b) = post(
+        format!("{}/mv/message/send/text", nodes[1].base),
+        json!({"phone": them, "text": "after the failover"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let inbox = crate::wa::wait_inbox(&wa, them, 2).await;
+    assert_eq!(inbox[1]["text"], "after the failover", "{inbox}");
+    let sockets = crate::wa::devices(&wa).await;
+    assert_eq!(sockets.as_array().map(Vec::len), Some(1), "{sockets}");
+    assert_eq!(sockets[0]["sockets"], 1, "{sockets}");
+    drop(nodes);
+    wa.stop().await;
 }

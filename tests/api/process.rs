@@ -13,7 +13,8 @@ pub struct ServerProcess {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Db, GLOBAL_KEY, PgDatabase, TestApp};
 use crate::incoming_events::{admin, outbox, wait_event};
-use crate::process::ServerProcess;
+use crate::process::{ServerProcess, free_port};
 use crate::wa::{app_with_wamock, devices, pair, poll, user, wait_inbox, wait_status};
 
 async fn device_jid(wa: &wamock::Server) -> String {
@@ -275,14 +275,6 @@ async fn a_replaced_stream_stops_the_session_without_logging_it_out() {
 }
 
 // --- The real binary, killed with SIGKILL ---
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The `onwapp` binary on `dir`, talking to wamock, up and answering.
 async fn start_binary(

@@ -15,7 +15,7 @@ use onwapp::store::{ConnectOptions, connect_uncached, events::NewEvent};
 use serde_json::{Value, json};
 
 use crate::helpers::{Db, GLOBAL_KEY, PgDatabase, eventually};
-use crate::process::ServerProcess;
+use crate::process::{ServerProcess, free_port};
 
 /// Every request the receiver got: (event number, X-Webhook-Id), in arrival order.
 type Log = Arc<Mutex<Vec<(u64, String)>>>;
@@ -47,14 +47,6 @@ async fn receiver() -> (Log, String) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (log, url)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start(dir: &std::path::Path, database_url: Option<&str>) -> (std::process::Child, String) {

@@ -36,7 +36,7 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         // Forwarded by a member: served here if this node still owns the session, never
         // forwarded again, and not rate-limited twice.
         Some(name) if state.shards.is_member_request(req.headers()) => {
-            match forward::misdirected_here(&state.shards, &name, req.headers()) {
+            match forward::misdirected_here(&state.shards, &name, req.headers()).await {
                 None => next.run(req).await,
                 Some(misdirected) => misdirected,
             }
