@@ -29,11 +29,21 @@ impl Drop for Member {
     }
 }
 
-fn start(id: u64, port: u16, peers: &str, db: &str) -> Member {
-    start_with(id, port, peers, db, None)
+/// Nodes 1, 2 and 3 on free loopback ports, each listing all three as peers.
+fn three_nodes(db: &str, wa: Option<&str>) -> Vec<Member> {
+    let ports = [free_port(), free_port(), free_port()];
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (0..3)
+        .map(|i| start(i as u64 + 1, ports[i], &peers, db, wa))
+        .collect()
 }
 
-fn start_with(id: u64, port: u16, peers: &str, db: &str, wa: Option<&str>) -> Member {
+fn start(id: u64, port: u16, peers: &str, db: &str, wa: Option<&str>) -> Member {
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let mut envs = vec![
@@ -135,16 +145,7 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
     if !redis_available().await {
         return;
     }
-    let ports = [free_port(), free_port(), free_port()];
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes: Vec<Member> = (0..3)
-        .map(|i| start(i as u64 + 1, ports[i], &peers, &pg.url))
-        .collect();
+    let mut nodes = three_nodes(&pg.url, None);
     let st = formed(&nodes[0], Duration::from_secs(60)).await;
     let owned: u64 = st["nodes"]
         .as_array()
@@ -251,16 +252,7 @@ async fn a_paired_session_moves_to_another_node_without_a_qr_after_kill_9() {
         return;
     }
     let wa = wamock::Server::start("127.0.0.1:0").await.unwrap();
-    let ports = [free_port(), free_port(), free_port()];
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes: Vec<Member> = (0..3)
-        .map(|i| start_with(i as u64 + 1, ports[i], &peers, &pg.url, Some(&wa.ws_url())))
-        .collect();
+    let mut nodes = three_nodes(&pg.url, Some(&wa.ws_url()));
     formed(&nodes[0], Duration::from_secs(60)).await;
     let (me, them) = ("5511955550901", "5511955550902");
 
