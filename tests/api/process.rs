@@ -74,6 +74,28 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The binary on `dir` (kept by the caller, so a restart finds its data), stderr discarded,
+/// up and answering `/health`: the child and its base URL.
+pub async fn spawn_on(
+    dir: &std::path::Path,
+    envs: &[(&str, String)],
+) -> (std::process::Child, String) {
+    let port = free_port();
+    let child = ServerProcess::command(envs, dir, port)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn onwapp");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(30), || {
+        let req = client.get(format!("{base}/health"));
+        async move { req.send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    assert!(up, "onwapp did not come up on port {port}");
+    (child, base)
+}
+
 pub async fn redis_available() -> bool {
     let url = test_redis_url();
     let ok = async {

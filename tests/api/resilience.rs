@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::helpers::{Db, GLOBAL_KEY, PgDatabase, TestApp};
 use crate::incoming_events::{admin, outbox, wait_event};
-use crate::process::{ServerProcess, free_port};
 use crate::wa::{app_with_wamock, devices, pair, poll, user, wait_inbox, wait_status};
 
 async fn device_jid(wa: &wamock::Server) -> String {
@@ -282,24 +281,11 @@ async fn start_binary(
     wa: &wamock::Server,
     database_url: Option<&str>,
 ) -> (std::process::Child, String) {
-    let port = free_port();
     let mut envs = vec![("WHATSAPP_SERVER_URL", wa.ws_url())];
     if let Some(url) = database_url {
         envs.push(("DATABASE_URL", url.to_string()));
     }
-    let child = ServerProcess::command(&envs, dir, port)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn onwapp");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let up = crate::helpers::eventually(Duration::from_secs(30), || {
-        let req = client.get(format!("{base}/health"));
-        async move { req.send().await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await;
-    assert!(up, "onwapp did not come up on port {port}");
-    (child, base)
+    crate::process::spawn_on(dir, &envs).await
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {

@@ -15,7 +15,7 @@ use onwapp::store::{ConnectOptions, connect_uncached, events::NewEvent};
 use serde_json::{Value, json};
 
 use crate::helpers::{Db, GLOBAL_KEY, PgDatabase, eventually};
-use crate::process::{ServerProcess, free_port};
+use crate::process::spawn_on;
 
 /// Every request the receiver got: (event number, X-Webhook-Id), in arrival order.
 type Log = Arc<Mutex<Vec<(u64, String)>>>;
@@ -50,7 +50,6 @@ async fn receiver() -> (Log, String) {
 }
 
 async fn start(dir: &std::path::Path, database_url: Option<&str>) -> (std::process::Child, String) {
-    let port = free_port();
     let mut envs = vec![
         ("WEBHOOK_POLL_MS", "20".to_string()),
         ("WEBHOOK_BASE_DELAY_MS", "20".to_string()),
@@ -58,19 +57,7 @@ async fn start(dir: &std::path::Path, database_url: Option<&str>) -> (std::proce
     if let Some(url) = database_url {
         envs.push(("DATABASE_URL", url.to_string()));
     }
-    let child = ServerProcess::command(&envs, dir, port)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn onwapp");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(30), || {
-        let req = client.get(format!("{base}/health"));
-        async move { req.send().await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await;
-    assert!(up, "onwapp did not come up on port {port}");
-    (child, base)
+    spawn_on(dir, &envs).await
 }
 
 async fn post_json(url: String, body: Value) -> (u16, Value) {
