@@ -6,9 +6,10 @@
 //! One process holds the real `App` on a fresh Postgres database (from `TEST_DATABASE_URL`,
 //! created and dropped), with its delivery workers, and a hyper receiver on loopback that answers
 //! 200 and records when each event arrived. `--sessions` sessions are created and given a webhook
-//! through the HTTP API; producers then append `message.received`-sized events through the
-//! store, one event per transaction exactly as the engine records them, spread over the sessions
-//! at `--rate` events per second. The run reports the sustained delivery rate over the producing
+//! through the HTTP API; one producer per session then appends `message.received`-sized events
+//! through `EventStore::record_events`, one call per event and each awaited before the next, as
+//! the engine records outbox-only events (the store group-commits concurrent calls), spread over
+//! the sessions at `--rate` events per second. The run reports the sustained delivery rate over the producing
 //! window, the enqueue → delivery latency percentiles, and checks that every event arrived once,
 //! in order per session.
 
@@ -206,8 +207,9 @@ async fn main() {
         ids.push(rec.id);
     }
 
-    // Producers: 16 tasks, each owning every 16th session, pacing their share of the rate.
-    let producers = 16.min(a.sessions);
+    // Producers: one task per session, as the engine has one per connected session, each
+    // pacing its share of the rate and waiting for each write before the next.
+    let producers = a.sessions;
     let total = a.rate * a.seconds;
     let t0 = Instant::now();
     let produce_start = start.elapsed();

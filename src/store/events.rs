@@ -232,12 +232,23 @@ macro_rules! impl_event_store {
                 session_id: uuid::Uuid,
                 events: &[$crate::store::events::NewEvent],
             ) -> $crate::store::StoreResult<()> {
-                let q = |e| $crate::store::StoreError::from_sqlx(e, || "conflict".to_string());
-                let mut tx = self.begin_write(session_id).await?;
-                Self::append_outbox_events(&mut tx, session_id, events).await.map_err(q)?;
-                tx.commit().await.map_err(q)?;
-                self.outbox_appended();
-                Ok(())
+                // Group-committed with the other calls in flight (`store::group_commit`).
+                let (done, answer) = tokio::sync::oneshot::channel();
+                let append = $crate::store::group_commit::Append {
+                    session_id,
+                    events: events.to_vec(),
+                    done,
+                };
+                if self.appender.send(append).is_err() {
+                    return Err($crate::store::StoreError::Unavailable(
+                        "the outbox writer has stopped".into(),
+                    ));
+                }
+                answer.await.unwrap_or_else(|_| {
+                    Err($crate::store::StoreError::Unavailable(
+                        "the outbox writer has stopped".into(),
+                    ))
+                })
             }
 
             async fn record_receipt(

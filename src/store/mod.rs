@@ -11,6 +11,7 @@ pub mod contacts;
 pub mod device;
 pub mod events;
 pub mod fence;
+mod group_commit;
 pub mod media;
 mod models;
 pub mod outbox;

@@ -1,11 +1,12 @@
-//! The webhook outbox seen by the delivery workers (design section 7): claim one session's
-//! queue, read its pending events in order, record each attempt's outcome, and the dead letters.
+//! The webhook outbox seen by the delivery workers (design section 7): claim sessions' queues,
+//! read their pending events in order, record each attempt's outcome, and the dead letters.
 //!
-//! Postgres claims a session by locking its `webhook_cursors` row (`FOR UPDATE SKIP LOCKED`) for
-//! as long as the claim lives, so any number of workers on any number of nodes never deliver one
-//! session's events concurrently. SQLite (one node, one process) keeps the sessions in flight in
-//! a set instead. Outcomes are written through the pool, not the claim's transaction, so progress
-//! is durable while the claim is held (the workers write them in small groups).
+//! Postgres claims sessions with session-level advisory locks (one per session, skipped when
+//! taken) held on one pooled connection for as long as the claim lives, so any number of workers
+//! on any number of nodes never deliver one session's events concurrently. SQLite (one node, one
+//! process) keeps the sessions in flight in a set instead. Outcomes are written through the
+//! pool, so progress is durable while the claim is held (the workers write them in groups, and
+//! always before they let a session go).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -60,19 +61,35 @@ pub enum Outcome {
     Skipped,
 }
 
-/// A session's queue, owned by one worker until [`OutboxClaim::release`] (or drop).
+/// Some sessions' queues, owned by one worker until [`OutboxClaim::release`] (or drop).
 #[async_trait]
-pub trait OutboxClaim: Send {
-    fn session_id(&self) -> Uuid;
+pub trait OutboxClaim: Send + Sync {
+    /// The claimed sessions; never empty.
+    fn session_ids(&self) -> &[Uuid];
+    /// The first claimed session (the only one of a claim of one).
+    fn session_id(&self) -> Uuid {
+        self.session_ids().first().copied().unwrap_or_default()
+    }
+    /// Lets one claimed session go before the others (its worker is done with it).
+    async fn release_session(&self, session_id: Uuid) -> StoreResult<()>;
+    /// Lets every session of the claim go.
     async fn release(self: Box<Self>) -> StoreResult<()>;
 }
 
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Takes a session whose oldest pending event is due at `now` and that no other worker owns,
-    /// among the sessions of the shards this node holds (any session while fencing is not
-    /// enforced or every shard is held).
-    async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>>;
+    /// Takes up to `limit` sessions whose oldest pending event is due at `now` and that no other
+    /// worker owns, among the sessions of the shards this node holds (any session while fencing
+    /// is not enforced or every shard is held); `None` when there is none.
+    async fn claim_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Option<Box<dyn OutboxClaim>>>;
+    /// [`OutboxStore::claim_sessions`] of one session.
+    async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>> {
+        self.claim_sessions(now, 1).await
+    }
     /// The session's pending events, oldest first.
     async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>>;
     /// Records the outcomes of attempts, in one transaction.
@@ -120,11 +137,12 @@ macro_rules! impl_outbox_store {
                 self.outbox_signal.clone()
             }
 
-            async fn claim_session(
+            async fn claim_sessions(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
+                limit: usize,
             ) -> $crate::store::StoreResult<Option<Box<dyn $crate::store::outbox::OutboxClaim>>> {
-                self.claim_outbox_session(now).await
+                self.claim_outbox_sessions(now, limit.max(1)).await
             }
 
             async fn queued_events(
@@ -156,15 +174,20 @@ macro_rules! impl_outbox_store {
                 }
                 let at = $crate::store::sql::now();
                 let mut tx = self.pool.begin().await.map_err(e)?;
+                // The common outcomes (delivered with one status, skipped) in one UPDATE each.
+                let mut delivered: std::collections::BTreeMap<i32, Vec<uuid::Uuid>> =
+                    Default::default();
+                let mut skipped = Vec::new();
                 for (id, outcome) in outcomes {
                     let q = match outcome {
-                        Outcome::Delivered { status } => sqlx::query::<$db>(
-                            "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, \
-                             last_status = $2, last_error = NULL, delivered_at = $3 WHERE id = $1",
-                        )
-                        .bind(*id)
-                        .bind(*status)
-                        .bind(at),
+                        Outcome::Delivered { status } => {
+                            delivered.entry(*status).or_default().push(*id);
+                            continue;
+                        }
+                        Outcome::Skipped => {
+                            skipped.push(*id);
+                            continue;
+                        }
                         Outcome::Retry { status, error, at: next } => sqlx::query::<$db>(
                             "UPDATE webhook_outbox SET attempts = attempts + 1, last_status = $2, \
                              last_error = $3, next_attempt_at = $4 WHERE id = $1",
@@ -181,13 +204,36 @@ macro_rules! impl_outbox_store {
                         .bind(*status)
                         .bind(error.as_str())
                         .bind(at),
-                        Outcome::Skipped => sqlx::query::<$db>(
-                            "UPDATE webhook_outbox SET state = 'skipped', delivered_at = $2 WHERE id = $1",
-                        )
-                        .bind(*id)
-                        .bind(at),
                     };
                     q.execute(&mut *tx).await.map_err(e)?;
+                }
+                for (status, ids) in &delivered {
+                    for chunk in ids.chunks(1000) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, \
+                             last_error = NULL, last_status = ",
+                        );
+                        qb.push_bind(*status).push(", delivered_at = ").push_bind(at);
+                        qb.push(" WHERE id IN (");
+                        let mut list = qb.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        qb.push(")");
+                        qb.build().execute(&mut *tx).await.map_err(e)?;
+                    }
+                }
+                for chunk in skipped.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE webhook_outbox SET state = 'skipped', delivered_at = ",
+                    );
+                    qb.push_bind(at).push(" WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await.map_err(e)?;
                 }
                 tx.commit().await.map_err(e)
             }
@@ -310,8 +356,12 @@ impl OutboxStore for super::CachedStore {
         self.inner().outbox_signal()
     }
 
-    async fn claim_session(&self, now: DateTime<Utc>) -> StoreResult<Option<Box<dyn OutboxClaim>>> {
-        self.inner().claim_session(now).await
+    async fn claim_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Option<Box<dyn OutboxClaim>>> {
+        self.inner().claim_sessions(now, limit).await
     }
 
     async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>> {

@@ -19,6 +19,8 @@ pub struct SqliteStore {
     outbox_in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
     /// Wakes a delivery worker after outbox rows are committed (`OutboxStore::outbox_signal`).
     pub(crate) outbox_signal: Arc<tokio::sync::Notify>,
+    /// The writer of outbox-only events (`store::group_commit`).
+    pub(crate) appender: super::group_commit::Appender,
     /// The shard epochs this node holds (`store::fence`).
     pub(crate) fences: Arc<super::Fences>,
 }
@@ -44,11 +46,15 @@ impl SqliteStore {
             .connect_with(conn)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let fences = super::Fences::new();
+        let outbox_signal: std::sync::Arc<tokio::sync::Notify> = Default::default();
+        let appender = Self::spawn_appender(pool.clone(), fences.clone(), outbox_signal.clone());
         let store = SqliteStore {
             pool,
-            outbox_signal: Default::default(),
             outbox_in_flight: Arc::default(),
-            fences: super::Fences::new(),
+            appender,
+            outbox_signal,
+            fences,
         };
         store.backfill_shards().await?;
         Ok(store)
@@ -65,25 +71,35 @@ super::events::impl_event_store!(SqliteStore, sqlx::Sqlite);
 super::media::impl_media_store!(SqliteStore, sqlx::Sqlite);
 super::outbox::impl_outbox_store!(SqliteStore, sqlx::Sqlite, "rowid");
 super::fence::impl_fence_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", "");
+super::group_commit::impl_group_commit!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", "");
 
-/// A session's queue, owned while its id is in the in-flight set.
+/// Sessions' queues, owned while their ids are in the in-flight set.
 struct SqliteClaim {
-    session_id: uuid::Uuid,
+    session_ids: Vec<uuid::Uuid>,
     in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
 }
 
 impl Drop for SqliteClaim {
     fn drop(&mut self) {
         if let Ok(mut set) = self.in_flight.lock() {
-            set.remove(&self.session_id);
+            for id in &self.session_ids {
+                set.remove(id);
+            }
         }
     }
 }
 
 #[async_trait::async_trait]
 impl super::outbox::OutboxClaim for SqliteClaim {
-    fn session_id(&self) -> uuid::Uuid {
-        self.session_id
+    fn session_ids(&self) -> &[uuid::Uuid] {
+        &self.session_ids
+    }
+
+    async fn release_session(&self, session_id: uuid::Uuid) -> super::StoreResult<()> {
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(&session_id);
+        }
+        Ok(())
     }
 
     async fn release(self: Box<Self>) -> super::StoreResult<()> {
@@ -92,9 +108,10 @@ impl super::outbox::OutboxClaim for SqliteClaim {
 }
 
 impl SqliteStore {
-    async fn claim_outbox_session(
+    async fn claim_outbox_sessions(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
     ) -> super::StoreResult<Option<Box<dyn super::outbox::OutboxClaim>>> {
         let due: Vec<(uuid::Uuid, Option<i32>)> = sqlx::query_as(
             "SELECT s.id, s.shard FROM sessions s \
@@ -117,14 +134,19 @@ impl SqliteStore {
                     .and_then(|s| u32::try_from(s).ok())
                     .is_some_and(|s| self.fences.held(s).is_some())
         };
-        Ok(due
+        let session_ids: Vec<uuid::Uuid> = due
             .into_iter()
-            .find(|(id, shard)| owned(*shard) && set.insert(*id))
-            .map(|(id, _)| {
-                Box::new(SqliteClaim {
-                    session_id: id,
-                    in_flight: self.outbox_in_flight.clone(),
-                }) as Box<dyn super::outbox::OutboxClaim>
-            }))
+            .filter(|(id, shard)| owned(*shard) && !set.contains(id))
+            .map(|(id, _)| id)
+            .take(limit)
+            .collect();
+        if session_ids.is_empty() {
+            return Ok(None);
+        }
+        set.extend(session_ids.iter().copied());
+        Ok(Some(Box::new(SqliteClaim {
+            session_ids,
+            in_flight: self.outbox_in_flight.clone(),
+        })))
     }
 }

@@ -1,7 +1,13 @@
 //! The delivery workers: claim a session, deliver its due events in order, record each outcome,
 //! stop at the first event that must wait (its successors wait behind it), release.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -17,11 +23,44 @@ use super::{
 use crate::observability::Metrics;
 use crate::store::{
     Store, StoreResult, WebhookRecord,
-    outbox::{Outcome, QueuedEvent},
+    outbox::{OutboxClaim, Outcome, QueuedEvent},
 };
 
 /// The longest a delivered event's outcome waits to be written with others.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How many sessions one worker claims and delivers side by side in one pass: one claim and
+/// one outcome transaction serve them all.
+pub const SESSIONS_PER_PASS: usize = 8;
+
+/// Outcomes not yet written, shared by the sessions of a pass. They are written in groups (one
+/// transaction each), at the latest `FLUSH_EVERY` after the first of a group: after a crash, at
+/// most that window of delivered events is delivered again, with the same `X-Webhook-Id`.
+#[derive(Default)]
+struct Unrecorded {
+    inner: std::sync::Mutex<(Vec<(uuid::Uuid, Outcome)>, Option<Instant>)>,
+}
+
+impl Unrecorded {
+    fn push(&self, id: uuid::Uuid, outcome: Outcome) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0.is_empty() {
+            g.1 = Some(Instant::now());
+        }
+        g.0.push((id, outcome));
+    }
+
+    /// The group to write now: everything, or (`only_due`) nothing until the oldest has waited
+    /// `FLUSH_EVERY`.
+    fn take(&self, only_due: bool) -> Vec<(uuid::Uuid, Outcome)> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if only_due && g.1.is_none_or(|t| t.elapsed() < FLUSH_EVERY) {
+            return Vec::new();
+        }
+        g.1 = None;
+        std::mem::take(&mut g.0)
+    }
+}
 
 /// Drives delivery; tests call [`Dispatcher::run_once`] step by step, the app [`Dispatcher::spawn`]s it.
 pub struct Dispatcher {
@@ -67,36 +106,85 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// Claims one session with due events and delivers them; `None` when no session is due.
+    /// Claims up to [`SESSIONS_PER_PASS`] sessions with due events and delivers them (each
+    /// session's in order, the sessions side by side); `None` when no session is due.
     pub async fn run_once(&self) -> StoreResult<Option<Pass>> {
-        let Some(claim) = self.store.claim_session(Utc::now()).await? else {
+        let Some(claim) = self
+            .store
+            .claim_sessions(Utc::now(), SESSIONS_PER_PASS)
+            .await?
+        else {
             return Ok(None);
         };
-        let session_id = claim.session_id();
-        let result = self.drain(session_id).await;
+        let result = self.deliver_claimed(&*claim).await;
         claim.release().await?;
         result.map(Some)
     }
 
-    async fn drain(&self, session_id: uuid::Uuid) -> StoreResult<Pass> {
-        let mut pass = Pass::default();
-        let webhook = self.store.get_webhook(session_id).await?;
-        let events = self
-            .store
-            .queued_events(session_id, self.settings.batch)
-            .await?;
+    async fn deliver_claimed(&self, claim: &dyn OutboxClaim) -> StoreResult<Pass> {
+        // Read every queue first: no pooled connection is held while posting.
+        let mut queues = Vec::with_capacity(claim.session_ids().len());
+        for id in claim.session_ids() {
+            let webhook = self.store.get_webhook(*id).await?;
+            let events = self.store.queued_events(*id, self.settings.batch).await?;
+            queues.push((*id, webhook, events));
+        }
+        let unrecorded = Unrecorded::default();
         let now = Utc::now();
-        // Outcomes are written in groups (one transaction each), at the latest `FLUSH_EVERY`
-        // after the first of a group: after a crash, at most that window of delivered events is
-        // delivered again, with the same `X-Webhook-Id`.
-        let mut unrecorded: Vec<(uuid::Uuid, Outcome)> = Vec::new();
-        let mut since = Instant::now();
+        let running = AtomicUsize::new(queues.len());
+        let all_done = CancellationToken::new();
+        let passes = futures_util::future::join_all(queues.iter().map(|(id, webhook, events)| {
+            let (unrecorded, running, all_done) = (&unrecorded, &running, &all_done);
+            async move {
+                let pass = self
+                    .drain(webhook.as_ref(), events, now, unrecorded)
+                    .await?;
+                if running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    all_done.cancel();
+                    return Ok(pass);
+                }
+                // The sessions of a pass usually finish together and go with the claim; one
+                // whose pass is held up by another's slow receiver is let go on its own,
+                // once its outcomes are written.
+                tokio::select! {
+                    _ = all_done.cancelled() => {}
+                    _ = tokio::time::sleep(FLUSH_EVERY) => {
+                        self.store.record_outcomes(&unrecorded.take(false)).await?;
+                        claim.release_session(*id).await?;
+                    }
+                }
+                Ok::<Pass, crate::store::StoreError>(pass)
+            }
+        }))
+        .await;
+        let last = unrecorded.take(false);
+        self.store.record_outcomes(&last).await?;
+        let mut total = Pass::default();
+        for pass in passes {
+            let pass = pass?;
+            total.delivered += pass.delivered;
+            total.retried += pass.retried;
+            total.dead += pass.dead;
+            total.skipped += pass.skipped;
+        }
+        Ok(total)
+    }
+
+    /// Delivers one session's due events in order, stopping at the first that must wait.
+    async fn drain(
+        &self,
+        webhook: Option<&WebhookRecord>,
+        events: &[QueuedEvent],
+        now: chrono::DateTime<Utc>,
+        unrecorded: &Unrecorded,
+    ) -> StoreResult<Pass> {
+        let mut pass = Pass::default();
         for ev in events {
             if ev.next_attempt_at > now {
                 break;
             }
-            let outcome = self.attempt(webhook.as_ref(), &ev).await;
-            self.observe(&ev, &outcome);
+            let outcome = self.attempt(webhook, ev).await;
+            self.observe(ev, &outcome);
             let stop = matches!(outcome, Outcome::Retry { .. });
             match outcome {
                 Outcome::Delivered { .. } => pass.delivered += 1,
@@ -104,19 +192,13 @@ impl Dispatcher {
                 Outcome::Dead { .. } => pass.dead += 1,
                 Outcome::Retry { .. } => pass.retried += 1,
             }
-            if unrecorded.is_empty() {
-                since = Instant::now();
-            }
-            unrecorded.push((ev.id, outcome));
+            unrecorded.push(ev.id, outcome);
             if stop {
                 break;
             }
-            if since.elapsed() >= FLUSH_EVERY {
-                self.store.record_outcomes(&unrecorded).await?;
-                unrecorded.clear();
-            }
+            let due = unrecorded.take(true);
+            self.store.record_outcomes(&due).await?;
         }
-        self.store.record_outcomes(&unrecorded).await?;
         Ok(pass)
     }
 

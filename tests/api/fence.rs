@@ -425,3 +425,69 @@ async fn a_fenced_live_session_stops_its_client_and_keeps_its_keys() {
         "not logged out: the keys stay"
     );
 }
+
+/// Outbox-only events are group-committed (`store::group_commit`): concurrent calls of many
+/// sessions share transactions, yet each session's events stay in order, and a call for a
+/// session whose shard is not held fails alone (`Fenced`) without failing its batch.
+async fn group_commit_keeps_order_and_fails_only_the_fenced(s: Arc<dyn Store>) {
+    let names: Vec<String> = (0..10).map(|i| format!("gc{i}")).collect();
+    let mut ids = Vec::new();
+    for n in &names {
+        ids.push(session(&*s, n).await);
+    }
+    s.fences().enforce();
+    assert!(s.acquire_all_fences(1).await.unwrap());
+    let refused_shard = shard_of(&names[9]);
+    s.fences().release(refused_shard);
+
+    let calls = names.iter().zip(&ids).map(|(name, id)| {
+        let s = s.clone();
+        let (name, id) = (name.clone(), *id);
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for n in 0..40 {
+                let ev = NewEvent {
+                    name: "presence",
+                    payload: serde_json::json!({"event": "presence", "session": name, "n": n}),
+                };
+                results.push(s.record_events(id, &[ev]).await);
+            }
+            results
+        })
+    });
+    let results = futures_util::future::join_all(calls).await;
+    for ((name, id), results) in names.iter().zip(&ids).zip(results) {
+        let results = results.unwrap();
+        let queued = s.queued_events(*id, 100).await.unwrap();
+        if shard_of(name) == refused_shard {
+            assert!(
+                results
+                    .iter()
+                    .all(|r| matches!(r, Err(StoreError::Fenced(_)))),
+                "{name}: every call refused"
+            );
+            assert!(queued.is_empty(), "{name}: nothing written");
+        } else {
+            assert!(results.iter().all(|r| r.is_ok()), "{name}: {results:?}");
+            let order: Vec<i64> = queued
+                .iter()
+                .map(|q| q.payload.0["n"].as_i64().unwrap())
+                .collect();
+            assert_eq!(order, (0..40).collect::<Vec<_>>(), "{name}: in order");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_group_commit_keeps_order_and_fails_only_the_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    group_commit_keeps_order_and_fails_only_the_fenced(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn postgres_group_commit_keeps_order_and_fails_only_the_fenced() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    group_commit_keeps_order_and_fails_only_the_fenced(connect(&pg.url).await).await;
+}
