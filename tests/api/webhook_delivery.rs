@@ -444,6 +444,73 @@ async fn slow_receiver_does_not_delay_other_sessions_postgres() {
     slow_session_does_not_hold_up_another(Db::Postgres).await;
 }
 
+/// One pass claims several sessions and delivers them side by side; a session whose events are
+/// done is let go (its outcomes written) while another's slow receiver still holds the pass, so
+/// the next pass delivers its new events at once.
+async fn a_pass_lets_a_done_session_go(db: Db) {
+    let Some(app) = app(db, 0).await else { return };
+    let slow = Plan {
+        delay: Duration::from_secs(2),
+        ..Plan::default()
+    };
+    let (slow_rx, slow_addr) = Receiver::start(slow).await;
+    let (fast_rx, fast_addr) = Receiver::start(Plan::default()).await;
+    let a = session(&app, "pslow", &format!("http://{slow_addr}/hook"), &[], None).await;
+    let b = session(&app, "pfast", &format!("http://{fast_addr}/hook"), &[], None).await;
+    append(&app, a, "message.received", 2).await;
+    append(&app, b, "message.received", 2).await;
+    let d = Dispatcher::new(
+        app.store(),
+        WebhookSettings {
+            timeout: Duration::from_secs(5),
+            ..fast(0)
+        },
+    );
+    let first = {
+        let d = d.clone();
+        tokio::spawn(async move { d.run_once().await })
+    };
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(1), || {
+            let rx = fast_rx.clone();
+            async move { rx.got().len() == 2 }
+        })
+        .await,
+        "b's events were delivered beside a's"
+    );
+    append(&app, b, "message.received", 1).await;
+    let start = Instant::now();
+    while fast_rx.got().len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "b's new event waited for a's slow receiver"
+        );
+        d.run_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(!first.is_finished(), "a's pass was still delivering");
+    let pass = first.await.unwrap().unwrap().expect("the first pass claimed");
+    assert_eq!((pass.delivered, pass.retried), (4, 0), "a's two and b's two");
+    assert_eq!(slow_rx.got().len(), 2);
+    assert_eq!(app.store().outbox_depth().await.unwrap().0, 0);
+    let order: Vec<i64> = fast_rx
+        .delivered_events()
+        .iter()
+        .map(|e| e["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, [0, 1, 0]);
+}
+
+#[tokio::test]
+async fn a_pass_lets_a_done_session_go_sqlite() {
+    a_pass_lets_a_done_session_go(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_pass_lets_a_done_session_go_postgres() {
+    a_pass_lets_a_done_session_go(Db::Postgres).await;
+}
+
 /// The dead-letter API over HTTP: list (paginated), replay by id (unknown → 404, bad → 400),
 /// replay all; the replayed event reaches the receiver.
 async fn dead_letters_over_http(db: Db) {
