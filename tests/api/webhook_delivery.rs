@@ -455,8 +455,22 @@ async fn a_pass_lets_a_done_session_go(db: Db) {
     };
     let (slow_rx, slow_addr) = Receiver::start(slow).await;
     let (fast_rx, fast_addr) = Receiver::start(Plan::default()).await;
-    let a = session(&app, "pslow", &format!("http://{slow_addr}/hook"), &[], None).await;
-    let b = session(&app, "pfast", &format!("http://{fast_addr}/hook"), &[], None).await;
+    let a = session(
+        &app,
+        "pslow",
+        &format!("http://{slow_addr}/hook"),
+        &[],
+        None,
+    )
+    .await;
+    let b = session(
+        &app,
+        "pfast",
+        &format!("http://{fast_addr}/hook"),
+        &[],
+        None,
+    )
+    .await;
     append(&app, a, "message.received", 2).await;
     append(&app, b, "message.received", 2).await;
     let d = Dispatcher::new(
@@ -489,8 +503,16 @@ async fn a_pass_lets_a_done_session_go(db: Db) {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(!first.is_finished(), "a's pass was still delivering");
-    let pass = first.await.unwrap().unwrap().expect("the first pass claimed");
-    assert_eq!((pass.delivered, pass.retried), (4, 0), "a's two and b's two");
+    let pass = first
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the first pass claimed");
+    assert_eq!(
+        (pass.delivered, pass.retried),
+        (4, 0),
+        "a's two and b's two"
+    );
     assert_eq!(slow_rx.got().len(), 2);
     assert_eq!(app.store().outbox_depth().await.unwrap().0, 0);
     let order: Vec<i64> = fast_rx
