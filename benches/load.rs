@@ -18,6 +18,8 @@ use hyper_util::rt::TokioIo;
 use onwapp::{app::App, config::Config};
 use tokio::net::{TcpListener, TcpStream};
 
+mod common;
+
 /// The allocator of the `onwapp` binary, so the servers here run as they do there.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,42 +33,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        seconds: 5,
-        connections: 32,
-        rounds: 3,
-    };
-    let v: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < v.len() {
-        match v[i].as_str() {
-            "--seconds" => {
-                a.seconds = v
-                    .get(i + 1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(a.seconds)
-            }
-            "--rounds" => {
-                a.rounds = v
-                    .get(i + 1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(a.rounds)
-                    .max(1)
-            }
-            "--connections" => {
-                a.connections = v
-                    .get(i + 1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(a.connections)
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    Args {
+        seconds: common::flag("--seconds").unwrap_or(5),
+        connections: common::flag("--connections").map_or(32, |n| n as usize),
+        rounds: common::flag("--rounds").map_or(3, |n| n as usize).max(1),
     }
-    a
 }
 
 /// The ceiling: hyper answering a constant JSON body.
@@ -203,30 +174,6 @@ async fn load(
     }
 }
 
-async fn fresh_postgres() -> Option<(String, String, String)> {
-    use sqlx::{Connection, Executor};
-    let base = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut c = sqlx::PgConnection::connect(&base).await.ok()?;
-    let name = format!("onwapp_t_bench_{}", uuid::Uuid::new_v4().simple());
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .await
-        .ok()?;
-    let i = base.rfind('/')?;
-    Some((format!("{}/{name}", &base[..i]), base, name))
-}
-
-async fn drop_postgres(base: &str, name: &str) {
-    use sqlx::{Connection, Executor};
-    if let Ok(mut c) = sqlx::PgConnection::connect(base).await {
-        let _ = c
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-            )))
-            .await;
-    }
-}
-
 fn main() {
     let a = args();
     // Servers and load generator share the machine's cores, as they would behind a local proxy.
@@ -245,10 +192,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let ceiling = servers.block_on(async { bare_hyper().await });
     let sqlite = servers.block_on(onwapp(None, dir.path()));
-    let pg = servers.block_on(fresh_postgres());
+    let pg = servers.block_on(common::FreshPostgres::create());
     let postgres = pg
         .as_ref()
-        .map(|(url, _, _)| servers.block_on(onwapp(Some(url.clone()), dir.path())));
+        .map(|pg| servers.block_on(onwapp(Some(pg.url.clone()), dir.path())));
 
     let mut targets: Vec<(&str, SocketAddr, &'static str, bool)> = vec![
         ("bare hyper, constant (ceiling)", ceiling, "/", false),
@@ -307,8 +254,8 @@ fn main() {
             o.errors
         );
     }
-    if let Some((_, base, name)) = pg {
-        client.block_on(drop_postgres(&base, &name));
+    if let Some(pg) = pg {
+        client.block_on(pg.drop_db());
     }
     drop(servers);
 }

@@ -27,6 +27,8 @@ use hyper_util::rt::TokioIo;
 use onwapp::{app::App, config::Config, store::events::NewEvent};
 use tokio::net::TcpListener;
 
+mod common;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -40,26 +42,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        sessions: 100,
-        rate: 5000,
-        seconds: 20,
-        workers: 16,
-    };
-    let v: Vec<String> = std::env::args().collect();
-    let num = |i: usize| v.get(i + 1).and_then(|s| s.parse::<u64>().ok());
-    let mut i = 1;
-    while i < v.len() {
-        match v[i].as_str() {
-            "--sessions" => a.sessions = num(i).map_or(a.sessions, |n| n as usize),
-            "--rate" => a.rate = num(i).unwrap_or(a.rate),
-            "--seconds" => a.seconds = num(i).unwrap_or(a.seconds),
-            "--workers" => a.workers = num(i).map_or(a.workers, |n| n as usize),
-            _ => {}
-        }
-        i += 1;
+    Args {
+        sessions: common::flag("--sessions").map_or(100, |n| n as usize),
+        rate: common::flag("--rate").unwrap_or(5000),
+        seconds: common::flag("--seconds").unwrap_or(20),
+        workers: common::flag("--workers").map_or(16, |n| n as usize),
     }
-    a
 }
 
 /// What the receiver saw: per session the sequence numbers in arrival order, and latencies.
@@ -118,42 +106,10 @@ async fn receiver(start: Instant, seen: Arc<Mutex<Seen>>) -> SocketAddr {
     addr
 }
 
-async fn fresh_postgres() -> Option<(String, String, String)> {
-    use sqlx::{Connection, Executor};
-    let base = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut c = sqlx::PgConnection::connect(&base).await.ok()?;
-    let name = format!("onwapp_t_bench_{}", uuid::Uuid::new_v4().simple());
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .await
-        .ok()?;
-    let i = base.rfind('/')?;
-    Some((format!("{}/{name}", &base[..i]), base, name))
-}
-
-async fn drop_postgres(base: &str, name: &str) {
-    use sqlx::{Connection, Executor};
-    if let Ok(mut c) = sqlx::PgConnection::connect(base).await {
-        let _ = c
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-            )))
-            .await;
-    }
-}
-
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    let Some((url, base, name)) = fresh_postgres().await else {
+    let Some(pg) = common::FreshPostgres::create().await else {
         eprintln!("webhooks bench: no Postgres at TEST_DATABASE_URL; nothing measured");
         return;
     };
@@ -163,7 +119,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
-        database_url: Some(url),
+        database_url: Some(pg.url.clone()),
         global_api_key: Some(KEY.into()),
         rate_limit_per_second: 10_000_000,
         rate_limit_burst: 10_000_000,
@@ -223,6 +179,7 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = vec![0u64; sessions];
             let mut sent = 0u64;
+            let mut writes = Vec::new();
             let mut s = p;
             while sent < n {
                 let due = t0 + Duration::from_secs_f64(sent as f64 / rate);
@@ -241,22 +198,28 @@ async fn main() {
                         "bench": {"session": s, "seq": seq, "enqueuedUs": start.elapsed().as_micros() as u64},
                     }),
                 };
+                let t = Instant::now();
                 if let Err(e) = store.record_events(ids[s], &[ev]).await {
                     eprintln!("append failed: {e}");
                 }
+                writes.push(t.elapsed().as_micros() as u64);
                 sent += 1;
                 s += producers;
                 if s >= sessions {
                     s = p;
                 }
             }
-            sent
+            (sent, writes)
         }));
     }
     let mut produced = 0u64;
+    let mut writes = Vec::new();
     for t in tasks {
-        produced += t.await.unwrap_or(0);
+        let (sent, w) = t.await.unwrap_or_default();
+        produced += sent;
+        writes.extend(w);
     }
+    writes.sort_unstable();
     let produce_secs = t0.elapsed().as_secs_f64();
     let produce_end = start.elapsed();
     // Let the queue drain (bounded).
@@ -303,12 +266,17 @@ async fn main() {
             drained.saturating_sub(produce_end).as_secs_f64()
         );
         println!(
+            "record_events (the producer's write, group-committed): p50 {:.1} ms, p99 {:.1} ms",
+            common::pct_ms(&writes, 0.50),
+            common::pct_ms(&writes, 0.99)
+        );
+        println!(
             "enqueue -> delivery: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            pct(&lat, 0.50),
-            pct(&lat, 0.90),
-            pct(&lat, 0.99),
-            pct(&lat, 1.0)
+            common::pct_ms(&lat, 0.50),
+            common::pct_ms(&lat, 0.90),
+            common::pct_ms(&lat, 0.99),
+            common::pct_ms(&lat, 1.0)
         );
     }
-    drop_postgres(&base, &name).await;
+    pg.drop_db().await;
 }

@@ -1,0 +1,436 @@
+//! Cluster benchmark, all in one run (issue 7): three real `onwapp` binaries on loopback with one
+//! Postgres database and Redis.
+//!
+//! `cargo bench --bench cluster -- [--seconds 10] [--concurrency 16] [--kills 10] [--sessions 200]
+//! [--ttl-ms 10000] [--renew-ms 2000]`
+//!
+//! 1. **Forwarding**: `GET /{session}/status` sent to the session's owner (served locally) and to
+//!    another node (forwarded once), each for `--seconds` with `--concurrency` clients: throughput
+//!    and p50/p99 of both.
+//! 2. **Moves**: `POST /admin/drain` on one node hands all its shards (with `--sessions` sessions
+//!    spread over them) to the others; shards moved per second, then `undrain` and rebalance.
+//! 3. **Failover**: `--kills` times, the owner of a session is killed with SIGKILL; the time from
+//!    the kill until another node serves the session, then the killed node is restarted on its
+//!    data directory and the cluster rebalanced before the next kill. Production lease timing by
+//!    default (renew 2 s, TTL 10 s): the target is p99 under TTL + 5 s.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+mod common;
+
+const KEY: &str = "bench-global-key-0123456789";
+const SECRET: &str = "bench-cluster-secret-0123456789";
+
+struct Args {
+    seconds: u64,
+    concurrency: usize,
+    kills: usize,
+    sessions: usize,
+    ttl_ms: u64,
+    renew_ms: u64,
+}
+
+fn args() -> Args {
+    Args {
+        seconds: common::flag("--seconds").unwrap_or(10),
+        concurrency: common::flag("--concurrency").map_or(16, |n| n as usize),
+        kills: common::flag("--kills").map_or(10, |n| n as usize),
+        sessions: common::flag("--sessions").map_or(200, |n| n as usize),
+        ttl_ms: common::flag("--ttl-ms").unwrap_or(10_000),
+        renew_ms: common::flag("--renew-ms").unwrap_or(2_000),
+    }
+}
+
+struct Node {
+    id: u64,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    peers: String,
+    db: String,
+    a: Args,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Cluster {
+    fn spawn(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let redis =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let child = Command::new(env!("CARGO_BIN_EXE_onwapp"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", n.port.to_string())
+            .env("DATA_DIR", n.dir.path())
+            .env("GLOBAL_API_KEY", KEY)
+            .env("LOG_LEVEL", "error")
+            .env("DATABASE_URL", &self.db)
+            .env("REDIS_URL", redis)
+            .env("NODE_ID", n.id.to_string())
+            .env("NODE_ADVERTISE_URL", n.base())
+            .env("CLUSTER_PEERS", &self.peers)
+            .env("CLUSTER_SECRET", SECRET)
+            .env("CLUSTER_LEASE_RENEW_MS", self.a.renew_ms.to_string())
+            .env("CLUSTER_LEASE_TTL_MS", self.a.ttl_ms.to_string())
+            .env("RATE_LIMIT_PER_SECOND", "10000000")
+            .env("RATE_LIMIT_BURST", "10000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn onwapp");
+        self.nodes[i].child = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// Every node answers, every shard is placed, nothing moves, and each node holds at least
+    /// `min_shards`.
+    async fn settled(&self, http: &reqwest::Client, min_shards: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let mut ok = true;
+            for n in &self.nodes {
+                let Some(st) = get_json(http, &format!("{}/admin/cluster", n.base())).await else {
+                    ok = false;
+                    break;
+                };
+                let moving = st
+                    .get("movesInFlight")
+                    .or_else(|| st.get("moves_in_flight"))
+                    .and_then(Value::as_u64);
+                let shards: Vec<u64> = st["nodes"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|n| n["shards"].as_u64()).collect())
+                    .unwrap_or_default();
+                if st["unassigned"] != 0
+                    || moving != Some(0)
+                    || shards.len() != self.nodes.len()
+                    || shards.iter().any(|s| *s < min_shards)
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = http
+        .get(url)
+        .header("Authorization", KEY)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// `GET url` → (status, the node that served it).
+async fn served_by(http: &reqwest::Client, url: &str) -> Option<(u16, Option<u64>)> {
+    let r = http
+        .get(url)
+        .header("Authorization", KEY)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .ok()?;
+    let by = r
+        .headers()
+        .get("x-onwapp-served-by")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    Some((r.status().as_u16(), by))
+}
+
+/// `concurrency` clients sending `GET url` for `seconds`: (requests per second, latencies µs, errors).
+async fn load(url: &str, concurrency: usize, seconds: u64) -> (f64, Vec<u64>, u64) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let lat = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(0u64));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, url, lat, errors) =
+                (http.clone(), url.to_string(), lat.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut errs = 0;
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    match http.get(&url).header("Authorization", KEY).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.bytes().await;
+                            mine.push(t.elapsed().as_micros() as u64);
+                        }
+                        _ => errs += 1,
+                    }
+                }
+                lat.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+                *errors.lock().unwrap_or_else(|p| p.into_inner()) += errs;
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut lat = std::mem::take(&mut *lat.lock().unwrap_or_else(|p| p.into_inner()));
+    lat.sort_unstable();
+    let errors = *errors.lock().unwrap_or_else(|p| p.into_inner());
+    (lat.len() as f64 / secs, lat, errors)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let Some(pg) = common::FreshPostgres::create().await else {
+        eprintln!("cluster bench: no Postgres at TEST_DATABASE_URL; nothing measured");
+        return;
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Node {
+            id: i as u64 + 1,
+            port: *p,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        })
+        .collect();
+    let mut c = Cluster {
+        nodes,
+        peers,
+        db: pg.url.clone(),
+        a,
+    };
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    let http = reqwest::Client::new();
+    assert!(
+        c.settled(&http, 1, Duration::from_secs(90)).await,
+        "the cluster did not form"
+    );
+    println!(
+        "3 nodes, lease renew {} ms / TTL {} ms, {} sessions, {} clients, {} s per load phase",
+        c.a.renew_ms, c.a.ttl_ms, c.a.sessions, c.a.concurrency, c.a.seconds
+    );
+    for i in 0..c.a.sessions.max(1) {
+        let r = http
+            .post(format!("{}/sessions", c.nodes[i % 3].base()))
+            .header("Authorization", KEY)
+            .json(&json!({ "session": format!("bench{i}") }))
+            .send()
+            .await
+            .expect("create session");
+        assert_eq!(r.status(), 201, "create session bench{i}");
+    }
+
+    // 1. Forwarding: the same request served by the owner, and forwarded by another node.
+    let (_, owner) = served_by(&http, &format!("{}/bench0/status", c.nodes[0].base()))
+        .await
+        .expect("status");
+    let owner = owner.expect("x-onwapp-served-by");
+    let local = c
+        .nodes
+        .iter()
+        .find(|n| n.id == owner)
+        .expect("owner")
+        .base();
+    let other = c
+        .nodes
+        .iter()
+        .find(|n| n.id != owner)
+        .expect("other")
+        .base();
+    let (l_rps, l_lat, l_err) = load(
+        &format!("{local}/bench0/status"),
+        c.a.concurrency,
+        c.a.seconds,
+    )
+    .await;
+    let (f_rps, f_lat, f_err) = load(
+        &format!("{other}/bench0/status"),
+        c.a.concurrency,
+        c.a.seconds,
+    )
+    .await;
+    let row = |name: &str, rps: f64, lat: &[u64], err: u64| {
+        println!(
+            "{name:<10} {rps:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {err}",
+            common::pct_ms(lat, 0.5),
+            common::pct_ms(lat, 0.99)
+        )
+    };
+    row("local", l_rps, &l_lat, l_err);
+    row("forwarded", f_rps, &f_lat, f_err);
+    println!(
+        "forwarding adds {:.2} ms at p50 and keeps {:.0}% of local throughput",
+        common::pct_ms(&f_lat, 0.5) - common::pct_ms(&l_lat, 0.5),
+        100.0 * f_rps / l_rps.max(1.0)
+    );
+
+    // 2. Moves: drain node 3, then take it back.
+    let t = Instant::now();
+    let r = http
+        .post(format!("{}/admin/drain", c.nodes[2].base()))
+        .header("Authorization", KEY)
+        .json(&json!({ "timeoutSeconds": 120 }))
+        .send()
+        .await
+        .expect("drain");
+    let report: Value = r.json().await.unwrap_or(Value::Null);
+    let moved = report["shardsBefore"].as_u64().unwrap_or(0);
+    let ms = report["elapsedMs"]
+        .as_u64()
+        .unwrap_or(t.elapsed().as_millis() as u64)
+        .max(1);
+    println!(
+        "drain: {moved} shards handed off in {ms} ms = {:.0} moves/s (done: {})",
+        moved as f64 * 1000.0 / ms as f64,
+        report["done"]
+    );
+    let _ = http
+        .post(format!("{}/admin/undrain", c.nodes[2].base()))
+        .header("Authorization", KEY)
+        .send()
+        .await;
+    let t = Instant::now();
+    let back = c.settled(&http, 250, Duration::from_secs(120)).await;
+    println!(
+        "undrain: rebalanced in {:.1} s (settled: {back})",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 3. Failover: kill the owner of bench0, time until another node serves it.
+    let mut times = Vec::new();
+    for k in 0..c.a.kills {
+        let live = c
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a live node")
+            .base();
+        let Some((200, Some(owner))) = served_by(&http, &format!("{live}/bench0/status")).await
+        else {
+            println!("kill {k}: no owner answered; stopping");
+            break;
+        };
+        let i = c.nodes.iter().position(|n| n.id == owner).expect("owner");
+        let others: Vec<String> = c
+            .nodes
+            .iter()
+            .filter(|n| n.id != owner)
+            .map(Node::base)
+            .collect();
+        c.kill(i);
+        let killed = Instant::now();
+        let done: Arc<Mutex<Option<Duration>>> = Arc::default();
+        let mut polls = 0usize;
+        while done.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            if killed.elapsed() > Duration::from_millis(c.a.ttl_ms) + Duration::from_secs(60) {
+                break;
+            }
+            let (http, url, done) = (
+                http.clone(),
+                format!("{}/bench0/status", others[polls % others.len()]),
+                done.clone(),
+            );
+            tokio::spawn(async move {
+                if let Some((200, Some(by))) = served_by(&http, &url).await
+                    && by != owner
+                {
+                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                    d.get_or_insert(killed.elapsed());
+                }
+            });
+            polls += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = *done.lock().unwrap_or_else(|p| p.into_inner());
+        match took {
+            Some(d) => {
+                println!(
+                    "kill {k}: node {owner} killed, served elsewhere after {:.2} s",
+                    d.as_secs_f64()
+                );
+                times.push(d.as_micros() as u64);
+            }
+            None => println!("kill {k}: node {owner} killed, never served elsewhere"),
+        }
+        c.spawn(i);
+        if !c.settled(&http, 250, Duration::from_secs(120)).await {
+            println!("kill {k}: the cluster did not rebalance after the restart; stopping");
+            break;
+        }
+    }
+    times.sort_unstable();
+    if !times.is_empty() {
+        println!(
+            "failover over {} kills: p50 {:.2} s, p99 {:.2} s, max {:.2} s (target p99 < TTL + 5 s = {:.1} s)",
+            times.len(),
+            common::pct_ms(&times, 0.5) / 1000.0,
+            common::pct_ms(&times, 0.99) / 1000.0,
+            common::pct_ms(&times, 1.0) / 1000.0,
+            (c.a.ttl_ms + 5000) as f64 / 1000.0
+        );
+    }
+    drop(c);
+    pg.drop_db().await;
+}
