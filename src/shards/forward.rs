@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use onwapp_cluster::{Owner, shard_of};
 use serde_json::json;
 
-use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SHARD_EPOCH, Shards};
+use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
 
 /// Extra tries after a 421 or an unreachable owner.
 const RETRIES: usize = 3;
@@ -61,22 +61,31 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-/// The owner's side: a member forwarded this request. `Some` is the 421 to answer when this
-/// node does not own the session's shard at (at least) the epoch the member saw; a shard this
-/// node is still fencing is waited for briefly.
+/// The owner's side: a member forwarded this request. `Ok` is the epoch to serve it at; `Err`
+/// the 421 to answer when this node does not own the session's shard at (at least) the epoch
+/// the member saw. A shard this node is still fencing is waited for briefly.
 pub async fn misdirected_here(
     shards: &Shards,
     name: &str,
     headers: &HeaderMap,
-) -> Option<Response> {
+) -> Result<u64, Response> {
     let seen = headers
         .get(SHARD_EPOCH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match shards.wait_route(name, Duration::from_secs(2)).await {
-        Route::Local { epoch, .. } if seen.is_none_or(|s| epoch >= s) => None,
-        _ => Some(misdirected(shards, name, shard_of(name))),
+        Route::Local { epoch, .. } if seen.is_none_or(|s| epoch >= s) => Ok(epoch),
+        _ => Err(misdirected(shards, name, shard_of(name))),
     }
+}
+
+/// Serves `req` on this node, which owns the session's shard at `epoch`, and says so in the
+/// answer ([`SERVED_EPOCH`]): operators and tests see which ownership served a request.
+pub async fn serve_here(epoch: u64, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert(SERVED_EPOCH, HeaderValue::from(epoch));
+    resp
 }
 
 fn misdirected(shards: &Shards, name: &str, shard: u32) -> Response {
@@ -113,7 +122,7 @@ fn unavailable(message: String) -> Response {
 /// The entry node's side: serve `req` here when this node owns `name`, else forward it.
 pub async fn serve_or_forward(shards: &Shards, name: &str, req: Request, next: Next) -> Response {
     let owner = match shards.wait_route(name, WAIT_FOR_OWNER).await {
-        Route::Local { .. } => return next.run(req).await,
+        Route::Local { epoch, .. } => return serve_here(epoch, req, next).await,
         Route::Unowned { shard } => {
             return unavailable(format!(
                 "no node serves session '{name}' (shard {shard}) right now; retry shortly"
@@ -187,9 +196,9 @@ async fn forward(
         // Wait a little for the map to move on, then route again.
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         match shards.wait_route(name, WAIT_FOR_OWNER).await {
-            Route::Local { .. } => {
+            Route::Local { epoch, .. } => {
                 let Held::Bytes(b) = held else { break };
-                return next.run(Request::from_parts(parts, Body::from(b))).await;
+                return serve_here(epoch, Request::from_parts(parts, Body::from(b)), next).await;
             }
             Route::Remote { owner: o, .. } => owner = o,
             Route::Unowned { .. } => {}
