@@ -89,13 +89,23 @@ pub fn start(
     if let Some(url) = wa {
         envs.push(("WHATSAPP_SERVER_URL", url.to_string()));
     }
+    // CLUSTER_TEST_LOGS=1 shows the nodes' logs (warnings), CLUSTER_TEST_LOGS=info (any
+    // LOG_LEVEL) more.
+    let logs = std::env::var("CLUSTER_TEST_LOGS").ok();
+    if let Some(level) = logs.as_deref().filter(|l| !l.is_empty() && *l != "1") {
+        envs.push(("LOG_LEVEL", level.to_string()));
+    }
     envs.extend(extra.iter().cloned());
-    let child = ServerProcess::command(&envs, dir.path(), port)
-        .stderr(if std::env::var_os("CLUSTER_TEST_LOGS").is_some() {
+    let shown = || {
+        if logs.is_some() {
             Stdio::inherit()
         } else {
             Stdio::null()
-        })
+        }
+    };
+    let child = ServerProcess::command(&envs, dir.path(), port)
+        .stdout(shown())
+        .stderr(shown())
         .spawn()
         .expect("spawn onwapp");
     Member {
