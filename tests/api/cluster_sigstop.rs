@@ -2,8 +2,8 @@
 //! fences the shard with a higher epoch and reconnects the paired session, and messages flow.
 //! Once resumed with SIGCONT, the old owner sees its lease lost on the first check: a request
 //! sent to it for the session is forwarded to the new owner (or served after a clean handback
-//! at a newer epoch), never served at its old epoch, and it never logs in to WhatsApp again
-//! while another node holds the session.
+//! at a newer epoch), never served at its old epoch, and it never logs in to WhatsApp while
+//! another node holds the session; placement then hands its share back by planned handoffs.
 //!
 //! A frozen process cannot close its socket, so the new owner's login replaces it: wamock
 //! counts that one replacement (`maxSockets` 2, `replaced` 1). The point is that it stays
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{
-    Member, formed, paired_session, post, served_by, served_epoch, services, three_nodes, wait_for,
+    Member, formed, paired_session, post, served_by, served_epoch, services, shards_per_node,
+    three_nodes, wait_for,
 };
 use crate::helpers::GLOBAL_KEY;
 use crate::process::send_signal;
@@ -52,7 +53,7 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     };
     let wa = wamock::Server::start("127.0.0.1:0").await.unwrap();
     let nodes = three_nodes(&pg.url, Some(&wa.ws_url()));
-    formed(&nodes[0], Duration::from_secs(60)).await;
+    let initial = shards_per_node(&formed(&nodes[0], Duration::from_secs(60)).await);
     let (me, them) = ("5511955550911", "5511955550912");
     let owner = paired_session(&nodes, &wa, "frz", me).await;
     crate::wa::user(&wa, them).await;
@@ -147,9 +148,18 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
         resumed.elapsed()
     );
 
-    // The cluster settles with the resumed node a member again (its lease valid).
-    let st = formed(frozen, Duration::from_secs(30)).await;
-    assert_eq!(st["lease"], "valid", "{st}");
+    // The resumed node is a member again (its lease valid) and placement, which depends only
+    // on the live nodes, hands it back its share by planned handoffs: the map ends as before
+    // the freeze, and the session with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = formed(frozen, Duration::from_secs(30)).await;
+        if st["lease"] == "valid" && shards_per_node(&st) == initial {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the map did not settle: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let settled = resumed.elapsed();
     let st = wait_for(
         &format!("{}/frz/status", frozen.base),
@@ -158,23 +168,25 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     )
     .await;
     assert_eq!(st["phone"], me, "{st}");
+    let (_, home, home_epoch, _) = status(others[0], "frz").await.unwrap();
+    assert_eq!(home, Some(owner), "the session is back on its first owner");
+    assert!(home_epoch > Some(epoch), "{home_epoch:?} after {epoch}");
     let (code, b) = post(
-        format!("{}/frz/message/send/text", frozen.base),
+        format!("{}/frz/message/send/text", others[1].base),
         json!({"phone": them, "text": "after the resume"}),
     )
     .await;
     assert_eq!(code, 200, "{b}");
     let inbox = crate::wa::wait_inbox(&wa, them, 4).await;
     assert_eq!(inbox[3]["text"], "after the resume", "{inbox}");
-    let (_, final_owner, final_epoch, _) = status(others[0], "frz").await.unwrap();
-    // Still the one replacement of the freeze: the resumed node never logged in over the
-    // new owner (a clean handback back to it, if placement chose one, replaces nothing).
+    // Still the one replacement of the freeze: the resumed node never logged in over the new
+    // owner; the handback stopped the new owner's client before the old one connected.
     let d = wait_device(&wa, Duration::from_secs(5), |d| d["sockets"] == 1).await;
     assert_eq!(d["replaced"], 1, "{d}");
     assert_eq!(d["maxSockets"], 2, "{d}");
     eprintln!(
-        "settled {settled:?} after SIGCONT; the session is on node {final_owner:?} at epoch \
-         {final_epoch:?}; wamock: {d}"
+        "settled {settled:?} after SIGCONT: the map as before the freeze, the session back on \
+         node {owner} at epoch {home_epoch:?}; wamock: {d}"
     );
     drop(nodes);
     wa.stop().await;
