@@ -18,6 +18,7 @@ mod engine;
 mod errors;
 mod events;
 mod fence;
+mod fenced_connect;
 mod groups;
 mod health;
 mod incoming_events;
