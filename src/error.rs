@@ -152,6 +152,7 @@ impl From<crate::engine::EngineError> for ApiError {
         match e {
             E::NotConnected(_) | E::AlreadyPaired(_) => ApiError::Conflict(e.to_string()),
             E::Start(_) => ApiError::Internal(anyhow::anyhow!(e.to_string())),
+            E::Fenced(m) => ApiError::Misdirected(m),
             E::Pair(_) | E::Send(_) | E::Action(_) => ApiError::Upstream(e.to_string()),
             E::NotFound(m) => ApiError::NotFound(m),
             E::Forbidden(m) => ApiError::NotAllowed(m),

@@ -44,6 +44,10 @@ pub enum EngineError {
     AlreadyPaired(String),
     #[error("failed to start the WhatsApp client: {0}")]
     Start(String),
+    /// The session's device store refused a write: this node does not hold the session's
+    /// shard (any more), another node owns it.
+    #[error("{0}")]
+    Fenced(String),
     #[error("failed to pair phone: {0}")]
     Pair(String),
     #[error("failed to send message: {0}")]
@@ -61,6 +65,21 @@ pub enum EngineError {
     /// Input WhatsApp's own rules reject (a name too long); the text names the field.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why a client did not start: [`EngineError::Fenced`] when somewhere down the error's sources
+/// the store refused a write (the device row is created at the first start), else `Start`.
+fn start_error(e: &(dyn std::error::Error + 'static)) -> EngineError {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(crate::store::StoreError::Fenced(msg)) =
+            c.downcast_ref::<crate::store::StoreError>()
+        {
+            return EngineError::Fenced(msg.clone());
+        }
+        cause = c.source();
+    }
+    EngineError::Start(e.to_string())
 }
 
 /// Where a session's device keys live.
@@ -162,10 +181,7 @@ impl Engine {
             // A test server: never ask web.whatsapp.com for the current version.
             builder = builder.with_version((2, 3000, 1));
         }
-        let bot = builder
-            .build()
-            .await
-            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let bot = builder.build().await.map_err(|e| start_error(&e))?;
         let client = bot.client();
         let needs_pairing = client.pn().is_none();
         let (handler, events) = ChannelEventHandler::new();

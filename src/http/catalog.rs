@@ -37,6 +37,8 @@ pub struct Endpoint {
     pub auth: bool,
     /// DTO component of the JSON body.
     pub request_body: Option<&'static str>,
+    /// The body may be left out (`request_body` then describes it when sent).
+    pub body_optional: bool,
     pub query: &'static [QueryParam],
     /// DTO component of the success body, where one is defined.
     pub response: Option<&'static str>,
@@ -57,6 +59,7 @@ impl Endpoint {
             status: Status::NotImplemented,
             auth: true,
             request_body: None,
+            body_optional: false,
             query: &[],
             response: None,
         }
@@ -75,6 +78,11 @@ impl Endpoint {
     }
     const fn body(mut self, schema: &'static str) -> Self {
         self.request_body = Some(schema);
+        self
+    }
+    const fn optional_body(mut self, schema: &'static str) -> Self {
+        self.request_body = Some(schema);
+        self.body_optional = true;
         self
     }
     const fn query(mut self, params: &'static [QueryParam]) -> Self {
@@ -117,6 +125,7 @@ const STATUS: &str = "Status (Stories)";
 const CALLS: &str = "Calls";
 const WEBHOOKS: &str = "Webhooks";
 const CHATWOOT: &str = "Chatwoot Integration";
+const CLUSTER: &str = "Cluster (extension)";
 
 const Q_QR: &[QueryParam] = &[q(
     "format",
@@ -957,6 +966,17 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .public()
     .body("ChatwootWebhookPayload")
     .res("MessageResponse"),
+    // Extensions to the contract: the operator's cluster routes (global key only).
+    Endpoint::new(GET, "/admin/cluster", CLUSTER, "Cluster Status (extension)")
+        .done()
+        .res("ClusterStatusResponse"),
+    Endpoint::new(POST, "/admin/drain", CLUSTER, "Drain This Node (extension)")
+        .done()
+        .optional_body("DrainRequest")
+        .res("DrainResponse"),
+    Endpoint::new(POST, "/admin/undrain", CLUSTER, "Undrain This Node (extension)")
+        .done()
+        .res("UndrainResponse"),
 ];
 
 #[cfg(test)]
@@ -1117,6 +1137,9 @@ mod tests {
             ("GET", "/:session/webhook/failed"),
             ("POST", "/:session/webhook/replay"),
             ("GET", "/events"),
+            ("GET", "/admin/cluster"),
+            ("POST", "/admin/drain"),
+            ("POST", "/admin/undrain"),
         ]
         .into_iter()
         .collect();

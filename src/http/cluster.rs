@@ -4,10 +4,13 @@
 //!   the leader, joins), authenticated with `CLUSTER_SECRET`, never rate-limited; the
 //!   `onwapp-cluster` crate serves them.
 //! - `GET /admin/cluster` (global key): nodes, leader, term, leases, shards per node, moves in
-//!   flight, as this node sees them.
+//!   flight, as this node sees them (camelCase: the crate's status mapped to
+//!   [`ClusterStatusResponse`]).
 //! - `POST /admin/drain` (global key): hands every shard of this node to the others (planned
 //!   handoffs: the sessions disconnect here and connect there) and answers when done;
 //!   `POST /admin/undrain` takes shards again. Kubernetes calls drain in `preStop`.
+//!
+//! The three operator routes are in the endpoint catalog, hence in the OpenAPI document.
 
 use std::time::Duration;
 
@@ -19,14 +22,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     app::AppState,
     auth::Principal,
     error::{ApiError, ApiResult},
-    http::extract::Caller,
+    http::{
+        dto::{ClusterStatusResponse, DrainRequest, DrainResponse, UndrainResponse},
+        extract::Caller,
+    },
 };
 
 /// The node-to-node endpoints (outside authentication and rate limits).
@@ -70,26 +75,19 @@ fn global_only(who: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn status(State(s): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Value>> {
+async fn status(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> ApiResult<Json<ClusterStatusResponse>> {
     global_only(&who)?;
-    let status = s.shards.node().status();
-    Ok(Json(
-        serde_json::to_value(status).map_err(|e| ApiError::Internal(e.into()))?,
-    ))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DrainRequest {
-    /// How long to wait for the handoffs (default 60 s, at most 600).
-    timeout_seconds: Option<u64>,
+    Ok(Json(s.shards.node().status().into()))
 }
 
 async fn drain(
     State(s): State<AppState>,
     Caller(who): Caller,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DrainResponse>> {
     global_only(&who)?;
     let req: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DrainRequest::default()
@@ -107,20 +105,24 @@ async fn drain(
         }
     };
     let report = s.shards.node().drain(Duration::from_secs(secs)).await?;
-    Ok(Json(json!({
-        "nodeId": s.shards.node_id(),
-        "shardsBefore": report.shards_before,
-        "shardsRemaining": report.shards_remaining,
-        "timedOut": report.timed_out,
-        "elapsedMs": report.elapsed.as_millis() as u64,
-        "done": !report.timed_out && report.shards_remaining == 0,
-    })))
+    Ok(Json(DrainResponse {
+        node_id: s.shards.node_id(),
+        shards_before: report.shards_before,
+        shards_remaining: report.shards_remaining,
+        timed_out: report.timed_out,
+        elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        done: !report.timed_out && report.shards_remaining == 0,
+    }))
 }
 
-async fn undrain(State(s): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Value>> {
+async fn undrain(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> ApiResult<Json<UndrainResponse>> {
     global_only(&who)?;
     s.shards.node().undrain().await?;
-    Ok(Json(
-        json!({ "nodeId": s.shards.node_id(), "draining": false }),
-    ))
+    Ok(Json(UndrainResponse {
+        node_id: s.shards.node_id(),
+        draining: false,
+    }))
 }

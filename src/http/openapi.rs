@@ -127,7 +127,11 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
     if let Some(body) = e.request_body {
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .required(Some(Required::True))
+                .required(Some(if e.body_optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
                 .content(
                     "application/json",
                     ContentBuilder::new().schema(Some(schema_ref(body))).build(),
@@ -166,7 +170,11 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
             )
             .response(
                 "403",
-                error_response("A session key used on another session"),
+                error_response(if e.path.starts_with("/admin/") {
+                    "A session key (operator routes need the global key)"
+                } else {
+                    "A session key used on another session"
+                }),
             );
     }
     if e.path.contains(":session") {

@@ -8,7 +8,8 @@
 //!   of ours may land any more), then the clients stop.
 //!
 //! Events that arrive together are handled together, so the 1024 `Acquired` of a node's start
-//! cost one transaction and one pass over the sessions, not 1024.
+//! cost one transaction and one pass over the sessions, not 1024, and the handoffs placement
+//! starts together (up to 64) stop their sessions in one pass and are confirmed concurrently.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -59,26 +60,24 @@ impl Driver {
             while let Ok(ev) = events.try_recv() {
                 batch.push(ev);
             }
-            // Consecutive acquisitions are handled in one pass; anything else first flushes
-            // them, so a shard acquired then lost within one batch ends stopped.
+            // Consecutive acquisitions, and consecutive handoffs, are handled in one pass each;
+            // any other event first flushes them, so a shard acquired then lost within one
+            // batch ends stopped.
             let mut acquired: BTreeMap<u32, u64> = BTreeMap::new();
+            let mut releasing: Vec<(u32, u64, u64)> = Vec::new();
             for ev in batch {
                 match ev {
                     OwnershipEvent::Acquired { shard, epoch } => {
+                        self.hand_off(std::mem::take(&mut releasing)).await;
                         acquired.insert(shard, epoch);
                     }
                     OwnershipEvent::Releasing { shard, epoch, to } => {
                         self.acquire(std::mem::take(&mut acquired)).await;
-                        // Sessions first (their last writes still pass the fence), then the fence.
-                        let n = self.engine.release_where(|n| shard_of(n) == shard).await;
-                        self.store.fences().release(shard);
-                        tracing::info!(shard, epoch, to, sessions = n, "shard handed off");
-                        if let Err(e) = self.shards.node().confirm_released(shard, epoch).await {
-                            tracing::warn!(shard, epoch, error = %e, "confirming a release");
-                        }
+                        releasing.push((shard, epoch, to));
                     }
                     OwnershipEvent::Lost { shard, epoch } => {
                         self.acquire(std::mem::take(&mut acquired)).await;
+                        self.hand_off(std::mem::take(&mut releasing)).await;
                         self.store.fences().release(shard);
                         let n = self.engine.release_where(|n| shard_of(n) == shard).await;
                         if n > 0 {
@@ -93,6 +92,39 @@ impl Driver {
                 }
             }
             self.acquire(acquired).await;
+            self.hand_off(releasing).await;
+        }
+    }
+
+    /// Planned handoffs (a drain, a rebalance): the shards' sessions stop cleanly (their last
+    /// writes still pass the fence), then the fences are let go, then every release is
+    /// confirmed at once (Raft pipelines the confirmations), so the new owners get the shards
+    /// with higher epochs.
+    async fn hand_off(&self, shards: Vec<(u32, u64, u64)>) {
+        if shards.is_empty() {
+            return;
+        }
+        let moving: BTreeSet<u32> = shards.iter().map(|(shard, ..)| *shard).collect();
+        let n = self
+            .engine
+            .release_where(|n| moving.contains(&shard_of(n)))
+            .await;
+        for shard in &moving {
+            self.store.fences().release(*shard);
+        }
+        tracing::info!(shards = shards.len(), sessions = n, "shards handed off");
+        let node = self.shards.node();
+        let confirmed = futures_util::future::join_all(
+            shards
+                .iter()
+                .map(|(shard, epoch, _)| node.confirm_released(*shard, *epoch)),
+        )
+        .await;
+        for ((shard, epoch, to), r) in shards.iter().zip(confirmed) {
+            match r {
+                Ok(()) => tracing::debug!(shard, epoch, to, "shard handed off"),
+                Err(e) => tracing::warn!(shard, epoch, to, error = %e, "confirming a release"),
+            }
         }
     }
 

@@ -2,9 +2,12 @@
 //! session's shard: any other node forwards it once, with `X-Onwapp-Forwarded-By`,
 //! `X-Shard-Epoch` and the member proof, streaming the body both ways. The owner checks that it
 //! still owns the shard at that epoch and answers 421 (with the owner it knows) if not; the
-//! forwarder then waits for its map to move and tries again, a bounded number of times. A
-//! forwarded request is never forwarded again and is not rate-limited twice (the entry node
-//! spent the client's budget).
+//! forwarder then waits for its map to move and tries again, a bounded number of times. An
+//! owner that holds a request without answering (frozen, cut off) is given up as soon as the
+//! map moves its shard away for an expired lease, and the request is routed again; the owner
+//! serves only at the exact epoch it was forwarded at, so such a request, once the owner
+//! wakes, is not served at a newer ownership. A forwarded request is never forwarded again
+//! and is not rate-limited twice (the entry node spent the client's budget).
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use onwapp_cluster::{Owner, shard_of};
 use serde_json::json;
 
-use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SHARD_EPOCH, Shards};
+use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
 
 /// Extra tries after a 421 or an unreachable owner.
 const RETRIES: usize = 3;
@@ -61,22 +64,34 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-/// The owner's side: a member forwarded this request. `Some` is the 421 to answer when this
-/// node does not own the session's shard at (at least) the epoch the member saw; a shard this
-/// node is still fencing is waited for briefly.
+/// The owner's side: a member forwarded this request. `Ok` is the epoch to serve it at; `Err`
+/// the 421 to answer when this node does not own the session's shard at the epoch the member
+/// saw. A shard this node is still fencing is waited for briefly.
 pub async fn misdirected_here(
     shards: &Shards,
     name: &str,
     headers: &HeaderMap,
-) -> Option<Response> {
+) -> Result<u64, Response> {
     let seen = headers
         .get(SHARD_EPOCH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match shards.wait_route(name, Duration::from_secs(2)).await {
-        Route::Local { epoch, .. } if seen.is_none_or(|s| epoch >= s) => None,
-        _ => Some(misdirected(shards, name, shard_of(name))),
+        // Exactly the epoch the member forwarded at: a request that waited somewhere (in the
+        // socket of a frozen owner, say) is not served at a newer ownership the member never
+        // saw; it has been routed again by then.
+        Route::Local { epoch, .. } if seen.is_none_or(|s| epoch == s) => Ok(epoch),
+        _ => Err(misdirected(shards, name, shard_of(name))),
     }
+}
+
+/// Serves `req` on this node, which owns the session's shard at `epoch`, and says so in the
+/// answer ([`SERVED_EPOCH`]): operators and tests see which ownership served a request.
+pub async fn serve_here(epoch: u64, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert(SERVED_EPOCH, HeaderValue::from(epoch));
+    resp
 }
 
 fn misdirected(shards: &Shards, name: &str, shard: u32) -> Response {
@@ -113,7 +128,7 @@ fn unavailable(message: String) -> Response {
 /// The entry node's side: serve `req` here when this node owns `name`, else forward it.
 pub async fn serve_or_forward(shards: &Shards, name: &str, req: Request, next: Next) -> Response {
     let owner = match shards.wait_route(name, WAIT_FOR_OWNER).await {
-        Route::Local { .. } => return next.run(req).await,
+        Route::Local { epoch, .. } => return serve_here(epoch, req, next).await,
         Route::Unowned { shard } => {
             return unavailable(format!(
                 "no node serves session '{name}' (shard {shard}) right now; retry shortly"
@@ -169,17 +184,32 @@ async fn forward(
             },
         };
         let retryable = matches!(held, Held::Bytes(_)) && attempt < RETRIES;
-        match send(shards, &parts, &owner, body).await {
-            Ok(r) if r.status() == StatusCode::MISDIRECTED_REQUEST && retryable => {
+        let sent = send(shards, &parts, &owner, body);
+        let answer = if retryable {
+            // A frozen (or cut off) owner accepts the connection and never answers: stop
+            // waiting once the map gave its shard away for an expired lease.
+            tokio::select! {
+                r = sent => Some(r),
+                () = owner_gone(shards, shard_of(name), &owner) => None,
+            }
+        } else {
+            Some(sent.await)
+        };
+        match answer {
+            None => {
+                tracing::info!(session = name, owner = %owner.addr, "the owner's lease ran out and its shard moved while it held the request; routing again");
+                last_error = format!("{} stopped answering", owner.addr);
+            }
+            Some(Ok(r)) if r.status() == StatusCode::MISDIRECTED_REQUEST && retryable => {
                 tracing::debug!(session = name, owner = %owner.addr, "421 from the owner; the map moved");
                 last_error = format!("{} no longer serves it", owner.addr);
             }
-            Ok(r) => return relay(r),
-            Err(e) if retryable => {
+            Some(Ok(r)) => return relay(r),
+            Some(Err(e)) if retryable => {
                 tracing::debug!(session = name, owner = %owner.addr, error = %e, "forwarding failed");
                 last_error = format!("{} is unreachable", owner.addr);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 last_error = format!("{} is unreachable: {e}", owner.addr);
                 break;
             }
@@ -187,9 +217,9 @@ async fn forward(
         // Wait a little for the map to move on, then route again.
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         match shards.wait_route(name, WAIT_FOR_OWNER).await {
-            Route::Local { .. } => {
+            Route::Local { epoch, .. } => {
                 let Held::Bytes(b) = held else { break };
-                return next.run(Request::from_parts(parts, Body::from(b))).await;
+                return serve_here(epoch, Request::from_parts(parts, Body::from(b)), next).await;
             }
             Route::Remote { owner: o, .. } => owner = o,
             Route::Unowned { .. } => {}
@@ -198,6 +228,30 @@ async fn forward(
     unavailable(format!(
         "session '{name}' could not be reached ({last_error}); retry shortly"
     ))
+}
+
+/// Resolves once the local map gives `owner`'s shard to another node or epoch while `owner`'s
+/// lease has run out: a failover, so the owner (frozen, dead or cut off) will not answer. A
+/// planned handoff does not count: there the old owner is alive and answers what it holds.
+async fn owner_gone(shards: &Shards, shard: u32, owner: &Owner) {
+    let mut watch = shards.node().map_watch();
+    loop {
+        let map = watch.borrow_and_update().map.clone();
+        let moved = map
+            .shard(shard)
+            .is_none_or(|s| s.owner != Some(owner.node) || s.epoch != owner.epoch);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let expired = map
+            .nodes
+            .get(&owner.node)
+            .is_none_or(|n| i64::try_from(n.lease_until_ms).is_ok_and(|until| until < now_ms));
+        if moved && expired {
+            return;
+        }
+        if watch.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 async fn send(

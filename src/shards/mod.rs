@@ -20,6 +20,9 @@ pub const FORWARDED_BY: &str = "x-onwapp-forwarded-by";
 pub const SHARD_EPOCH: &str = "x-shard-epoch";
 /// Header proving a forwarded request comes from a member (`Bearer <CLUSTER_SECRET>`).
 pub const CLUSTER_AUTH: &str = "x-onwapp-cluster-auth";
+/// Response header of a session's request: the epoch of the shard the serving node owned
+/// when it served it (forwarded answers keep the owner's).
+pub const SERVED_EPOCH: &str = "x-onwapp-served-epoch";
 /// Header of a 421 answer: the URL of the node that owns the session.
 pub const OWNER: &str = "x-onwapp-owner";
 

@@ -1,7 +1,7 @@
 //! The cluster with real processes (issue 7): three `onwapp` binaries on loopback, one Postgres
 //! database, one Redis. Any node accepts a session's request and the owner serves it
 //! (forwarded once); when the owner is killed with SIGKILL another node owns the session within
-//! the lease TTL plus a few seconds.
+//! the lease TTL plus a few seconds. The helpers here serve the other `cluster_*` modules too.
 
 use std::{
     process::{Child, Stdio},
@@ -15,10 +15,10 @@ use crate::process::{ServerProcess, free_port, redis_available};
 
 const SECRET: &str = "cluster-test-secret-0123456789";
 
-struct Member {
-    id: u64,
-    base: String,
-    child: Child,
+pub struct Member {
+    pub id: u64,
+    pub base: String,
+    pub child: Child,
     _dir: tempfile::TempDir,
 }
 
@@ -30,20 +30,48 @@ impl Drop for Member {
 }
 
 /// Nodes 1, 2 and 3 on free loopback ports, each listing all three as peers.
-fn three_nodes(db: &str, wa: Option<&str>) -> Vec<Member> {
+pub fn three_nodes(db: &str, wa: Option<&str>) -> Vec<Member> {
+    three_nodes_with(db, wa, &[])
+}
+
+/// [`three_nodes`] with more variables (they override the defaults of [`start`]).
+pub fn three_nodes_with(db: &str, wa: Option<&str>, extra: &[(&str, String)]) -> Vec<Member> {
     let ports = [free_port(), free_port(), free_port()];
-    let peers = ports
+    let peers = peer_list(&ports);
+    (0..3)
+        .map(|i| start(i as u64 + 1, ports[i], &peers, db, wa, extra))
+        .collect()
+}
+
+/// `CLUSTER_PEERS` for nodes 1.. on these ports.
+pub fn peer_list(ports: &[u16]) -> String {
+    ports
         .iter()
         .enumerate()
         .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
         .collect::<Vec<_>>()
-        .join(",");
-    (0..3)
-        .map(|i| start(i as u64 + 1, ports[i], &peers, db, wa))
-        .collect()
+        .join(",")
 }
 
-fn start(id: u64, port: u16, peers: &str, db: &str, wa: Option<&str>) -> Member {
+/// The port a member listens on.
+pub fn port_of(m: &Member) -> u16 {
+    m.base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port")
+}
+
+/// Node `id` on `port`: lease renewed every 300 ms with a TTL of 3 s, rate limits out of the
+/// way unless `extra` sets them.
+pub fn start(
+    id: u64,
+    port: u16,
+    peers: &str,
+    db: &str,
+    wa: Option<&str>,
+    extra: &[(&str, String)],
+) -> Member {
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let mut envs = vec![
@@ -61,12 +89,23 @@ fn start(id: u64, port: u16, peers: &str, db: &str, wa: Option<&str>) -> Member 
     if let Some(url) = wa {
         envs.push(("WHATSAPP_SERVER_URL", url.to_string()));
     }
-    let child = ServerProcess::command(&envs, dir.path(), port)
-        .stderr(if std::env::var_os("CLUSTER_TEST_LOGS").is_some() {
+    // CLUSTER_TEST_LOGS=1 shows the nodes' logs (warnings), CLUSTER_TEST_LOGS=info (any
+    // LOG_LEVEL) more.
+    let logs = std::env::var("CLUSTER_TEST_LOGS").ok();
+    if let Some(level) = logs.as_deref().filter(|l| !l.is_empty() && *l != "1") {
+        envs.push(("LOG_LEVEL", level.to_string()));
+    }
+    envs.extend(extra.iter().cloned());
+    let shown = || {
+        if logs.is_some() {
             Stdio::inherit()
         } else {
             Stdio::null()
-        })
+        }
+    };
+    let child = ServerProcess::command(&envs, dir.path(), port)
+        .stdout(shown())
+        .stderr(shown())
         .spawn()
         .expect("spawn onwapp");
     Member {
@@ -77,7 +116,7 @@ fn start(id: u64, port: u16, peers: &str, db: &str, wa: Option<&str>) -> Member 
     }
 }
 
-async fn post(url: String, body: Value) -> (u16, Value) {
+pub async fn post(url: String, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(url)
         .header("Authorization", GLOBAL_KEY)
@@ -91,7 +130,7 @@ async fn post(url: String, body: Value) -> (u16, Value) {
 }
 
 /// Polls `url` until `done` holds for a 200 answer.
-async fn wait_for(url: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for(url: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         if let Some((200, _, b)) = get(url.to_string()).await
@@ -104,7 +143,8 @@ async fn wait_for(url: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> 
     }
 }
 
-async fn get(url: String) -> Option<(u16, Option<u64>, Value)> {
+/// `GET url` with the global key: status, `X-Onwapp-Served-By`, body.
+pub async fn get(url: String) -> Option<(u16, Option<u64>, Value)> {
     let r = reqwest::Client::new()
         .get(url)
         .header("Authorization", GLOBAL_KEY)
@@ -113,22 +153,40 @@ async fn get(url: String) -> Option<(u16, Option<u64>, Value)> {
         .await
         .ok()?;
     let code = r.status().as_u16();
-    let by = r
-        .headers()
-        .get("x-onwapp-served-by")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let by = served_by(&r);
     Some((code, by, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// The `X-Onwapp-Served-By` of an answer.
+pub fn served_by(r: &reqwest::Response) -> Option<u64> {
+    header_u64(r, "x-onwapp-served-by")
+}
+
+/// The `X-Onwapp-Served-Epoch` of an answer: the shard epoch its owner served it at.
+pub fn served_epoch(r: &reqwest::Response) -> Option<u64> {
+    header_u64(r, "x-onwapp-served-epoch")
+}
+
+fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Waits until `node` sees three members with leases and every shard placed.
-async fn formed(node: &Member, limit: Duration) -> Value {
+pub async fn formed(node: &Member, limit: Duration) -> Value {
+    formed_with(node, 3, limit).await
+}
+
+/// Waits until `node` sees `members` members, every shard placed and no move in flight.
+pub async fn formed_with(node: &Member, members: usize, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         if let Some((200, _, st)) = get(format!("{}/admin/cluster", node.base)).await
-            && st["nodes"].as_array().is_some_and(|n| n.len() == 3)
+            && st["nodes"].as_array().is_some_and(|n| n.len() == members)
             && st["unassigned"] == 0
-            && st["moves_in_flight"] == 0
+            && st["movesInFlight"] == 0
         {
             return st;
         }
@@ -137,14 +195,60 @@ async fn formed(node: &Member, limit: Duration) -> Value {
     }
 }
 
+/// Shards per node id in an `/admin/cluster` answer.
+pub fn shards_per_node(st: &Value) -> Vec<(u64, u64)> {
+    st["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| Some((n["id"].as_u64()?, n["shards"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates `name` through node 1, connects it through node 2 and pairs it as `me` with the QR
+/// read through node 3; waits until it is connected and answers its owner.
+pub async fn paired_session(nodes: &[Member], wa: &wamock::Server, name: &str, me: &str) -> u64 {
+    let (code, b) = post(
+        format!("{}/sessions", nodes[0].base),
+        json!({"session": name}),
+    )
+    .await;
+    assert_eq!(code, 201, "{b}");
+    let (code, b) = post(format!("{}/{name}/connect", nodes[1].base), json!({})).await;
+    assert_eq!(code, 200, "{b}");
+    let qr = wait_for(
+        &format!("{}/{name}/qr", nodes[2].base),
+        Duration::from_secs(20),
+        |b| b.get("code").is_some(),
+    )
+    .await;
+    crate::incoming_events::admin(wa, "/scan-qr", json!({"qr": qr["code"], "phone": me})).await;
+    wait_for(
+        &format!("{}/{name}/status", nodes[0].base),
+        Duration::from_secs(30),
+        |b| b["status"] == "connected",
+    )
+    .await;
+    let (_, owner, _) = get(format!("{}/{name}/status", nodes[0].base))
+        .await
+        .unwrap();
+    owner.expect("x-onwapp-served-by")
+}
+
+/// Whether Postgres and Redis are there (the cluster tests skip without them).
+pub async fn services() -> Option<PgDatabase> {
+    let pg = PgDatabase::create().await?;
+    redis_available().await.then_some(pg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
-    let Some(pg) = PgDatabase::create().await else {
+    let Some(pg) = services().await else {
         return;
     };
-    if !redis_available().await {
-        return;
-    }
     let mut nodes = three_nodes(&pg.url, None);
     let st = formed(&nodes[0], Duration::from_secs(60)).await;
     let owned: u64 = st["nodes"]
@@ -235,52 +339,27 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         .cloned()
         .unwrap_or(Value::Null);
     assert!(
-        gone.is_null() || gone["lease_remaining_ms"].as_i64().unwrap_or(0) <= 0,
+        gone.is_null() || gone["leaseRemainingMs"].as_i64().unwrap_or(0) <= 0,
         "{st}"
     );
 }
 
 /// A paired session keeps working through any node, and after kill -9 of its owner it
 /// reconnects on another node without a QR (its keys are in Postgres); wamock ends with one
-/// socket for the device.
+/// socket for the device and never saw two at once (no "stream replaced" during failover).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paired_session_moves_to_another_node_without_a_qr_after_kill_9() {
-    let Some(pg) = PgDatabase::create().await else {
+    let Some(pg) = services().await else {
         return;
     };
-    if !redis_available().await {
-        return;
-    }
     let wa = wamock::Server::start("127.0.0.1:0").await.unwrap();
     let mut nodes = three_nodes(&pg.url, Some(&wa.ws_url()));
     formed(&nodes[0], Duration::from_secs(60)).await;
     let (me, them) = ("5511955550901", "5511955550902");
 
     // Created through node 1, connected through node 2, paired with the QR read through node 3.
-    let (code, b) = post(
-        format!("{}/sessions", nodes[0].base),
-        json!({"session": "mv"}),
-    )
-    .await;
-    assert_eq!(code, 201, "{b}");
-    let (code, b) = post(format!("{}/mv/connect", nodes[1].base), json!({})).await;
-    assert_eq!(code, 200, "{b}");
-    let qr = wait_for(
-        &format!("{}/mv/qr", nodes[2].base),
-        Duration::from_secs(20),
-        |b| b.get("code").is_some(),
-    )
-    .await;
-    crate::incoming_events::admin(&wa, "/scan-qr", json!({"qr": qr["code"], "phone": me})).await;
-    wait_for(
-        &format!("{}/mv/status", nodes[0].base),
-        Duration::from_secs(30),
-        |b| b["status"] == "connected",
-    )
-    .await;
+    let owner = paired_session(&nodes, &wa, "mv", me).await;
     crate::wa::user(&wa, them).await;
-    let (_, owner, _) = get(format!("{}/mv/status", nodes[0].base)).await.unwrap();
-    let owner = owner.unwrap();
     let via = nodes.iter().find(|n| n.id != owner).unwrap();
     let (code, b) = post(
         format!("{}/mv/message/send/text", via.base),
@@ -321,6 +400,10 @@ async fn a_paired_session_moves_to_another_node_without_a_qr_after_kill_9() {
     let sockets = crate::wa::devices(&wa).await;
     assert_eq!(sockets.as_array().map(Vec::len), Some(1), "{sockets}");
     assert_eq!(sockets[0]["sockets"], 1, "{sockets}");
+    // Never two live sockets for the device, at any moment of the failover.
+    assert_eq!(sockets[0]["maxSockets"], 1, "{sockets}");
+    assert_eq!(sockets[0]["replaced"], 0, "{sockets}");
+    eprintln!("wamock: {sockets}");
     drop(nodes);
     wa.stop().await;
 }

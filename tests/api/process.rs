@@ -216,11 +216,14 @@ async fn the_default_database_is_an_sqlite_file_under_the_data_dir() {
     assert!(p._dir.path().join("onwapp.db").exists());
 }
 
-fn send_signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
+/// `kill -SIG pid` (TERM, STOP, CONT, ...); panics when `kill` fails.
+pub fn send_signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
-        .status();
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}: {status:?}");
 }
 
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {

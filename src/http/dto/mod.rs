@@ -6,6 +6,7 @@
 pub mod calls;
 pub mod chat;
 pub mod chatwoot;
+pub mod cluster;
 pub mod common;
 pub mod communities;
 pub mod contacts;
@@ -22,9 +23,9 @@ pub mod status;
 pub mod webhooks;
 
 pub use self::{
-    calls::*, chat::*, chatwoot::*, common::*, communities::*, contacts::*, groups::*, media::*,
-    messages::*, newsletters::*, presence::*, profile::*, sessions::*, settings::*, status::*,
-    webhooks::*,
+    calls::*, chat::*, chatwoot::*, cluster::*, common::*, communities::*, contacts::*, groups::*,
+    media::*, messages::*, newsletters::*, presence::*, profile::*, sessions::*, settings::*,
+    status::*, webhooks::*,
 };
 
 use utoipa::openapi::RefOr;
@@ -127,6 +128,8 @@ fn register_all(out: &mut Vec<NamedSchema>) {
         ChatwootMessagesOverview, ChatwootOverviewData, WhatsAppOverview,
         ChatwootOverviewResponse, ChatwootResolveAllResponse, ChatwootConversationStatsResponse,
         ChatwootResetCounts, ChatwootResetResponse, ChatwootWebhookPayload,
+        // cluster (extension)
+        ClusterStatusResponse, ClusterNodeResponse, DrainRequest, DrainResponse, UndrainResponse,
     );
     out.append(&mut v);
 }

@@ -37,8 +37,8 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         // forwarded again, and not rate-limited twice.
         Some(name) if state.shards.is_member_request(req.headers()) => {
             match forward::misdirected_here(&state.shards, &name, req.headers()).await {
-                None => next.run(req).await,
-                Some(misdirected) => misdirected,
+                Ok(epoch) => forward::serve_here(epoch, req, next).await,
+                Err(misdirected) => misdirected,
             }
         }
         session => {

@@ -71,6 +71,10 @@ struct Inner {
     code_requests: HashMap<String, ConnId>,
     /// Who waits for a connection's `companion_finish`.
     code_finish: HashMap<ConnId, oneshot::Sender<Node>>,
+    /// Per device: the most sockets it was ever logged in on at the same time (a login that
+    /// replaces a live socket counts both: WhatsApp's "stream replaced"), and how many logins
+    /// replaced a live socket.
+    login_stats: HashMap<DeviceAddr, LoginStats>,
     next_conn: ConnId,
 }
 
@@ -105,6 +109,19 @@ pub struct DeviceStatus {
     pub jid: String,
     pub connected: bool,
     pub sockets: usize,
+    /// The most live logged-in sockets the device ever had at once; 2 or more means a
+    /// login replaced a socket that was still up.
+    #[serde(rename = "maxSockets")]
+    pub max_sockets: usize,
+    /// Logins that replaced a socket of the device that was still up.
+    pub replaced: u64,
+}
+
+/// What [`State::login`] counted for one device.
+#[derive(Debug, Default, Clone, Copy)]
+struct LoginStats {
+    max_sockets: usize,
+    replaced: u64,
 }
 
 /// Why a login is refused (`<failure reason="401"/>`).
@@ -427,6 +444,17 @@ impl State {
         if let Some(c) = inner.conns.get_mut(&conn) {
             c.device = Some(addr.clone());
         }
+        // Counted before the old socket is unbound: both are up at this instant.
+        let live = inner
+            .conns
+            .values()
+            .filter(|c| c.device.as_ref() == Some(addr))
+            .count();
+        let stats = inner.login_stats.entry(addr.clone()).or_default();
+        stats.max_sockets = stats.max_sockets.max(live);
+        if live > 1 {
+            stats.replaced += 1;
+        }
         if let Some(old) = inner.by_device.insert(addr.clone(), conn)
             && old != conn
             && let Some(old_conn) = inner.conns.get_mut(&old)
@@ -471,10 +499,13 @@ impl State {
             for id in account.devices.keys() {
                 let addr = DeviceAddr::new(account.phone.clone(), *id);
                 let sockets = counts.get(&addr).copied().unwrap_or(0);
+                let stats = inner.login_stats.get(&addr).copied().unwrap_or_default();
                 out.push(DeviceStatus {
                     jid: addr.jid(),
                     connected: sockets > 0,
                     sockets,
+                    max_sockets: stats.max_sockets.max(sockets),
+                    replaced: stats.replaced,
                 });
             }
         }

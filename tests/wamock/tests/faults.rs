@@ -51,7 +51,7 @@ async fn after_515_the_client_reconnects_by_itself() -> anyhow::Result<()> {
         })
         .await?;
     wait_devices(&server.http_url(), WAIT, |d| {
-        d == &json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+        d == &json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 1, "replaced": 0 }])
     })
     .await?;
     // Registered by now, the client resumes with IK.
@@ -95,7 +95,7 @@ async fn a_replaced_stream_stops_the_client() -> anyhow::Result<()> {
         })
         .await?;
     wait_devices(&server.http_url(), WAIT, |d| {
-        d == &json!([{ "jid": jid, "connected": false, "sockets": 0 }])
+        d == &json!([{ "jid": jid, "connected": false, "sockets": 0, "maxSockets": 1, "replaced": 0 }])
     })
     .await?;
     // Bad requests.
@@ -142,7 +142,7 @@ async fn a_second_login_replaces_the_first() -> anyhow::Result<()> {
         .await?;
     assert_eq!(
         devices(&server.http_url()).await?,
-        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+        json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 2, "replaced": 1 }])
     );
     first.shutdown().await;
     second.shutdown().await;

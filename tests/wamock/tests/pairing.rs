@@ -23,7 +23,7 @@ async fn qr_pairing_then_connected() -> anyhow::Result<()> {
     let listed = devices(&server.http_url()).await?;
     assert_eq!(
         listed,
-        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+        json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 1, "replaced": 0 }])
     );
     // The pairing connection ran XX; the reconnect after 515 ran XX again (the client
     // only caches the server key once it is registered).
@@ -31,7 +31,7 @@ async fn qr_pairing_then_connected() -> anyhow::Result<()> {
 
     client.shutdown().await;
     wait_devices(&server.http_url(), Duration::from_secs(10), |d| {
-        d == &json!([{ "jid": jid, "connected": false, "sockets": 0 }])
+        d == &json!([{ "jid": jid, "connected": false, "sockets": 0, "maxSockets": 1, "replaced": 0 }])
     })
     .await?;
     server.stop().await;
@@ -65,7 +65,7 @@ async fn restarted_client_logs_in_without_qr() -> anyhow::Result<()> {
     let listed = devices(&server.http_url()).await?;
     assert_eq!(
         listed,
-        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+        json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 1, "replaced": 0 }])
     );
     // The stored server key was used: the restart resumed with Noise IK, no new XX.
     // (`ik` can exceed 1: whatsapp-rust 0.7's shutdown may race one reconnect attempt
@@ -167,7 +167,7 @@ async fn pairing_by_phone_code() -> anyhow::Result<()> {
         .await?;
     assert_eq!(
         devices(&http).await?,
-        json!([{ "jid": jid, "connected": true, "sockets": 1 }])
+        json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 1, "replaced": 0 }])
     );
     client.shutdown().await;
     server.stop().await;
