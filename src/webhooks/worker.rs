@@ -38,27 +38,34 @@ pub const SESSIONS_PER_PASS: usize = 8;
 /// most that window of delivered events is delivered again, with the same `X-Webhook-Id`.
 #[derive(Default)]
 struct Unrecorded {
-    inner: std::sync::Mutex<(Vec<(uuid::Uuid, Outcome)>, Option<Instant>)>,
+    inner: std::sync::Mutex<Group>,
+}
+
+/// The outcomes waiting to be written, and when the first of them was added.
+#[derive(Default)]
+struct Group {
+    outcomes: Vec<(uuid::Uuid, Outcome)>,
+    since: Option<Instant>,
 }
 
 impl Unrecorded {
     fn push(&self, id: uuid::Uuid, outcome: Outcome) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0.is_empty() {
-            g.1 = Some(Instant::now());
+        if g.outcomes.is_empty() {
+            g.since = Some(Instant::now());
         }
-        g.0.push((id, outcome));
+        g.outcomes.push((id, outcome));
     }
 
     /// The group to write now: everything, or (`only_due`) nothing until the oldest has waited
     /// `FLUSH_EVERY`.
     fn take(&self, only_due: bool) -> Vec<(uuid::Uuid, Outcome)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if only_due && g.1.is_none_or(|t| t.elapsed() < FLUSH_EVERY) {
+        if only_due && g.since.is_none_or(|t| t.elapsed() < FLUSH_EVERY) {
             return Vec::new();
         }
-        g.1 = None;
-        std::mem::take(&mut g.0)
+        g.since = None;
+        std::mem::take(&mut g.outcomes)
     }
 }
 
