@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -164,6 +164,12 @@ impl App {
             tracing::info!("shutting down: finishing in-flight requests");
             stop.cancel();
         };
+        // Small answers go out at once (no Nagle delay behind an unacknowledged segment).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+        });
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use redis::{
-    Client, Script,
+    Client, IntoConnectionInfo, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 use tokio::sync::OnceCell;
@@ -50,7 +50,12 @@ const TIMEOUT: Duration = Duration::from_millis(250);
 impl RedisLimiter {
     pub fn new(url: &str, prefix: &str, quota: Quota) -> anyhow::Result<Self> {
         Ok(RedisLimiter {
-            client: Client::open(url)?,
+            // Requests of many tasks share one multiplexed connection: without TCP_NODELAY
+            // (redis-rs leaves it off) the second of two quick writes waits for a delayed ACK.
+            client: Client::open(
+                url.into_connection_info()?
+                    .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true)),
+            )?,
             conn: OnceCell::new(),
             script: Script::new(GCRA),
             interval_us: (quota.emission_interval().as_micros() as u64).max(1),
