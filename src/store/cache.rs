@@ -139,6 +139,10 @@ impl WebhookStore for CachedStore {
         self.inner.get_webhook(session_id).await
     }
 
+    async fn get_webhooks(&self, session_ids: &[Uuid]) -> StoreResult<Vec<WebhookRecord>> {
+        self.inner.get_webhooks(session_ids).await
+    }
+
     async fn upsert_webhook(
         &self,
         session_id: Uuid,

@@ -99,6 +99,14 @@ pub trait SettingsStore: Send + Sync {
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     async fn get_webhook(&self, session_id: Uuid) -> StoreResult<Option<WebhookRecord>>;
+    /// The webhooks of several sessions (of those that have one), in one read.
+    async fn get_webhooks(&self, session_ids: &[Uuid]) -> StoreResult<Vec<WebhookRecord>> {
+        let mut found = Vec::new();
+        for id in session_ids {
+            found.extend(self.get_webhook(*id).await?);
+        }
+        Ok(found)
+    }
     /// Creates or replaces the session's webhook.
     async fn upsert_webhook(
         &self,

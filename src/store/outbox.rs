@@ -92,6 +92,19 @@ pub trait OutboxStore: Send + Sync {
     }
     /// The session's pending events, oldest first.
     async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>>;
+    /// [`OutboxStore::queued_events`] of several sessions in one read: each session's first
+    /// `limit` pending events, oldest first, the sessions one after another.
+    async fn queued_events_of(
+        &self,
+        session_ids: &[Uuid],
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedEvent>> {
+        let mut all = Vec::new();
+        for id in session_ids {
+            all.extend(self.queued_events(*id, limit).await?);
+        }
+        Ok(all)
+    }
     /// Records the outcomes of attempts, in one transaction.
     async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()>;
     /// Records the outcome of an attempt on `id`.
@@ -122,6 +135,7 @@ pub trait OutboxStore: Send + Sync {
 }
 
 /// The statements both databases share; `$seq` is the column that orders a session's events.
+/// Each store also has an inherent `queued_events_many` (the read of several queues at once).
 macro_rules! impl_outbox_store {
     ($store:ty, $db:ty, $seq:literal) => {
         impl $store {
@@ -161,6 +175,14 @@ macro_rules! impl_outbox_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
+            }
+
+            async fn queued_events_of(
+                &self,
+                session_ids: &[uuid::Uuid],
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::outbox::QueuedEvent>> {
+                self.queued_events_many(session_ids, limit).await
             }
 
             async fn record_outcomes(
@@ -366,6 +388,14 @@ impl OutboxStore for super::CachedStore {
 
     async fn queued_events(&self, session_id: Uuid, limit: i64) -> StoreResult<Vec<QueuedEvent>> {
         self.inner().queued_events(session_id, limit).await
+    }
+
+    async fn queued_events_of(
+        &self,
+        session_ids: &[Uuid],
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedEvent>> {
+        self.inner().queued_events_of(session_ids, limit).await
     }
 
     async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()> {

@@ -118,6 +118,27 @@ impl super::outbox::OutboxClaim for PgClaim {
 }
 
 impl PgStore {
+    /// Several sessions' queues in one statement: each session's first `limit` pending events
+    /// through the queue index (a long backlog is not read to take its head).
+    async fn queued_events_many(
+        &self,
+        session_ids: &[uuid::Uuid],
+        limit: i64,
+    ) -> super::StoreResult<Vec<super::outbox::QueuedEvent>> {
+        sqlx::query_as::<_, super::outbox::QueuedEvent>(
+            "SELECT o.id, o.session_id, o.event, o.payload, o.attempts, o.created_at, o.next_attempt_at \
+             FROM unnest($1::uuid[]) WITH ORDINALITY AS s(id, n) \
+             CROSS JOIN LATERAL (SELECT * FROM webhook_outbox w \
+               WHERE w.session_id = s.id AND w.state = 'pending' ORDER BY w.seq LIMIT $2) o \
+             ORDER BY s.n, o.seq",
+        )
+        .bind(session_ids)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| super::StoreError::from_sqlx(e, String::new))
+    }
+
     async fn claim_outbox_sessions(
         &self,
         now: chrono::DateTime<chrono::Utc>,

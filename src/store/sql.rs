@@ -211,6 +211,22 @@ macro_rules! impl_sql_store {
                 .map_err(q)
             }
 
+            async fn get_webhooks(&self, session_ids: &[Uuid]) -> StoreResult<Vec<WebhookRecord>> {
+                let mut found = Vec::with_capacity(session_ids.len());
+                for chunk in session_ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {WEBHOOK_COLS} FROM webhooks WHERE session_id IN ("
+                    ));
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    found.extend(qb.build_query_as::<WebhookRecord>().fetch_all(&self.pool).await.map_err(q)?);
+                }
+                Ok(found)
+            }
+
             async fn upsert_webhook(
                 &self,
                 session_id: Uuid,

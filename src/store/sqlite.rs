@@ -108,6 +108,20 @@ impl super::outbox::OutboxClaim for SqliteClaim {
 }
 
 impl SqliteStore {
+    /// Several sessions' queues: one indexed read each (a local file, no round trips to save).
+    async fn queued_events_many(
+        &self,
+        session_ids: &[uuid::Uuid],
+        limit: i64,
+    ) -> super::StoreResult<Vec<super::outbox::QueuedEvent>> {
+        use super::outbox::OutboxStore;
+        let mut all = Vec::new();
+        for id in session_ids {
+            all.extend(self.queued_events(*id, limit).await?);
+        }
+        Ok(all)
+    }
+
     async fn claim_outbox_sessions(
         &self,
         now: chrono::DateTime<chrono::Utc>,

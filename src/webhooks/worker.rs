@@ -129,12 +129,27 @@ impl Dispatcher {
     }
 
     async fn deliver_claimed(&self, claim: &dyn OutboxClaim) -> StoreResult<Pass> {
-        // Read every queue first: no pooled connection is held while posting.
-        let mut queues = Vec::with_capacity(claim.session_ids().len());
-        for id in claim.session_ids() {
-            let webhook = self.store.get_webhook(*id).await?;
-            let events = self.store.queued_events(*id, self.settings.batch).await?;
-            queues.push((*id, webhook, events));
+        // Read every queue first (two statements for the whole claim): no pooled connection
+        // is held while posting.
+        let ids = claim.session_ids();
+        let mut webhooks = self.store.get_webhooks(ids).await?;
+        let mut events = self
+            .store
+            .queued_events_of(ids, self.settings.batch)
+            .await?
+            .into_iter()
+            .peekable();
+        let mut queues = Vec::with_capacity(ids.len());
+        for id in ids {
+            let webhook = webhooks
+                .iter()
+                .position(|w| w.session_id == *id)
+                .map(|i| webhooks.swap_remove(i));
+            let mut queue = Vec::new();
+            while let Some(ev) = events.next_if(|ev| ev.session_id == *id) {
+                queue.push(ev);
+            }
+            queues.push((*id, webhook, queue));
         }
         let unrecorded = Unrecorded::default();
         let now = Utc::now();
