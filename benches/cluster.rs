@@ -6,7 +6,8 @@
 //!
 //! 1. **Forwarding**: `GET /{session}/status` sent to the session's owner (served locally) and to
 //!    another node (forwarded once), each for `--seconds` with `--concurrency` clients: throughput
-//!    and p50/p99 of both.
+//!    and p50/p99 of both; then one client at a time against each, which shows what the hop
+//!    itself adds without queueing.
 //! 2. **Moves**: `POST /admin/drain` on one node hands all its shards (with `--sessions` sessions
 //!    spread over them) to the others; shards moved per second, then `undrain` and rebalance.
 //! 3. **Failover**: `--kills` times, the owner of a session is killed with SIGKILL; the time from
@@ -313,7 +314,7 @@ async fn main() {
     .await;
     let row = |name: &str, rps: f64, lat: &[u64], err: u64| {
         println!(
-            "{name:<10} {rps:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {err}",
+            "{name:<16} {rps:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {err}",
             common::pct_ms(lat, 0.5),
             common::pct_ms(lat, 0.99)
         )
@@ -324,6 +325,18 @@ async fn main() {
         "forwarding adds {:.2} ms at p50 and keeps {:.0}% of local throughput",
         common::pct_ms(&f_lat, 0.5) - common::pct_ms(&l_lat, 0.5),
         100.0 * f_rps / l_rps.max(1.0)
+    );
+    // The hop itself, without queueing: one client, one request at a time. (With 16 clients on
+    // a saturated box, latency is clients / throughput, whatever one hop costs.)
+    let quiet = c.a.seconds.clamp(1, 5);
+    let (l1_rps, l1, l1_err) = load(&format!("{local}/bench0/status"), 1, quiet).await;
+    let (f1_rps, f1, f1_err) = load(&format!("{other}/bench0/status"), 1, quiet).await;
+    row("local, 1 client", l1_rps, &l1, l1_err);
+    row("fwd, 1 client", f1_rps, &f1, f1_err);
+    println!(
+        "one client: forwarding adds {:.2} ms at p50, {:.2} ms at p99",
+        common::pct_ms(&f1, 0.5) - common::pct_ms(&l1, 0.5),
+        common::pct_ms(&f1, 0.99) - common::pct_ms(&l1, 0.99)
     );
 
     // 2. Moves: drain node 3, then take it back.
