@@ -19,6 +19,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
 use onwapp_cluster::{Owner, shard_of};
 use serde_json::json;
 
@@ -177,9 +178,9 @@ async fn forward(
     let mut last_error = String::new();
     for attempt in 0..=RETRIES {
         let body = match &mut held {
-            Held::Bytes(b) => reqwest::Body::from(b.clone()),
+            Held::Bytes(b) => Body::from(b.clone()),
             Held::Stream(s) => match s.take() {
-                Some(b) => reqwest::Body::wrap_stream(b.into_data_stream()),
+                Some(b) => b,
                 None => break,
             },
         };
@@ -254,45 +255,71 @@ async fn owner_gone(shards: &Shards, shard: u32, owner: &Owner) {
     }
 }
 
+/// The connection pool to the other members: plain HTTP/1.1 over hyper, kept alive, no Nagle.
+pub(crate) type PeerClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+pub(crate) fn peer_client() -> PeerClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(2)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(http)
+}
+
+/// Why a forwarded request got no answer.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("bad owner address: {0}")]
+    Address(#[from] http::Error),
+    #[error(transparent)]
+    Peer(#[from] hyper_util::client::legacy::Error),
+}
+
 async fn send(
     shards: &Shards,
     parts: &http::request::Parts,
     owner: &Owner,
-    body: reqwest::Body,
-) -> Result<reqwest::Response, reqwest::Error> {
+    body: Body,
+) -> Result<http::Response<hyper::body::Incoming>, SendError> {
     let target = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let mut req = shards
-        .client()
-        .request(parts.method.clone(), format!("{}{target}", owner.addr));
-    for (k, v) in &parts.headers {
-        if !HOP_BY_HOP.contains(&k.as_str()) {
-            req = req.header(k, v);
+    let mut req = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{}{target}", owner.addr));
+    if let Some(headers) = req.headers_mut() {
+        headers.reserve(parts.headers.len() + 3);
+        for (k, v) in &parts.headers {
+            if !HOP_BY_HOP.contains(&k.as_str()) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        headers.insert(FORWARDED_BY, HeaderValue::from(shards.node_id()));
+        headers.insert(SHARD_EPOCH, HeaderValue::from(owner.epoch));
+        if let Ok(proof) = HeaderValue::from_str(shards.member_proof()) {
+            headers.insert(CLUSTER_AUTH, proof);
         }
     }
-    req.header(FORWARDED_BY, shards.node_id().to_string())
-        .header(SHARD_EPOCH, owner.epoch.to_string())
-        .header(CLUSTER_AUTH, shards.member_proof())
-        .body(body)
-        .send()
-        .await
+    Ok(shards.client().request(req.body(body)?).await?)
 }
 
-fn relay(r: reqwest::Response) -> Response {
-    let status = r.status();
-    let mut headers = HeaderMap::new();
-    for (k, v) in r.headers() {
-        if !HOP_BY_HOP.contains(&k.as_str()) || k == header::CONTENT_LENGTH {
-            headers.append(k.clone(), v.clone());
+fn relay(r: http::Response<hyper::body::Incoming>) -> Response {
+    let (mut parts, body) = r.into_parts();
+    let hop =
+        |k: &header::HeaderName| HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH;
+    if parts.headers.keys().any(hop) {
+        let mut kept = HeaderMap::with_capacity(parts.headers.len());
+        for (k, v) in &parts.headers {
+            if !hop(k) {
+                kept.append(k.clone(), v.clone());
+            }
         }
+        parts.headers = kept;
     }
-    let mut resp = Response::new(Body::from_stream(r.bytes_stream()));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
+    Response::from_parts(parts, Body::new(body))
 }
 
 #[cfg(test)]

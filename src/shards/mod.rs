@@ -42,9 +42,10 @@ pub struct Shards {
     node: Node,
     /// The epochs the store holds: a shard is served here once its fence is held.
     fences: Arc<Fences>,
-    secret: String,
+    /// `Bearer <CLUSTER_SECRET>`, as forwarded requests carry it.
+    member_proof: String,
     node_id: u64,
-    client: reqwest::Client,
+    client: forward::PeerClient,
 }
 
 impl Shards {
@@ -78,14 +79,11 @@ impl Shards {
         let node = Node::start(cc)
             .await
             .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
+        let client = forward::peer_client();
         let shards = Shards {
             node,
             fences,
-            secret,
+            member_proof: format!("Bearer {secret}"),
             node_id: s.node_id,
             client,
         };
@@ -109,7 +107,7 @@ impl Shards {
         self.node_id
     }
 
-    pub(crate) fn client(&self) -> &reqwest::Client {
+    pub(crate) fn client(&self) -> &forward::PeerClient {
         &self.client
     }
 
@@ -159,8 +157,8 @@ impl Shards {
     }
 
     /// `Bearer <secret>`, as forwarded requests carry it.
-    pub(crate) fn member_proof(&self) -> String {
-        format!("Bearer {}", self.secret)
+    pub(crate) fn member_proof(&self) -> &str {
+        &self.member_proof
     }
 
     /// Stops the node (its shards are given up through lease expiry; `drain` first to hand
