@@ -5,7 +5,23 @@ use std::{
     time::Duration,
 };
 
+use serde_json::Value;
+
 use crate::helpers::{GLOBAL_KEY, eventually, test_redis_url};
+
+/// POSTs `body` as JSON with the global key; the status and the JSON answer (`null` if none).
+pub async fn post_json(url: String, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("Authorization", GLOBAL_KEY)
+        .timeout(Duration::from_secs(20))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
 
 pub struct ServerProcess {
     pub port: u16,

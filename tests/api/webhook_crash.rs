@@ -15,7 +15,7 @@ use onwapp::store::{ConnectOptions, connect_uncached, events::NewEvent};
 use serde_json::{Value, json};
 
 use crate::helpers::{Db, GLOBAL_KEY, PgDatabase, eventually};
-use crate::process::spawn_on;
+use crate::process::{post_json, spawn_on};
 
 /// Every request the receiver got: (event number, X-Webhook-Id), in arrival order.
 type Log = Arc<Mutex<Vec<(u64, String)>>>;
@@ -58,18 +58,6 @@ async fn start(dir: &std::path::Path, database_url: Option<&str>) -> (std::proce
         envs.push(("DATABASE_URL", url.to_string()));
     }
     spawn_on(dir, &envs).await
-}
-
-async fn post_json(url: String, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .header("Authorization", GLOBAL_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn kill_9_mid_delivery(db: Db) {

@@ -378,31 +378,23 @@ async fn retry_after_is_honoured() {
     }
 }
 
+/// Two sessions with their own receivers: the first answers after `delay`, the second at once.
+async fn slow_and_fast(app: &TestApp, delay: Duration) -> [(Receiver, Uuid); 2] {
+    let slow = Plan {
+        delay,
+        ..Plan::default()
+    };
+    let (slow_rx, slow_addr) = Receiver::start(slow).await;
+    let (fast_rx, fast_addr) = Receiver::start(Plan::default()).await;
+    let a = session(app, "slow", &format!("http://{slow_addr}/hook"), &[], None).await;
+    let b = session(app, "fast", &format!("http://{fast_addr}/hook"), &[], None).await;
+    [(slow_rx, a), (fast_rx, b)]
+}
+
 /// The app's own workers: a receiver that takes 3 s for session A does not delay session B.
 async fn slow_session_does_not_hold_up_another(db: Db) {
     let Some(app) = app(db, 4).await else { return };
-    let slow = Plan {
-        delay: Duration::from_secs(3),
-        ..Plan::default()
-    };
-    let (_slow_rx, slow_addr) = Receiver::start(slow).await;
-    let (fast_rx, fast_addr) = Receiver::start(Plan::default()).await;
-    let a = session(
-        &app,
-        "slowa",
-        &format!("http://{slow_addr}/hook"),
-        &[],
-        None,
-    )
-    .await;
-    let b = session(
-        &app,
-        "fastb",
-        &format!("http://{fast_addr}/hook"),
-        &[],
-        None,
-    )
-    .await;
+    let [(_slow_rx, a), (fast_rx, b)] = slow_and_fast(&app, Duration::from_secs(3)).await;
     append(&app, a, "message.received", 3).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
@@ -449,28 +441,7 @@ async fn slow_receiver_does_not_delay_other_sessions_postgres() {
 /// the next pass delivers its new events at once.
 async fn a_pass_lets_a_done_session_go(db: Db) {
     let Some(app) = app(db, 0).await else { return };
-    let slow = Plan {
-        delay: Duration::from_secs(2),
-        ..Plan::default()
-    };
-    let (slow_rx, slow_addr) = Receiver::start(slow).await;
-    let (fast_rx, fast_addr) = Receiver::start(Plan::default()).await;
-    let a = session(
-        &app,
-        "pslow",
-        &format!("http://{slow_addr}/hook"),
-        &[],
-        None,
-    )
-    .await;
-    let b = session(
-        &app,
-        "pfast",
-        &format!("http://{fast_addr}/hook"),
-        &[],
-        None,
-    )
-    .await;
+    let [(slow_rx, a), (fast_rx, b)] = slow_and_fast(&app, Duration::from_secs(2)).await;
     append(&app, a, "message.received", 2).await;
     append(&app, b, "message.received", 2).await;
     let d = Dispatcher::new(
