@@ -45,7 +45,12 @@ use tower_http::{
     trace::{DefaultOnFailure, TraceLayer},
 };
 
-use crate::{app::AppState, config::AllowedOrigins, error::ApiError};
+use crate::{
+    app::AppState,
+    config::AllowedOrigins,
+    error::ApiError,
+    observability::trace_context::{TraceContext, trace_context},
+};
 
 /// The whole router with every middleware, as served.
 pub fn router(state: AppState) -> Router {
@@ -98,6 +103,7 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(trace_context))
         .with_state(state)
 }
 
@@ -107,7 +113,12 @@ fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    let (trace_id, span_id) = req
+        .extensions()
+        .get::<TraceContext>()
+        .map(|cx| (cx.trace_id_hex(), cx.span_id_hex()))
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace_id, span_id = %span_id)
 }
 
 fn cors(origins: &AllowedOrigins) -> CorsLayer {

@@ -1,6 +1,7 @@
-//! Logs (console or JSON) and the Prometheus metric catalogue.
+//! Logs (console or JSON), the Prometheus metric catalogue and W3C trace context.
 
 mod metrics;
+pub mod trace_context;
 
 pub use metrics::Metrics;
 

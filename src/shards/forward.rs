@@ -7,7 +7,9 @@
 //! map moves its shard away for an expired lease, and the request is routed again; the owner
 //! serves only at the exact epoch it was forwarded at, so such a request, once the owner
 //! wakes, is not served at a newer ownership. A forwarded request is never forwarded again
-//! and is not rate-limited twice (the entry node spent the client's budget).
+//! and is not rate-limited twice (the entry node spent the client's budget). The forwarded
+//! request's `traceparent` names the entry node's span as the parent, so both nodes' logs
+//! belong to one trace (`observability::trace_context`).
 
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
 use onwapp_cluster::{Owner, shard_of};
 use serde_json::json;
+
+use crate::observability::trace_context::{TRACEPARENT, TraceContext};
 
 use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
 
@@ -296,6 +300,12 @@ async fn send(
             if !HOP_BY_HOP.contains(&k.as_str()) {
                 headers.append(k.clone(), v.clone());
             }
+        }
+        // The owner's span is a child of this node's (W3C trace context across the hop).
+        if let Some(cx) = parts.extensions.get::<TraceContext>()
+            && let Ok(v) = HeaderValue::from_str(&cx.child_traceparent())
+        {
+            headers.insert(TRACEPARENT, v);
         }
         headers.insert(FORWARDED_BY, HeaderValue::from(shards.node_id()));
         headers.insert(SHARD_EPOCH, HeaderValue::from(owner.epoch));

@@ -11,6 +11,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::helpers::{GLOBAL_KEY, PgDatabase, test_redis_url};
+pub use crate::process::post_json as post;
 use crate::process::{ServerProcess, free_port, redis_available};
 
 const SECRET: &str = "cluster-test-secret-0123456789";
@@ -114,19 +115,6 @@ pub fn start(
         child,
         _dir: dir,
     }
-}
-
-pub async fn post(url: String, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .header("Authorization", GLOBAL_KEY)
-        .timeout(Duration::from_secs(20))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Polls `url` until `done` holds for a 200 answer.
@@ -301,6 +289,27 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         r.status(),
         200,
         "a client's fake member headers are ignored"
+    );
+    // The trace context crosses the hop: the owner answers in the caller's trace (an owner that
+    // had not received it would have started a trace of its own).
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/shop/status",
+            nodes.iter().find(|n| n.id != owner).unwrap().base
+        ))
+        .header("Authorization", GLOBAL_KEY)
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-onwapp-served-by"], owner.to_string().as_str());
+    let tr = r.headers()["traceresponse"].to_str().unwrap();
+    assert!(
+        tr.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && !tr.contains("b7ad6b7169203331"),
+        "{tr}"
     );
 
     // SIGKILL the owner: another node owns the session within the TTL plus a few seconds.

@@ -114,6 +114,33 @@ async fn every_response_has_a_request_id_and_security_headers(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
+
+    // W3C trace context: a caller's trace is continued (a new span of it), a bad one replaced.
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = app
+        .get("/health")
+        .header("traceparent", parent)
+        .send()
+        .await
+        .unwrap();
+    let tr = r.headers()["traceresponse"].to_str().unwrap().to_string();
+    let f: Vec<&str> = tr.split('-').collect();
+    assert_eq!(f.len(), 4, "{tr}");
+    assert_eq!(
+        (f[0], f[1], f[3]),
+        ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01"),
+        "{tr}"
+    );
+    assert!(f[2].len() == 16 && f[2] != "00f067aa0ba902b7", "{tr}");
+    let r = app
+        .get("/health")
+        .header("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+        .send()
+        .await
+        .unwrap();
+    let tr = r.headers()["traceresponse"].to_str().unwrap().to_string();
+    assert_eq!(tr.len(), 55, "{tr}");
+    assert!(!tr.contains("-00000000000000000000000000000000-"), "{tr}");
 }
 
 async fn cors_preflight_is_answered(app: TestApp) {
