@@ -392,6 +392,15 @@ async fn main() {
             .filter(|n| n.id != owner)
             .map(Node::base)
             .collect();
+        // Whether the owner also led the Raft group: then an election comes first.
+        let leader = get_json(&http, &format!("{live}/admin/cluster"))
+            .await
+            .and_then(|st| st["leader"].as_u64());
+        let role = if leader == Some(owner) {
+            " (the leader)"
+        } else {
+            ""
+        };
         c.kill(i);
         let killed = Instant::now();
         let done: Arc<Mutex<Option<Duration>>> = Arc::default();
@@ -420,12 +429,12 @@ async fn main() {
         match took {
             Some(d) => {
                 println!(
-                    "kill {k}: node {owner} killed, served elsewhere after {:.2} s",
+                    "kill {k}: node {owner}{role} killed, served elsewhere after {:.2} s",
                     d.as_secs_f64()
                 );
                 times.push(d.as_micros() as u64);
             }
-            None => println!("kill {k}: node {owner} killed, never served elsewhere"),
+            None => println!("kill {k}: node {owner}{role} killed, never served elsewhere"),
         }
         c.spawn(i);
         if !c.settled(&http, 250, Duration::from_secs(120)).await {

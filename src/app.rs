@@ -115,7 +115,8 @@ impl App {
         // shards: those this node acquires reconnect by themselves, without a QR.
         // Every durable write of a session checks its shard's epoch from now on.
         store.fences().enforce();
-        let shards = Arc::new(Shards::start(&config, store.fences()).await?);
+        let epoch_floor = store.max_fence_epoch().await?;
+        let shards = Arc::new(Shards::start(&config, store.fences(), epoch_floor).await?);
         crate::shards::driver::spawn(
             shards.clone(),
             engine.clone(),

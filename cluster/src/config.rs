@@ -42,6 +42,10 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Run placement when this node leads (default true; off only for benchmarks and drills).
     pub placement_enabled: bool,
+    /// The highest epoch the fences outside the map (the database) have seen. When this node
+    /// leads and the map's next epoch is not above it, it raises it first: a map rebuilt from
+    /// nothing (wiped data directories) would otherwise hand out epochs every fence refuses.
+    pub epoch_floor: u64,
 }
 
 impl ClusterConfig {
@@ -70,6 +74,7 @@ impl ClusterConfig {
             load_factor: 1.05,
             snapshot_every: 1000,
             placement_enabled: true,
+            epoch_floor: 0,
         }
     }
 

@@ -844,6 +844,23 @@ impl Node {
             if p.is_empty() {
                 continue;
             }
+            let mut commands = p.commands;
+            if map.next_epoch <= cfg.epoch_floor {
+                // Fences outside the map stand higher than its epochs (it was rebuilt): number
+                // this placement's assignments above them.
+                tracing::warn!(
+                    node = self.inner.id,
+                    next_epoch = map.next_epoch,
+                    floor = cfg.epoch_floor,
+                    "the shard map's epochs are below the database's fences; raising them"
+                );
+                commands.insert(
+                    0,
+                    Command::RaiseEpochs {
+                        at_least: cfg.epoch_floor + 1,
+                    },
+                );
+            }
             tracing::info!(
                 node = self.inner.id,
                 assigns = p.assigns,
@@ -854,9 +871,7 @@ impl Node {
             if let Err(e) = self
                 .inner
                 .raft
-                .client_write(Command::Batch {
-                    commands: p.commands,
-                })
+                .client_write(Command::Batch { commands })
                 .await
             {
                 tracing::warn!(node = self.inner.id, error = %e, "placement write failed");

@@ -100,6 +100,11 @@ pub enum Command {
         shard: u32,
         epoch: u64,
     },
+    /// `next_epoch = max(next_epoch, at_least)`: later assignments get epochs above fences
+    /// the map does not know of (a map rebuilt while the database kept its fences).
+    RaiseEpochs {
+        at_least: u64,
+    },
     /// Makes the shard unassigned (epoch kept; the next Assign raises it).
     Unassign {
         shard: u32,
@@ -297,6 +302,10 @@ impl ShardMap {
                     .get_mut(node)
                     .ok_or(Reject::UnknownNode { node: *node })?;
                 n.lease_until_ms = n.lease_until_ms.max(at_ms.saturating_add(*ttl_ms));
+                Ok(CommandResponse::Ok)
+            }
+            Command::RaiseEpochs { at_least } => {
+                self.next_epoch = self.next_epoch.max(*at_least);
                 Ok(CommandResponse::Ok)
             }
             Command::SetDraining { node, draining } => {

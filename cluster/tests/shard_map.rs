@@ -346,3 +346,20 @@ fn removing_a_node_frees_its_shards_and_cancels_handoffs_towards_it() {
     );
     assert!(!m.nodes.contains_key(&2));
 }
+
+#[test]
+fn raised_epochs_number_later_assignments_above_the_floor_and_never_go_down() {
+    let mut m = ShardMap::new();
+    add(&mut m, 1);
+    let first = assign(&mut m, 0, 1);
+    assert!(m.apply(&Command::RaiseEpochs { at_least: 500 }).is_ok());
+    assert_eq!(assign(&mut m, 1, 1), 500);
+    // A lower floor (another leader's older reading) changes nothing.
+    assert!(m.apply(&Command::RaiseEpochs { at_least: 10 }).is_ok());
+    assert_eq!(assign(&mut m, 2, 1), 501);
+    assert!(first < 500);
+    assert_eq!(
+        m.shards[0].epoch, first,
+        "assigned shards keep their epochs"
+    );
+}

@@ -37,7 +37,9 @@ impl TraceContext {
             return None;
         }
         let lower_hex = |s: &str, n: usize| {
-            s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
             return None;
@@ -95,11 +97,8 @@ fn nonzero_u64() -> u64 {
 /// The outermost layer: gives the request its [`TraceContext`] (an extension the log span and
 /// the forwarder read) and the answer its `traceresponse`, unless a forwarded answer has one.
 pub async fn trace_context(mut req: Request, next: Next) -> Response {
-    let cx = TraceContext::continue_from(
-        req.headers()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let cx =
+        TraceContext::continue_from(req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
     req.extensions_mut().insert(cx);
     let mut resp = next.run(req).await;
     if !resp.headers().contains_key(TRACERESPONSE)

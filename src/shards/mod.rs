@@ -51,7 +51,13 @@ pub struct Shards {
 impl Shards {
     /// Starts the node (one voter of its own when no peers are configured) and, for a cluster
     /// of one, waits until it owns every shard, so requests never wait for placement.
-    pub async fn start(config: &Config, fences: Arc<Fences>) -> anyhow::Result<Shards> {
+    /// `epoch_floor` is the highest epoch the database's fences have seen: a map rebuilt from
+    /// nothing (a wiped data directory) numbers its epochs above it.
+    pub async fn start(
+        config: &Config,
+        fences: Arc<Fences>,
+        epoch_floor: u64,
+    ) -> anyhow::Result<Shards> {
         let s = &config.cluster;
         let secret = s
             .secret
@@ -66,6 +72,7 @@ impl Shards {
         cc.voters = s.voters;
         cc.lease_renew = s.lease_renew;
         cc.lease_ttl = s.lease_ttl;
+        cc.epoch_floor = epoch_floor;
         if !s.clustered() {
             // A cluster of one has nobody to hand its shards to: a stalled disk must not make
             // it stop its own sessions, so its lease is long.

@@ -135,6 +135,9 @@ pub trait FenceStore: Send + Sync {
     /// shards a node acquires together, e.g. all of them at start-up). Returns the shards now
     /// held; the others are owned at a newer epoch.
     async fn acquire_fences(&self, shards: &[(u32, u64)]) -> StoreResult<Vec<u32>>;
+    /// The highest epoch any fence has stood at (0 when none was ever taken). A shard map
+    /// rebuilt from nothing numbers its epochs above it, or the fences would refuse them all.
+    async fn max_fence_epoch(&self) -> StoreResult<u64>;
 }
 
 /// The statement every fenced transaction starts with, after `$lock` (`FOR SHARE OF f` on
@@ -294,6 +297,16 @@ macro_rules! impl_fence_store {
                 }
             }
 
+            async fn max_fence_epoch(&self) -> $crate::store::StoreResult<u64> {
+                let (max,): (i64,) = sqlx::query_as::<$db, (i64,)>(
+                    "SELECT COALESCE(MAX(epoch), 0) FROM shard_fence",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
+                Ok(u64::try_from(max).unwrap_or(0))
+            }
+
             async fn acquire_fences(
                 &self,
                 shards: &[(u32, u64)],
@@ -379,5 +392,9 @@ impl FenceStore for super::CachedStore {
 
     async fn acquire_fences(&self, shards: &[(u32, u64)]) -> StoreResult<Vec<u32>> {
         self.inner().acquire_fences(shards).await
+    }
+
+    async fn max_fence_epoch(&self) -> StoreResult<u64> {
+        self.inner().max_fence_epoch().await
     }
 }

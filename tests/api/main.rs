@@ -39,3 +39,4 @@ mod store_contract;
 mod webhook_crash;
 mod webhook_delivery;
 mod webhooks;
+mod wiped_map;
