@@ -305,7 +305,10 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["x-onwapp-served-by"], owner.to_string().as_str());
+    assert_eq!(
+        r.headers()["x-onwapp-served-by"],
+        owner.to_string().as_str()
+    );
     let tr = r.headers()["traceresponse"].to_str().unwrap();
     assert!(
         tr.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && !tr.contains("b7ad6b7169203331"),

@@ -134,7 +134,10 @@ async fn every_response_has_a_request_id_and_security_headers(app: TestApp) {
     assert!(f[2].len() == 16 && f[2] != "00f067aa0ba902b7", "{tr}");
     let r = app
         .get("/health")
-        .header("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        )
         .send()
         .await
         .unwrap();
