@@ -215,7 +215,7 @@ async fn forward(
                 last_error = format!("{} is unreachable", owner.addr);
             }
             Some(Err(e)) => {
-                last_error = format!("{} is unreachable: {e}", owner.addr);
+                last_error = format!("{} is unreachable: {}", owner.addr, causes(&e));
                 break;
             }
         }
@@ -269,6 +269,19 @@ pub(crate) fn peer_client() -> PeerClient {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(http)
+}
+
+/// An error and its sources, `a: b: c` (hyper's own message alone says little: "client error
+/// (Connect)").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Why a forwarded request got no answer.
