@@ -14,7 +14,7 @@ use axum::{Router, extract::State, http::HeaderMap, routing::post};
 use onwapp::store::{ConnectOptions, connect_uncached, events::NewEvent};
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, GLOBAL_KEY, PgDatabase, eventually};
+use crate::helpers::{Db, PgDatabase, eventually};
 use crate::process::{post_json, spawn_on};
 
 /// Every request the receiver got: (event number, X-Webhook-Id), in arrival order.
