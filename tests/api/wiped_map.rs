@@ -1,11 +1,13 @@
 //! A node that lost its data directory (its Raft log and so its shard map) on a database that
 //! kept its fences at higher epochs, because the shards had moved many times before. The
 //! rebuilt map numbers its epochs above the fences, so the node fences its shards and serves
-//! again; before, every fence refused the new map's low epochs and each session answered 503.
+//! again. Before, every fence refused the new map's low epochs and the node never came up
+//! healthy.
 
 use serde_json::json;
 
-use crate::helpers::{GLOBAL_KEY, PgDatabase};
+use crate::cluster::get;
+use crate::helpers::PgDatabase;
 use crate::process::{post_json, spawn_on};
 
 #[tokio::test]
@@ -30,14 +32,8 @@ async fn a_node_with_a_wiped_data_directory_serves_again_above_the_databases_fen
 
     let wiped = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_on(wiped.path(), &envs).await;
-    let http = reqwest::Client::new();
-    let r = http
-        .get(format!("{base}/kept/status"))
-        .header("Authorization", GLOBAL_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let (code, _, body) = get(format!("{base}/kept/status")).await.unwrap();
+    assert_eq!(code, 200, "{body}");
     // A fenced write lands (the webhook), and reads back.
     let (code, b) = post_json(
         format!("{base}/kept/webhook"),
@@ -45,15 +41,7 @@ async fn a_node_with_a_wiped_data_directory_serves_again_above_the_databases_fen
     )
     .await;
     assert!((200..300).contains(&code), "{code} {b}");
-    let got: serde_json::Value = http
-        .get(format!("{base}/kept/webhook"))
-        .header("Authorization", GLOBAL_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, _, got) = get(format!("{base}/kept/webhook")).await.unwrap();
     assert_eq!(got["url"], "http://127.0.0.1:9/hook", "{got}");
     // The fences stand at the new map's epochs, above where they were.
     let db = sqlx::PgPool::connect(&pg.url).await.unwrap();
