@@ -6,8 +6,9 @@
 //!
 //! 1. **Forwarding**: `GET /{session}/status` sent to the session's owner (served locally) and to
 //!    another node (forwarded once), each for `--seconds` with `--concurrency` clients: throughput
-//!    and p50/p99 of both; then one client at a time against each, which shows what the hop
-//!    itself adds without queueing.
+//!    and p50/p99 of both, measured in five alternating slices each (a drift in the machine's
+//!    speed falls on both sides); then one client at a time against each, which shows what the
+//!    hop itself adds without queueing.
 //! 2. **Moves**: `POST /admin/drain` on one node hands all its shards (with `--sessions` sessions
 //!    spread over them) to the others; shards moved per second, then `undrain` and rebalance.
 //! 3. **Failover**: `--kills` times, the owner of a session is killed with SIGKILL; the time from
@@ -188,13 +189,34 @@ async fn served_by(http: &reqwest::Client, url: &str) -> Option<(u16, Option<u64
     Some((r.status().as_u16(), by))
 }
 
-/// `concurrency` clients sending `GET url` for `seconds`: (requests per second, latencies µs, errors).
-async fn load(url: &str, concurrency: usize, seconds: u64) -> (f64, Vec<u64>, u64) {
+/// What a load phase saw: its duration, the latencies (µs) of the 200s, and the rest.
+#[derive(Default)]
+struct Sample {
+    secs: f64,
+    lat: Vec<u64>,
+    errors: u64,
+}
+
+impl Sample {
+    fn rps(&self) -> f64 {
+        self.lat.len() as f64 / self.secs.max(1e-9)
+    }
+
+    fn add(&mut self, other: Sample) {
+        self.secs += other.secs;
+        self.lat.extend(other.lat);
+        self.errors += other.errors;
+        self.lat.sort_unstable();
+    }
+}
+
+/// `concurrency` clients sending `GET url` for `dur`.
+async fn load(url: &str, concurrency: usize, dur: Duration) -> Sample {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
-    let until = Instant::now() + Duration::from_secs(seconds);
+    let until = Instant::now() + dur;
     let lat = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(0u64));
     let started = Instant::now();
@@ -227,7 +249,20 @@ async fn load(url: &str, concurrency: usize, seconds: u64) -> (f64, Vec<u64>, u6
     let mut lat = std::mem::take(&mut *lat.lock().unwrap_or_else(|p| p.into_inner()));
     lat.sort_unstable();
     let errors = *errors.lock().unwrap_or_else(|p| p.into_inner());
-    (lat.len() as f64 / secs, lat, errors)
+    Sample { secs, lat, errors }
+}
+
+/// Load on `a` and on `b` in alternating slices (`ROUNDS` of each, `total` per side), so a drift
+/// in the machine's speed (a shared VM's neighbours) falls on both sides alike.
+async fn alternate(a: &str, b: &str, concurrency: usize, total: Duration) -> (Sample, Sample) {
+    const ROUNDS: u32 = 5;
+    let slice = total / ROUNDS;
+    let (mut sa, mut sb) = (Sample::default(), Sample::default());
+    for _ in 0..ROUNDS {
+        sa.add(load(a, concurrency, slice).await);
+        sb.add(load(b, concurrency, slice).await);
+    }
+    (sa, sb)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -300,43 +335,38 @@ async fn main() {
         .find(|n| n.id != owner)
         .expect("other")
         .base();
-    let (l_rps, l_lat, l_err) = load(
-        &format!("{local}/bench0/status"),
-        c.a.concurrency,
-        c.a.seconds,
-    )
-    .await;
-    let (f_rps, f_lat, f_err) = load(
-        &format!("{other}/bench0/status"),
-        c.a.concurrency,
-        c.a.seconds,
-    )
-    .await;
-    let row = |name: &str, rps: f64, lat: &[u64], err: u64| {
+    let (local_url, other_url) = (
+        format!("{local}/bench0/status"),
+        format!("{other}/bench0/status"),
+    );
+    let secs = Duration::from_secs(c.a.seconds);
+    let (l, f) = alternate(&local_url, &other_url, c.a.concurrency, secs).await;
+    let row = |name: &str, s: &Sample| {
         println!(
-            "{name:<16} {rps:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {err}",
-            common::pct_ms(lat, 0.5),
-            common::pct_ms(lat, 0.99)
+            "{name:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+            s.rps(),
+            common::pct_ms(&s.lat, 0.5),
+            common::pct_ms(&s.lat, 0.99),
+            s.errors
         )
     };
-    row("local", l_rps, &l_lat, l_err);
-    row("forwarded", f_rps, &f_lat, f_err);
+    row("local", &l);
+    row("forwarded", &f);
     println!(
         "forwarding adds {:.2} ms at p50 and keeps {:.0}% of local throughput",
-        common::pct_ms(&f_lat, 0.5) - common::pct_ms(&l_lat, 0.5),
-        100.0 * f_rps / l_rps.max(1.0)
+        common::pct_ms(&f.lat, 0.5) - common::pct_ms(&l.lat, 0.5),
+        100.0 * f.rps() / l.rps().max(1.0)
     );
     // The hop itself, without queueing: one client, one request at a time. (With 16 clients on
     // a saturated box, latency is clients / throughput, whatever one hop costs.)
-    let quiet = c.a.seconds.clamp(1, 5);
-    let (l1_rps, l1, l1_err) = load(&format!("{local}/bench0/status"), 1, quiet).await;
-    let (f1_rps, f1, f1_err) = load(&format!("{other}/bench0/status"), 1, quiet).await;
-    row("local, 1 client", l1_rps, &l1, l1_err);
-    row("fwd, 1 client", f1_rps, &f1, f1_err);
+    let quiet = secs.clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let (l1, f1) = alternate(&local_url, &other_url, 1, quiet).await;
+    row("local, 1 client", &l1);
+    row("fwd, 1 client", &f1);
     println!(
         "one client: forwarding adds {:.2} ms at p50, {:.2} ms at p99",
-        common::pct_ms(&f1, 0.5) - common::pct_ms(&l1, 0.5),
-        common::pct_ms(&f1, 0.99) - common::pct_ms(&l1, 0.99)
+        common::pct_ms(&f1.lat, 0.5) - common::pct_ms(&l1.lat, 0.5),
+        common::pct_ms(&f1.lat, 0.99) - common::pct_ms(&l1.lat, 0.99)
     );
 
     // 2. Moves: drain node 3, then take it back.
