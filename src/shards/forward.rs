@@ -322,9 +322,7 @@ async fn send(
         }
         headers.insert(FORWARDED_BY, HeaderValue::from(shards.node_id()));
         headers.insert(SHARD_EPOCH, HeaderValue::from(owner.epoch));
-        if let Ok(proof) = HeaderValue::from_str(shards.member_proof()) {
-            headers.insert(CLUSTER_AUTH, proof);
-        }
+        headers.insert(CLUSTER_AUTH, shards.member_proof().clone());
     }
     Ok(shards.client().request(req.body(body)?).await?)
 }

@@ -9,7 +9,7 @@ pub mod settings;
 
 use std::{sync::Arc, time::Duration};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use onwapp_cluster::{ClusterConfig, Node, Owner, shard_of};
 
 use crate::{config::Config, store::Fences};
@@ -43,7 +43,7 @@ pub struct Shards {
     /// The epochs the store holds: a shard is served here once its fence is held.
     fences: Arc<Fences>,
     /// `Bearer <CLUSTER_SECRET>`, as forwarded requests carry it.
-    member_proof: String,
+    member_proof: HeaderValue,
     node_id: u64,
     client: forward::PeerClient,
 }
@@ -90,7 +90,8 @@ impl Shards {
         let shards = Shards {
             node,
             fences,
-            member_proof: format!("Bearer {secret}"),
+            member_proof: HeaderValue::from_str(&format!("Bearer {secret}"))
+                .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET: must be printable ASCII"))?,
             node_id: s.node_id,
             client,
         };
@@ -164,7 +165,7 @@ impl Shards {
     }
 
     /// `Bearer <secret>`, as forwarded requests carry it.
-    pub(crate) fn member_proof(&self) -> &str {
+    pub(crate) fn member_proof(&self) -> &HeaderValue {
         &self.member_proof
     }
 

@@ -114,6 +114,13 @@ impl ClusterSettings {
                     "must be at least 16 characters",
                 ));
             }
+            if !v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+                return Err(err(
+                    "CLUSTER_SECRET",
+                    "<hidden>",
+                    "must be printable ASCII (it travels in a header)",
+                ));
+            }
             s.secret = Some(v);
         }
         if let Some(v) = get("CLUSTER_VOTERS") {
@@ -204,6 +211,11 @@ mod tests {
         assert_eq!(
             parse(&[peers, secret], true).unwrap_err().var,
             "NODE_ADVERTISE_URL"
+        );
+        let unprintable = ("CLUSTER_SECRET", "0123456789abcdef\u{e9}0123");
+        assert_eq!(
+            parse(&[peers, unprintable, addr], true).unwrap_err().var,
+            "CLUSTER_SECRET"
         );
         let s = parse(&[peers, secret, addr, ("NODE_ID", "2")], true).unwrap();
         assert_eq!(s.peers[1], (2, "http://10.0.0.2:3000".to_string()));
