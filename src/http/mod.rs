@@ -113,12 +113,12 @@ fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (trace_id, span_id) = req
+    // Formatted only if the span is recorded (no allocation per request otherwise).
+    let (trace, span) = req
         .extensions()
         .get::<TraceContext>()
-        .map(|cx| (cx.trace_id_hex(), cx.span_id_hex()))
-        .unwrap_or_default();
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace_id, span_id = %span_id)
+        .map_or((0, 0), |cx| (cx.trace_id, cx.span_id));
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %format_args!("{trace:032x}"), span_id = %format_args!("{span:016x}"))
 }
 
 fn cors(origins: &AllowedOrigins) -> CorsLayer {

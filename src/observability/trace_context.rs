@@ -72,10 +72,6 @@ impl TraceContext {
         format!("{:032x}", self.trace_id)
     }
 
-    pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.span_id)
-    }
-
     /// `traceparent` for a call this span makes (the forwarding hop): this span is the parent.
     pub fn child_traceparent(&self) -> String {
         format!(

@@ -99,11 +99,7 @@ pub trait OutboxStore: Send + Sync {
         session_ids: &[Uuid],
         limit: i64,
     ) -> StoreResult<Vec<QueuedEvent>> {
-        let mut all = Vec::new();
-        for id in session_ids {
-            all.extend(self.queued_events(*id, limit).await?);
-        }
-        Ok(all)
+        queues_one_by_one(self, session_ids, limit).await
     }
     /// Records the outcomes of attempts, in one transaction.
     async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()>;
@@ -132,6 +128,20 @@ pub trait OutboxStore: Send + Sync {
     /// the session, which is also the node that delivers them, so an in-process signal is
     /// enough.
     fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
+}
+
+/// [`OutboxStore::queued_events_of`] as one read per session (a store without a single
+/// statement for it).
+pub(crate) async fn queues_one_by_one<S: OutboxStore + ?Sized>(
+    store: &S,
+    session_ids: &[Uuid],
+    limit: i64,
+) -> StoreResult<Vec<QueuedEvent>> {
+    let mut all = Vec::new();
+    for id in session_ids {
+        all.extend(store.queued_events(*id, limit).await?);
+    }
+    Ok(all)
 }
 
 /// The statements both databases share; `$seq` is the column that orders a session's events.

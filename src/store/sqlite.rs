@@ -114,12 +114,7 @@ impl SqliteStore {
         session_ids: &[uuid::Uuid],
         limit: i64,
     ) -> super::StoreResult<Vec<super::outbox::QueuedEvent>> {
-        use super::outbox::OutboxStore;
-        let mut all = Vec::new();
-        for id in session_ids {
-            all.extend(self.queued_events(*id, limit).await?);
-        }
-        Ok(all)
+        super::outbox::queues_one_by_one(self, session_ids, limit).await
     }
 
     async fn claim_outbox_sessions(
