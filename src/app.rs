@@ -116,7 +116,8 @@ impl App {
         // Every durable write of a session checks its shard's epoch from now on.
         store.fences().enforce();
         let epoch_floor = store.max_fence_epoch().await?;
-        let shards = Arc::new(Shards::start(&config, store.fences(), epoch_floor).await?);
+        let shards =
+            Arc::new(Shards::start(&config, store.fences(), epoch_floor, metrics.clone()).await?);
         crate::shards::driver::spawn(
             shards.clone(),
             engine.clone(),

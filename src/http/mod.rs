@@ -158,6 +158,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    s.metrics.cluster.observe(&s.shards.node().status());
     (
         StatusCode::OK,
         [(

@@ -21,6 +21,29 @@ pub struct Metrics {
     pub webhook_attempts: IntCounterVec,
     /// Seconds from an event's enqueue to its delivery.
     pub webhook_latency: prometheus::Histogram,
+    /// The cluster as this node sees it (set at each scrape).
+    pub cluster: ClusterGauges,
+    /// Each try of the entry node to forward a request, by outcome.
+    pub cluster_forwards: IntCounterVec,
+    /// Requests forwarded here by a member, by outcome (served, misdirected).
+    pub cluster_member_requests: IntCounterVec,
+    /// Ownership events this node handled (acquired, releasing, lost).
+    pub cluster_shard_events: IntCounterVec,
+}
+
+/// Gauges read off the cluster node when `/metrics` is scraped.
+pub struct ClusterGauges {
+    pub term: IntGauge,
+    pub is_leader: IntGauge,
+    pub leader: IntGauge,
+    pub last_applied: IntGauge,
+    pub lease_valid: IntGauge,
+    pub lease_remaining: prometheus::Gauge,
+    pub shards_owned: IntGauge,
+    pub shards_unassigned: IntGauge,
+    pub moves_in_flight: IntGauge,
+    pub node_shards: prometheus::IntGaugeVec,
+    pub node_lease_remaining: prometheus::GaugeVec,
 }
 
 impl Metrics {
@@ -29,17 +52,20 @@ impl Metrics {
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
-                "HTTP requests by route template, method and status",
+                "HTTP requests from clients by route template, method and status (a forwarded \
+                 request is counted once, by the node it entered)",
             ),
             &["method", "route", "status"],
         )
         .expect("static metric definition");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
-                vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-                ],
-            ),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency as clients see it (forwarded: measured where it entered)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
             &["method", "route", "status"],
         )
         .expect("static metric definition");
@@ -89,6 +115,39 @@ impl Metrics {
             ]),
         )
         .expect("static metric definition");
+        let cluster = ClusterGauges::new();
+        let cluster_forwards = IntCounterVec::new(
+            Opts::new(
+                "cluster_forwards_total",
+                "Tries to forward a request to the session's owner, by outcome (relayed, \
+                 misdirected, unreachable, owner_gone, served_here, no_owner, gave_up)",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let cluster_member_requests = IntCounterVec::new(
+            Opts::new(
+                "cluster_member_requests_total",
+                "Requests another node forwarded here, by outcome (served, misdirected)",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let cluster_shard_events = IntCounterVec::new(
+            Opts::new(
+                "cluster_shard_events_total",
+                "Ownership events this node handled (acquired, releasing, lost)",
+            ),
+            &["event"],
+        )
+        .expect("static metric definition");
+        for c in cluster.collectors().into_iter().chain([
+            Box::new(cluster_forwards.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cluster_member_requests.clone()),
+            Box::new(cluster_shard_events.clone()),
+        ]) {
+            registry.register(c).expect("metric registered once");
+        }
         for c in [
             Box::new(webhook_queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(webhook_dead_letters.clone()),
@@ -115,6 +174,10 @@ impl Metrics {
             webhook_dead_letters,
             webhook_attempts,
             webhook_latency,
+            cluster,
+            cluster_forwards,
+            cluster_member_requests,
+            cluster_shard_events,
         }
     }
 
@@ -125,6 +188,111 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl ClusterGauges {
+    fn new() -> Self {
+        let int = |name: &str, help: &str| IntGauge::new(name, help).expect("static metric");
+        ClusterGauges {
+            term: int("cluster_raft_term", "The Raft term this node is in"),
+            is_leader: int(
+                "cluster_is_leader",
+                "1 while this node leads the Raft group",
+            ),
+            leader: int(
+                "cluster_leader_id",
+                "The node id of the Raft leader this node knows (0: none)",
+            ),
+            last_applied: int(
+                "cluster_last_applied_index",
+                "Index of the last Raft log entry applied to this node's shard map",
+            ),
+            lease_valid: int(
+                "cluster_lease_valid",
+                "1 while this node's own lease is valid",
+            ),
+            lease_remaining: prometheus::Gauge::new(
+                "cluster_lease_remaining_seconds",
+                "Local lease validity left (0 when lost)",
+            )
+            .expect("static metric"),
+            shards_owned: int(
+                "cluster_shards_owned",
+                "Shards this node serves (owned in the map, lease valid)",
+            ),
+            shards_unassigned: int(
+                "cluster_shards_unassigned",
+                "Shards without an owner in this node's map",
+            ),
+            moves_in_flight: int(
+                "cluster_moves_in_flight",
+                "Planned handoffs in progress in this node's map",
+            ),
+            node_shards: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "cluster_node_shards",
+                    "Shards each member owns, as this node's map says",
+                ),
+                &["node"],
+            )
+            .expect("static metric"),
+            node_lease_remaining: prometheus::GaugeVec::new(
+                Opts::new(
+                    "cluster_node_lease_remaining_seconds",
+                    "Lease left of each member, as this node's map says (negative: expired)",
+                ),
+                &["node"],
+            )
+            .expect("static metric"),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.term.clone()),
+            Box::new(self.is_leader.clone()),
+            Box::new(self.leader.clone()),
+            Box::new(self.last_applied.clone()),
+            Box::new(self.lease_valid.clone()),
+            Box::new(self.lease_remaining.clone()),
+            Box::new(self.shards_owned.clone()),
+            Box::new(self.shards_unassigned.clone()),
+            Box::new(self.moves_in_flight.clone()),
+            Box::new(self.node_shards.clone()),
+            Box::new(self.node_lease_remaining.clone()),
+        ]
+    }
+
+    /// Sets every gauge from the node's view of the cluster.
+    pub fn observe(&self, st: &onwapp_cluster::status::ClusterStatus) {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.term.set(int(st.term));
+        self.is_leader.set(i64::from(st.leader == Some(st.node_id)));
+        self.leader.set(st.leader.map_or(0, int));
+        self.last_applied.set(int(st.last_applied));
+        let valid = st.lease == onwapp_cluster::LeaseState::Valid;
+        self.lease_valid.set(i64::from(valid));
+        self.lease_remaining.set(if valid {
+            st.lease_left_ms as f64 / 1000.0
+        } else {
+            0.0
+        });
+        self.shards_owned.set(st.owned_shards as i64);
+        self.shards_unassigned.set(st.unassigned as i64);
+        self.moves_in_flight.set(st.moves_in_flight as i64);
+        // Members that left the map leave the metric too.
+        self.node_shards.reset();
+        self.node_lease_remaining.reset();
+        for n in &st.nodes {
+            let id = n.id.to_string();
+            self.node_shards
+                .with_label_values(&[id.as_str()])
+                .set(n.shards as i64);
+            self.node_lease_remaining
+                .with_label_values(&[id.as_str()])
+                .set(n.lease_remaining_ms as f64 / 1000.0);
+        }
     }
 }
 

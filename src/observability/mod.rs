@@ -3,7 +3,7 @@
 mod metrics;
 pub mod trace_context;
 
-pub use metrics::Metrics;
+pub use metrics::{ClusterGauges, Metrics};
 
 use std::io::IsTerminal;
 

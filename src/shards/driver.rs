@@ -66,6 +66,16 @@ impl Driver {
             let mut acquired: BTreeMap<u32, u64> = BTreeMap::new();
             let mut releasing: Vec<(u32, u64, u64)> = Vec::new();
             for ev in batch {
+                let kind = match ev {
+                    OwnershipEvent::Acquired { .. } => "acquired",
+                    OwnershipEvent::Releasing { .. } => "releasing",
+                    OwnershipEvent::Lost { .. } => "lost",
+                };
+                self.shards
+                    .metrics()
+                    .cluster_shard_events
+                    .with_label_values(&[kind])
+                    .inc();
                 match ev {
                     OwnershipEvent::Acquired { shard, epoch } => {
                         self.hand_off(std::mem::take(&mut releasing)).await;

@@ -135,6 +135,7 @@ pub async fn serve_or_forward(shards: &Shards, name: &str, req: Request, next: N
     let owner = match shards.wait_route(name, WAIT_FOR_OWNER).await {
         Route::Local { epoch, .. } => return serve_here(epoch, req, next).await,
         Route::Unowned { shard } => {
+            count(shards, "no_owner");
             return unavailable(format!(
                 "no node serves session '{name}' (shard {shard}) right now; retry shortly"
             ));
@@ -202,19 +203,26 @@ async fn forward(
         };
         match answer {
             None => {
+                count(shards, "owner_gone");
                 tracing::info!(session = name, owner = %owner.addr, "the owner's lease ran out and its shard moved while it held the request; routing again");
                 last_error = format!("{} stopped answering", owner.addr);
             }
             Some(Ok(r)) if r.status() == StatusCode::MISDIRECTED_REQUEST && retryable => {
+                count(shards, "misdirected");
                 tracing::debug!(session = name, owner = %owner.addr, "421 from the owner; the map moved");
                 last_error = format!("{} no longer serves it", owner.addr);
             }
-            Some(Ok(r)) => return relay(r),
+            Some(Ok(r)) => {
+                count(shards, "relayed");
+                return relay(r);
+            }
             Some(Err(e)) if retryable => {
+                count(shards, "unreachable");
                 tracing::debug!(session = name, owner = %owner.addr, error = %e, "forwarding failed");
                 last_error = format!("{} is unreachable", owner.addr);
             }
             Some(Err(e)) => {
+                count(shards, "unreachable");
                 last_error = format!("{} is unreachable: {}", owner.addr, causes(&e));
                 break;
             }
@@ -224,15 +232,26 @@ async fn forward(
         match shards.wait_route(name, WAIT_FOR_OWNER).await {
             Route::Local { epoch, .. } => {
                 let Held::Bytes(b) = held else { break };
+                count(shards, "served_here");
                 return serve_here(epoch, Request::from_parts(parts, Body::from(b)), next).await;
             }
             Route::Remote { owner: o, .. } => owner = o,
             Route::Unowned { .. } => {}
         }
     }
+    count(shards, "gave_up");
     unavailable(format!(
         "session '{name}' could not be reached ({last_error}); retry shortly"
     ))
+}
+
+/// Counts one forwarding try by outcome (`onwapp_cluster_forwards_total`).
+fn count(shards: &Shards, outcome: &str) {
+    shards
+        .metrics()
+        .cluster_forwards
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 /// Resolves once the local map gives `owner`'s shard to another node or epoch while `owner`'s

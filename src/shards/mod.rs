@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderValue};
 use onwapp_cluster::{ClusterConfig, Node, Owner, shard_of};
 
-use crate::{config::Config, store::Fences};
+use crate::{config::Config, observability::Metrics, store::Fences};
 
 /// Header naming the node that forwarded a request.
 pub const FORWARDED_BY: &str = "x-onwapp-forwarded-by";
@@ -46,6 +46,8 @@ pub struct Shards {
     member_proof: HeaderValue,
     node_id: u64,
     client: forward::PeerClient,
+    /// Forwarding and ownership counters (`onwapp_cluster_*`).
+    metrics: Arc<Metrics>,
 }
 
 impl Shards {
@@ -57,6 +59,7 @@ impl Shards {
         config: &Config,
         fences: Arc<Fences>,
         epoch_floor: u64,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Shards> {
         let s = &config.cluster;
         let secret = s
@@ -94,6 +97,7 @@ impl Shards {
                 .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET: must be printable ASCII"))?,
             node_id: s.node_id,
             client,
+            metrics,
         };
         if !s.clustered() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -119,6 +123,10 @@ impl Shards {
         &self.client
     }
 
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Where `session`'s requests go, by the local copy of the map.
     pub fn route(&self, session: &str) -> Route {
         let shard = shard_of(session);
@@ -137,6 +145,11 @@ impl Shards {
 
     /// [`Shards::route`], waiting up to `limit` for the map to name an owner.
     pub async fn wait_route(&self, session: &str, limit: Duration) -> Route {
+        // The common case, without a clock read or a watch of the map.
+        let route = self.route(session);
+        if !matches!(route, Route::Unowned { .. }) {
+            return route;
+        }
         let deadline = tokio::time::Instant::now() + limit;
         let mut watch = self.node.map_watch();
         loop {

@@ -162,6 +162,20 @@ fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The value of the sample `series` (name and labels, as Prometheus prints them) on `base`'s
+/// `/metrics`; 0 when the series is absent.
+pub async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Waits until `node` sees three members with leases and every shard placed.
 pub async fn formed(node: &Member, limit: Duration) -> Value {
     formed_with(node, 3, limit).await
@@ -314,6 +328,59 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         tr.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && !tr.contains("b7ad6b7169203331"),
         "{tr}"
     );
+
+    // The metrics count each client request once, where it entered; the owner counts what
+    // members forwarded to it apart, and every node exports its view of the cluster.
+    let entry = nodes.iter().find(|n| n.id != owner).unwrap();
+    let owner_base = &nodes.iter().find(|n| n.id == owner).unwrap().base;
+    let status_series =
+        r#"onwapp_http_requests_total{method="GET",route="/{session}/status",status="200"}"#;
+    assert!(
+        metric(
+            &entry.base,
+            r#"onwapp_cluster_forwards_total{outcome="relayed"}"#
+        )
+        .await
+            >= 3.0
+    );
+    assert!(
+        metric(
+            owner_base,
+            r#"onwapp_cluster_member_requests_total{outcome="served"}"#
+        )
+        .await
+            >= 4.0
+    );
+    assert_eq!(
+        metric(owner_base, status_series).await,
+        1.0,
+        "the owner counted forwarded requests as its clients'"
+    );
+    assert_eq!(
+        metric(
+            &entry.base,
+            r#"onwapp_cluster_forwards_total{outcome="gave_up"}"#
+        )
+        .await,
+        0.0
+    );
+    let mut owned = 0.0;
+    let mut leaders = 0.0;
+    for n in &nodes {
+        owned += metric(&n.base, "onwapp_cluster_shards_owned").await;
+        leaders += metric(&n.base, "onwapp_cluster_is_leader").await;
+        assert_eq!(metric(&n.base, "onwapp_cluster_lease_valid").await, 1.0);
+        assert!(metric(&n.base, "onwapp_cluster_raft_term").await >= 1.0);
+        assert!(
+            metric(
+                &n.base,
+                r#"onwapp_cluster_shard_events_total{event="acquired"}"#
+            )
+            .await
+                >= 1.0
+        );
+    }
+    assert_eq!((owned, leaders), (1024.0, 1.0));
 
     // SIGKILL the owner: another node owns the session within the TTL plus a few seconds.
     let killed = Instant::now();

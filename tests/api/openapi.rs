@@ -91,4 +91,15 @@ async fn metrics_count_requests_by_route_template() {
     );
     assert!(text.contains("onwapp_http_request_duration_seconds_bucket"));
     assert!(text.contains("onwapp_ratelimit_decisions_total"));
+    // A single node is a cluster of one: it leads, holds its lease and owns every shard.
+    for line in [
+        "onwapp_cluster_is_leader 1",
+        "onwapp_cluster_lease_valid 1",
+        "onwapp_cluster_shards_owned 1024",
+        "onwapp_cluster_shards_unassigned 0",
+        r#"onwapp_cluster_node_shards{node="1"} 1024"#,
+        r#"onwapp_cluster_shard_events_total{event="acquired"} 1024"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
 }

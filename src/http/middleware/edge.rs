@@ -1,4 +1,5 @@
-//! What every request goes through, matched or not: metrics by route template and status,
+//! What every request goes through, matched or not: metrics by route template and status
+//! (except a member's forwarded request: the node it entered counts it),
 //! the security headers, the body limit (413) and the request timeout (504).
 
 use std::time::Instant;
@@ -10,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::route::RouteTemplate;
+use super::route::{MemberRequest, RouteTemplate};
 use crate::{app::AppState, error::ApiError, http::extract::BodyLimit};
 
 pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -28,6 +29,9 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         }
     };
     security_headers(resp.headers_mut(), api);
+    if resp.extensions().get::<MemberRequest>().is_some() {
+        return resp;
+    }
 
     let route = resp
         .extensions()

@@ -21,6 +21,11 @@ use crate::{
 #[derive(Clone)]
 pub struct RouteTemplate(pub String);
 
+/// Marks the answer to a request a member forwarded here: counted by the node it entered, so
+/// the HTTP metrics summed over the cluster count each client request once.
+#[derive(Clone, Copy)]
+pub struct MemberRequest;
+
 /// Routes the scraper must always reach.
 const UNLIMITED: &[&str] = &["/metrics"];
 
@@ -36,10 +41,19 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         // Forwarded by a member: served here if this node still owns the session, never
         // forwarded again, and not rate-limited twice.
         Some(name) if state.shards.is_member_request(req.headers()) => {
-            match forward::misdirected_here(&state.shards, &name, req.headers()).await {
-                Ok(epoch) => forward::serve_here(epoch, req, next).await,
-                Err(misdirected) => misdirected,
-            }
+            let (outcome, mut resp) =
+                match forward::misdirected_here(&state.shards, &name, req.headers()).await {
+                    Ok(epoch) => ("served", forward::serve_here(epoch, req, next).await),
+                    Err(misdirected) => ("misdirected", misdirected),
+                };
+            state
+                .metrics
+                .cluster_member_requests
+                .with_label_values(&[outcome])
+                .inc();
+            // The entry node counts it in the HTTP metrics, with the latency its client saw.
+            resp.extensions_mut().insert(MemberRequest);
+            resp
         }
         session => {
             let limited = template.as_deref().is_none_or(|t| !UNLIMITED.contains(&t));
