@@ -348,6 +348,9 @@ async fn send(
 
 fn relay(r: http::Response<hyper::body::Incoming>) -> Response {
     let (mut parts, body) = r.into_parts();
+    // This node's CORS layer answers the client: it sets the `Access-Control-*` headers again
+    // (replacing the owner's) and appends its `Vary`, which would otherwise come twice.
+    parts.headers.remove(header::VARY);
     let hop =
         |k: &header::HeaderName| HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH;
     if parts.headers.keys().any(hop) {

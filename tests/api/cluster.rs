@@ -329,10 +329,45 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         "{tr}"
     );
 
+    // A browser's request: the CORS headers of a forwarded answer are those of a local one.
+    let cors = |base: String| async move {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/shop/status"))
+            .header("Authorization", GLOBAL_KEY)
+            .header("Origin", "https://app.example")
+            .send()
+            .await
+            .unwrap();
+        let mut h: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str() == "vary" || k.as_str().starts_with("access-control-"))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        h.sort();
+        h
+    };
+    let owner_base = nodes.iter().find(|n| n.id == owner).unwrap().base.clone();
+    let local = cors(owner_base.clone()).await;
+    assert!(
+        local
+            .iter()
+            .any(|(k, _)| k == "access-control-allow-origin"),
+        "{local:?}"
+    );
+    for n in nodes.iter().filter(|n| n.id != owner) {
+        assert_eq!(
+            cors(n.base.clone()).await,
+            local,
+            "forwarded through node {}",
+            n.id
+        );
+    }
+
     // The metrics count each client request once, where it entered; the owner counts what
     // members forwarded to it apart, and every node exports its view of the cluster.
     let entry = nodes.iter().find(|n| n.id != owner).unwrap();
-    let owner_base = &nodes.iter().find(|n| n.id == owner).unwrap().base;
+    let owner_base = &owner_base;
     let status_series =
         r#"onwapp_http_requests_total{method="GET",route="/{session}/status",status="200"}"#;
     assert!(
@@ -341,7 +376,7 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
             r#"onwapp_cluster_forwards_total{outcome="relayed"}"#
         )
         .await
-            >= 3.0
+            >= 4.0
     );
     assert!(
         metric(
@@ -349,11 +384,11 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
             r#"onwapp_cluster_member_requests_total{outcome="served"}"#
         )
         .await
-            >= 4.0
+            >= 6.0
     );
     assert_eq!(
         metric(owner_base, status_series).await,
-        1.0,
+        2.0,
         "the owner counted forwarded requests as its clients'"
     );
     assert_eq!(
