@@ -93,6 +93,8 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_onwapp"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // Each node's runtime size, when set (three nodes share this machine's cores).
+            .envs(std::env::vars().filter(|(k, _)| k == "TOKIO_WORKER_THREADS"))
             .env("PORT", n.port.to_string())
             .env("DATA_DIR", n.dir.path())
             .env("GLOBAL_API_KEY", KEY)
