@@ -21,12 +21,12 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
 use onwapp_cluster::{Owner, shard_of};
 use serde_json::json;
 
 use crate::observability::trace_context::{TRACEPARENT, TraceContext};
 
+use super::peer::{Payload, PeerError};
 use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
 
 /// Extra tries after a 421 or an unreachable owner.
@@ -45,6 +45,7 @@ const HOP_BY_HOP: &[&str] = &[
     "te",
     "trailer",
     "upgrade",
+    "expect",
     "host",
     "content-length",
     FORWARDED_BY,
@@ -182,15 +183,15 @@ async fn forward(
 ) -> Response {
     let mut last_error = String::new();
     for attempt in 0..=RETRIES {
-        let body = match &mut held {
-            Held::Bytes(b) => Body::from(b.clone()),
+        let payload = match &mut held {
+            Held::Bytes(b) => Payload::Bytes(b.clone()),
             Held::Stream(s) => match s.take() {
-                Some(b) => b,
+                Some(b) => Payload::Stream(b),
                 None => break,
             },
         };
         let retryable = matches!(held, Held::Bytes(_)) && attempt < RETRIES;
-        let sent = send(shards, &parts, &owner, body);
+        let sent = send(shards, &parts, &owner, payload);
         let answer = if retryable {
             // A frozen (or cut off) owner accepts the connection and never answers: stop
             // waiting once the map gave its shard away for an expired lease.
@@ -278,18 +279,6 @@ async fn owner_gone(shards: &Shards, shard: u32, owner: &Owner) {
     }
 }
 
-/// The connection pool to the other members: plain HTTP/1.1 over hyper, kept alive, no Nagle.
-pub(crate) type PeerClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
-
-pub(crate) fn peer_client() -> PeerClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(2)));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(http)
-}
-
 /// An error and its sources, `a: b: c` (hyper's own message alone says little: "client error
 /// (Connect)").
 fn causes(e: &dyn std::error::Error) -> String {
@@ -303,50 +292,39 @@ fn causes(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Why a forwarded request got no answer.
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    #[error("bad owner address: {0}")]
-    Address(#[from] http::Error),
-    #[error(transparent)]
-    Peer(#[from] hyper_util::client::legacy::Error),
-}
-
 async fn send(
     shards: &Shards,
     parts: &http::request::Parts,
     owner: &Owner,
-    body: Body,
-) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+    payload: Payload,
+) -> Result<http::Response<Body>, PeerError> {
     let target = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let mut req = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(format!("{}{target}", owner.addr));
-    if let Some(headers) = req.headers_mut() {
-        headers.reserve(parts.headers.len() + 3);
-        for (k, v) in &parts.headers {
-            if !HOP_BY_HOP.contains(&k.as_str()) {
-                headers.append(k.clone(), v.clone());
-            }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    for (k, v) in &parts.headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            headers.append(k.clone(), v.clone());
         }
-        // The owner's span is a child of this node's (W3C trace context across the hop).
-        if let Some(cx) = parts.extensions.get::<TraceContext>()
-            && let Ok(v) = HeaderValue::from_str(&cx.child_traceparent())
-        {
-            headers.insert(TRACEPARENT, v);
-        }
-        headers.insert(FORWARDED_BY, HeaderValue::from(shards.node_id()));
-        headers.insert(SHARD_EPOCH, HeaderValue::from(owner.epoch));
-        headers.insert(CLUSTER_AUTH, shards.member_proof().clone());
     }
-    Ok(shards.client().request(req.body(body)?).await?)
+    // The owner's span is a child of this node's (W3C trace context across the hop).
+    if let Some(cx) = parts.extensions.get::<TraceContext>()
+        && let Ok(v) = HeaderValue::from_str(&cx.child_traceparent())
+    {
+        headers.insert(TRACEPARENT, v);
+    }
+    headers.insert(FORWARDED_BY, HeaderValue::from(shards.node_id()));
+    headers.insert(SHARD_EPOCH, HeaderValue::from(owner.epoch));
+    headers.insert(CLUSTER_AUTH, shards.member_proof().clone());
+    shards
+        .peers()
+        .send(&owner.addr, &parts.method, target, &headers, payload)
+        .await
 }
 
-fn relay(r: http::Response<hyper::body::Incoming>) -> Response {
+fn relay(r: http::Response<Body>) -> Response {
     let (mut parts, body) = r.into_parts();
     // This node's CORS layer answers the client: it sets the `Access-Control-*` headers again
     // (replacing the owner's) and appends its `Vary`, which would otherwise come twice.
@@ -362,7 +340,7 @@ fn relay(r: http::Response<hyper::body::Incoming>) -> Response {
         }
         parts.headers = kept;
     }
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod driver;
 pub mod forward;
+pub mod peer;
 pub mod settings;
 
 use std::{sync::Arc, time::Duration};
@@ -45,7 +46,7 @@ pub struct Shards {
     /// `Bearer <CLUSTER_SECRET>`, as forwarded requests carry it.
     member_proof: HeaderValue,
     node_id: u64,
-    client: forward::PeerClient,
+    peers: peer::Peers,
     /// Forwarding and ownership counters (`onwapp_cluster_*`).
     metrics: Arc<Metrics>,
 }
@@ -89,14 +90,13 @@ impl Shards {
         let node = Node::start(cc)
             .await
             .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
-        let client = forward::peer_client();
         let shards = Shards {
             node,
             fences,
             member_proof: HeaderValue::from_str(&format!("Bearer {secret}"))
                 .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET: must be printable ASCII"))?,
             node_id: s.node_id,
-            client,
+            peers: peer::Peers::default(),
             metrics,
         };
         if !s.clustered() {
@@ -119,8 +119,8 @@ impl Shards {
         self.node_id
     }
 
-    pub(crate) fn client(&self) -> &forward::PeerClient {
-        &self.client
+    pub(crate) fn peers(&self) -> &peer::Peers {
+        &self.peers
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
