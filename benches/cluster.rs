@@ -255,16 +255,49 @@ async fn load(url: &str, concurrency: usize, dur: Duration) -> Sample {
 }
 
 /// Load on `a` and on `b` in alternating slices (`ROUNDS` of each, `total` per side), so a drift
-/// in the machine's speed (a shared VM's neighbours) falls on both sides alike.
-async fn alternate(a: &str, b: &str, concurrency: usize, total: Duration) -> (Sample, Sample) {
+/// in the machine's speed (a shared VM's neighbours) falls on both sides alike. The CPU that the
+/// processes `pids` (the nodes), the load generator and the whole machine spent is added up per
+/// side.
+async fn alternate(
+    a: &str,
+    b: &str,
+    concurrency: usize,
+    total: Duration,
+    pids: &[u32],
+) -> ((Sample, common::Cpu), (Sample, common::Cpu)) {
     const ROUNDS: u32 = 5;
     let slice = total / ROUNDS;
     let (mut sa, mut sb) = (Sample::default(), Sample::default());
+    let (mut ca, mut cb) = (common::Cpu::default(), common::Cpu::default());
     for _ in 0..ROUNDS {
+        let before = common::Cpu::read(pids);
         sa.add(load(a, concurrency, slice).await);
+        let between = common::Cpu::read(pids);
         sb.add(load(b, concurrency, slice).await);
+        let after = common::Cpu::read(pids);
+        ca.add(&before.until(&between));
+        cb.add(&between.until(&after));
     }
-    (sa, sb)
+    ((sa, ca), (sb, cb))
+}
+
+/// One line of CPU microseconds per request: each node, the load generator, everything else on
+/// the machine (Redis, Postgres, the kernel's share not charged to a process), and the total.
+fn cpu_row(name: &str, s: &Sample, cpu: &common::Cpu, ids: &[u64]) {
+    let n = s.lat.len();
+    let nodes: u64 = cpu.procs.iter().sum();
+    let per_node = ids
+        .iter()
+        .zip(&cpu.procs)
+        .map(|(id, t)| format!("node {id} {:>5.1}", common::us_per(*t, n)))
+        .collect::<Vec<_>>()
+        .join("  ");
+    println!(
+        "{name:<16} CPU us/request: {per_node}  load generator {:>5.1}  rest {:>5.1}  machine {:>5.1}",
+        common::us_per(cpu.me, n),
+        common::us_per(cpu.machine.saturating_sub(nodes + cpu.me), n),
+        common::us_per(cpu.machine, n),
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +375,15 @@ async fn main() {
         format!("{other}/bench0/status"),
     );
     let secs = Duration::from_secs(c.a.seconds);
-    let (l, f) = alternate(&local_url, &other_url, c.a.concurrency, secs).await;
+    let pids: Vec<u32> = c
+        .nodes
+        .iter()
+        .map(|n| n.child.as_ref().map_or(0, |ch| ch.id()))
+        .collect();
+    let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
+    println!("session bench0: owner node {owner}, forwarded through {other}");
+    let ((l, lcpu), (f, fcpu)) =
+        alternate(&local_url, &other_url, c.a.concurrency, secs, &pids).await;
     let row = |name: &str, s: &Sample| {
         println!(
             "{name:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
@@ -354,6 +395,8 @@ async fn main() {
     };
     row("local", &l);
     row("forwarded", &f);
+    cpu_row("local", &l, &lcpu, &ids);
+    cpu_row("forwarded", &f, &fcpu, &ids);
     println!(
         "forwarding adds {:.2} ms at p50 and keeps {:.0}% of local throughput",
         common::pct_ms(&f.lat, 0.5) - common::pct_ms(&l.lat, 0.5),
@@ -362,7 +405,7 @@ async fn main() {
     // The hop itself, without queueing: one client, one request at a time. (With 16 clients on
     // a saturated box, latency is clients / throughput, whatever one hop costs.)
     let quiet = secs.clamp(Duration::from_secs(1), Duration::from_secs(5));
-    let (l1, f1) = alternate(&local_url, &other_url, 1, quiet).await;
+    let ((l1, _), (f1, _)) = alternate(&local_url, &other_url, 1, quiet, &pids).await;
     row("local, 1 client", &l1);
     row("fwd, 1 client", &f1);
     println!(

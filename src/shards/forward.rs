@@ -303,24 +303,36 @@ async fn send(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-    for (k, v) in &parts.headers {
-        if !HOP_BY_HOP.contains(&k.as_str()) {
-            headers.append(k.clone(), v.clone());
-        }
-    }
     // The owner's span is a child of this node's (W3C trace context across the hop).
-    if let Some(cx) = parts.extensions.get::<TraceContext>()
-        && let Ok(v) = HeaderValue::from_str(&cx.child_traceparent())
-    {
-        headers.insert(TRACEPARENT, v);
-    }
-    headers.insert(FORWARDED_BY, HeaderValue::from(shards.node_id()));
-    headers.insert(SHARD_EPOCH, HeaderValue::from(owner.epoch));
-    headers.insert(CLUSTER_AUTH, shards.member_proof().clone());
+    let traceparent = parts
+        .extensions
+        .get::<TraceContext>()
+        .map(TraceContext::child_traceparent);
+    let epoch = owner.epoch.to_string();
+    let client = parts
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !HOP_BY_HOP.contains(&k.as_str()) && (traceparent.is_none() || *k != TRACEPARENT)
+        })
+        .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()));
+    let ours = [
+        (FORWARDED_BY.as_bytes(), shards.node_id_header().as_bytes()),
+        (SHARD_EPOCH.as_bytes(), epoch.as_bytes()),
+        (CLUSTER_AUTH.as_bytes(), shards.member_proof().as_bytes()),
+    ];
+    let trace = traceparent
+        .as_deref()
+        .map(|t| (TRACEPARENT.as_bytes(), t.as_bytes()));
     shards
         .peers()
-        .send(&owner.addr, &parts.method, target, &headers, payload)
+        .send(
+            &owner.addr,
+            &parts.method,
+            target,
+            client.chain(trace).chain(ours),
+            payload,
+        )
         .await
 }
 

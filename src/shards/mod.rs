@@ -46,6 +46,8 @@ pub struct Shards {
     /// `Bearer <CLUSTER_SECRET>`, as forwarded requests carry it.
     member_proof: HeaderValue,
     node_id: u64,
+    /// This node's id as forwarded requests carry it ([`FORWARDED_BY`]).
+    node_id_header: HeaderValue,
     peers: peer::Peers,
     /// Forwarding and ownership counters (`onwapp_cluster_*`).
     metrics: Arc<Metrics>,
@@ -96,6 +98,7 @@ impl Shards {
             member_proof: HeaderValue::from_str(&format!("Bearer {secret}"))
                 .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET: must be printable ASCII"))?,
             node_id: s.node_id,
+            node_id_header: HeaderValue::from(s.node_id),
             peers: peer::Peers::default(),
             metrics,
         };
@@ -117,6 +120,10 @@ impl Shards {
 
     pub fn node_id(&self) -> u64 {
         self.node_id
+    }
+
+    pub(crate) fn node_id_header(&self) -> &HeaderValue {
+        &self.node_id_header
     }
 
     pub(crate) fn peers(&self) -> &peer::Peers {

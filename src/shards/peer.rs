@@ -75,7 +75,13 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Kept-alive connections to the members, by `host:port`.
 #[derive(Clone, Default)]
 pub struct Peers {
-    idle: Arc<Mutex<HashMap<String, Vec<Idle>>>>,
+    idle: Arc<Mutex<HashMap<Arc<str>, Member>>>,
+}
+
+/// One member's idle connections, and its address as connections hold it.
+struct Member {
+    authority: Arc<str>,
+    idle: Vec<Idle>,
 }
 
 struct Idle {
@@ -86,7 +92,7 @@ struct Idle {
 /// A connection on loan, returned to its pool when its answer has been read.
 struct Conn {
     stream: TcpStream,
-    authority: String,
+    authority: Arc<str>,
     pool: Peers,
 }
 
@@ -95,9 +101,11 @@ impl Conn {
         let Ok(mut idle) = self.pool.idle.lock() else {
             return;
         };
-        let list = idle.entry(self.authority).or_default();
-        if list.len() < MAX_IDLE {
-            list.push(Idle {
+        let Some(member) = idle.get_mut(&self.authority) else {
+            return;
+        };
+        if member.idle.len() < MAX_IDLE {
+            member.idle.push(Idle {
                 stream: self.stream,
                 since: Instant::now(),
             });
@@ -108,12 +116,14 @@ impl Conn {
 impl Peers {
     /// Sends `method target` with `headers` to the member at `base` (`http://host:port`) and
     /// returns its answer, whose body streams from the connection.
-    pub async fn send(
+    /// `headers` are written as given, but for those that frame the message (`Host`,
+    /// `Content-Length`, `Transfer-Encoding`, `Connection`, ...), which this client writes.
+    pub async fn send<'h>(
         &self,
         base: &str,
         method: &Method,
         target: &str,
-        headers: &HeaderMap,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
         payload: Payload,
     ) -> Result<http::Response<Body>, PeerError> {
         let authority = base
@@ -197,11 +207,11 @@ impl Peers {
     /// An idle connection to `authority` that is still open.
     fn take(&self, authority: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(authority)?;
-        while let Some(c) = list.pop() {
+        let member = idle.get_mut(authority)?;
+        while let Some(c) = member.idle.pop() {
             if c.since.elapsed() > IDLE_FOR {
                 // The rest are older still.
-                list.clear();
+                member.idle.clear();
                 break;
             }
             // Nothing may arrive on an idle connection: a readable one was closed (or is
@@ -212,7 +222,7 @@ impl Peers {
             {
                 return Some(Conn {
                     stream: c.stream,
-                    authority: authority.to_string(),
+                    authority: member.authority.clone(),
                     pool: self.clone(),
                 });
             }
@@ -226,21 +236,41 @@ impl Peers {
             .map_err(|_| PeerError::ConnectTimeout(CONNECT_TIMEOUT))?
             .map_err(PeerError::Connect)?;
         stream.set_nodelay(true).map_err(PeerError::Connect)?;
+        let key = {
+            let mut idle = self
+                .idle
+                .lock()
+                .map_err(|_| PeerError::Connect(io::Error::other("pool lock poisoned")))?;
+            match idle.get(authority) {
+                Some(m) => m.authority.clone(),
+                None => {
+                    let k: Arc<str> = Arc::from(authority);
+                    idle.insert(
+                        k.clone(),
+                        Member {
+                            authority: k.clone(),
+                            idle: Vec::new(),
+                        },
+                    );
+                    k
+                }
+            }
+        };
         Ok(Conn {
             stream,
-            authority: authority.to_string(),
+            authority: key,
             pool: self.clone(),
         })
     }
 }
 
 /// The request line and headers; the length of a held body, or chunked for a stream.
-fn encode_head(
+fn encode_head<'h>(
     out: &mut BytesMut,
     method: &Method,
     target: &str,
     authority: &str,
-    headers: &HeaderMap,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     payload: &Payload,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -253,9 +283,9 @@ fn encode_head(
         if is_framing(k) {
             continue;
         }
-        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(k);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     }
     match payload {
@@ -270,17 +300,20 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Headers this client writes itself.
-fn is_framing(k: &HeaderName) -> bool {
-    k == header::HOST
-        || k == header::CONTENT_LENGTH
-        || k == header::TRANSFER_ENCODING
-        || k == header::CONNECTION
-        || k == header::EXPECT
-        || k == header::TE
-        || k == header::UPGRADE
-        || k.as_str() == "keep-alive"
-        || k.as_str() == "proxy-connection"
+/// Headers this client writes itself (or, for `Expect` and `Upgrade`, never).
+fn is_framing(k: &[u8]) -> bool {
+    const FRAMING: &[&[u8]] = &[
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"expect",
+        b"te",
+        b"upgrade",
+        b"keep-alive",
+        b"proxy-connection",
+    ];
+    FRAMING.iter().any(|f| f.eq_ignore_ascii_case(k))
 }
 
 async fn write_chunked(stream: &mut TcpStream, mut body: Body) -> Result<(), PeerError> {
@@ -332,7 +365,8 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, P
     }
 }
 
-/// Parses and removes one head from the front of `buf`; `None` while it is incomplete.
+/// Parses and removes one head from the front of `buf`; `None` while it is incomplete. The
+/// header values share the head's bytes (no copy each).
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, PeerError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
@@ -346,23 +380,31 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, PeerError> {
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(PeerError::Malformed("status"))?;
     let http11 = parsed.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    let mut keep_alive = http11;
+    // Where each header's name and value sit in the head, before the head leaves `buf`.
+    let start = buf.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| PeerError::Malformed("name"))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| PeerError::Malformed("header name"))?;
+        let at = h.value.as_ptr() as usize - start;
+        spans.push((name, at, at + h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut keep_alive = http11;
+    for (name, from, to) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+            .map_err(|_| PeerError::Malformed("header value"))?;
         if name == header::CONNECTION {
-            let v = h.value.to_ascii_lowercase();
+            let v = value.as_bytes().to_ascii_lowercase();
             if v.windows(5).any(|w| w == b"close") {
                 keep_alive = false;
             } else if v.windows(10).any(|w| w == b"keep-alive") {
                 keep_alive = true;
             }
         }
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| PeerError::Malformed("value"))?;
         headers.append(name, value);
     }
-    buf.advance(len);
     Ok(Some(Head {
         status,
         headers,
@@ -726,17 +768,18 @@ mod tests {
 
     #[test]
     fn the_head_carries_the_headers_and_the_body_framing() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-onwapp-forwarded-by", HeaderValue::from(2u64));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(99u64));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let headers: [(&[u8], &[u8]); 3] = [
+            (b"x-onwapp-forwarded-by", b"2"),
+            (b"Content-Length", b"99"),
+            (b"connection", b"close"),
+        ];
         let mut out = BytesMut::new();
         encode_head(
             &mut out,
             &Method::POST,
             "/s/send?x=1",
             "127.0.0.1:9",
-            &headers,
+            headers,
             &Payload::Bytes(Bytes::from_static(b"{}")),
         );
         assert_eq!(
@@ -744,6 +787,8 @@ mod tests {
             &b"POST /s/send?x=1 HTTP/1.1\r\nhost: 127.0.0.1:9\r\nx-onwapp-forwarded-by: 2\r\ncontent-length: 2\r\n\r\n"[..]
         );
     }
+
+    const NO_HEADERS: [(&[u8], &[u8]); 0] = [];
 
     /// A real server (axum on hyper) that answers in every framing and reports which client
     /// connection each request came on.
@@ -804,7 +849,7 @@ mod tests {
                 base,
                 &Method::GET,
                 path,
-                &HeaderMap::new(),
+                NO_HEADERS,
                 Payload::Bytes(Bytes::new()),
             )
             .await
@@ -832,7 +877,7 @@ mod tests {
                 &base,
                 &Method::HEAD,
                 "/big",
-                &HeaderMap::new(),
+                NO_HEADERS,
                 Payload::Bytes(Bytes::new()),
             )
             .await
@@ -853,7 +898,7 @@ mod tests {
                 &base,
                 &Method::POST,
                 "/echo",
-                &HeaderMap::new(),
+                NO_HEADERS,
                 Payload::Bytes(Bytes::from(held)),
             )
             .await
@@ -866,7 +911,7 @@ mod tests {
                 &base,
                 &Method::POST,
                 "/echo",
-                &HeaderMap::new(),
+                NO_HEADERS,
                 Payload::Stream(streamed),
             )
             .await
@@ -914,7 +959,7 @@ mod tests {
                 &format!("http://127.0.0.1:{port}"),
                 &Method::GET,
                 "/",
-                &HeaderMap::new(),
+                NO_HEADERS,
                 Payload::Bytes(Bytes::new()),
             )
             .await
@@ -925,7 +970,7 @@ mod tests {
                 "127.0.0.1:1",
                 &Method::GET,
                 "/",
-                &HeaderMap::new(),
+                NO_HEADERS,
                 Payload::Bytes(Bytes::new()),
             )
             .await
