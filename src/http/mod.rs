@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(from_fn_with_state(state.clone(), middleware::forward_first))
         .layer(axum::middleware::from_fn(trace_context))
         .with_state(state)
 }

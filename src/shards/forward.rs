@@ -27,7 +27,8 @@ use serde_json::json;
 use crate::observability::trace_context::{TRACEPARENT, TraceContext};
 
 use super::peer::{Payload, PeerError};
-use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
+use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, ROUTE, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
+use crate::http::middleware::RouteTemplate;
 
 /// Extra tries after a 421 or an unreachable owner.
 const RETRIES: usize = 3;
@@ -336,11 +337,12 @@ async fn send(
         .await
 }
 
+/// Marks an answer relayed from the owner.
+#[derive(Clone, Copy)]
+pub struct Relayed;
+
 fn relay(r: http::Response<Body>) -> Response {
     let (mut parts, body) = r.into_parts();
-    // This node's CORS layer answers the client: it sets the `Access-Control-*` headers again
-    // (replacing the owner's) and appends its `Vary`, which would otherwise come twice.
-    parts.headers.remove(header::VARY);
     let hop =
         |k: &header::HeaderName| HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH;
     if parts.headers.keys().any(hop) {
@@ -352,6 +354,13 @@ fn relay(r: http::Response<Body>) -> Response {
         }
         parts.headers = kept;
     }
+    // The route the owner matched, for this node's metrics; not for the client.
+    if let Some(route) = parts.headers.remove(ROUTE)
+        && let Ok(t) = route.to_str()
+    {
+        parts.extensions.insert(RouteTemplate(t.to_string()));
+    }
+    parts.extensions.insert(Relayed);
     Response::from_parts(parts, body)
 }
 

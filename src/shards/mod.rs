@@ -24,6 +24,9 @@ pub const CLUSTER_AUTH: &str = "x-onwapp-cluster-auth";
 /// Response header of a session's request: the epoch of the shard the serving node owned
 /// when it served it (forwarded answers keep the owner's).
 pub const SERVED_EPOCH: &str = "x-onwapp-served-epoch";
+/// Header of an owner's answer to a member: the route template it matched, which the entry
+/// node counts the request under (and takes off before relaying the answer).
+pub const ROUTE: &str = "x-onwapp-route";
 /// Header of a 421 answer: the URL of the node that owns the session.
 pub const OWNER: &str = "x-onwapp-owner";
 

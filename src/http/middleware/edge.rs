@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::route::{MemberRequest, RouteTemplate};
+use super::route::{Counted, MemberRequest, RouteTemplate};
 use crate::{app::AppState, error::ApiError, http::extract::BodyLimit};
 
 pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -46,6 +46,7 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         .http_duration
         .with_label_values(&labels)
         .observe(start.elapsed().as_secs_f64());
+    resp.extensions_mut().insert(Counted);
     resp
 }
 

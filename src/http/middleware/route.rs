@@ -14,7 +14,7 @@ use crate::{
     app::AppState,
     error::ApiError,
     ratelimit::{Decision, client_ip},
-    shards::forward,
+    shards::{ROUTE, forward},
 };
 
 /// The route template that served a response.
@@ -25,6 +25,15 @@ pub struct RouteTemplate(pub String);
 /// the HTTP metrics summed over the cluster count each client request once.
 #[derive(Clone, Copy)]
 pub struct MemberRequest;
+
+/// The client's rate-limit decision, already taken for this request by
+/// [`super::forward_first`]: the budget is spent once.
+#[derive(Clone, Copy)]
+pub struct Charged(pub Decision);
+
+/// Marks a response already counted in the HTTP metrics (by [`super::edge`]).
+#[derive(Clone, Copy)]
+pub struct Counted;
 
 /// Routes the scraper must always reach.
 const UNLIMITED: &[&str] = &["/metrics"];
@@ -51,21 +60,37 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
                 .cluster_member_requests
                 .with_label_values(&[outcome])
                 .inc();
-            // The entry node counts it in the HTTP metrics, with the latency its client saw.
+            // The entry node counts it in the HTTP metrics, with the latency its client saw,
+            // under the route matched here (it may not have routed the request itself).
             resp.extensions_mut().insert(MemberRequest);
+            if let Some(t) = template
+                .as_deref()
+                .and_then(|t| http::HeaderValue::from_str(t).ok())
+            {
+                resp.headers_mut().insert(ROUTE, t);
+            }
             resp
         }
         session => {
             let limited = template.as_deref().is_none_or(|t| !UNLIMITED.contains(&t));
-            let allowed = if limited {
-                check(&state, &client_key(&state, &req)).await
-            } else {
-                Ok(())
+            let allowed = match req.extensions().get::<Charged>() {
+                Some(Charged(decision)) => verdict(&state, *decision),
+                None if limited => {
+                    verdict(&state, state.limiter.check(&client_key(&state, &req)).await)
+                }
+                None => Ok(()),
             };
             match (allowed, session) {
                 (Err(e), _) => e.into_response(),
                 (Ok(()), Some(name)) => {
-                    forward::serve_or_forward(&state.shards, &name, req, next).await
+                    let mut resp = forward::serve_or_forward(&state.shards, &name, req, next).await;
+                    if resp.extensions().get::<forward::Relayed>().is_some() {
+                        // This node's CORS layer answers the client: it sets the
+                        // `Access-Control-*` headers again (replacing the owner's) and appends
+                        // its `Vary`, which would otherwise come twice.
+                        resp.headers_mut().remove(http::header::VARY);
+                    }
+                    resp
                 }
                 (Ok(()), None) => next.run(req).await,
             }
@@ -86,7 +111,7 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
 pub const SERVED_BY: &str = "x-onwapp-served-by";
 
 /// The rate-limit key: the client's IP.
-fn client_key(state: &AppState, req: &Request) -> String {
+pub(super) fn client_key(state: &AppState, req: &Request) -> String {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -96,8 +121,8 @@ fn client_key(state: &AppState, req: &Request) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn check(state: &AppState, key: &str) -> Result<(), ApiError> {
-    match state.limiter.check(key).await {
+fn verdict(state: &AppState, decision: Decision) -> Result<(), ApiError> {
+    match decision {
         Decision::Allow => Ok(()),
         Decision::Deny { retry_after } => Err(ApiError::RateLimited {
             retry_after_secs: retry_after.as_secs_f64().ceil() as u64,

@@ -1,0 +1,161 @@
+//! A request for a session that another node owns leaves this node at once: after the client's
+//! rate limit and before this node's own middleware and routing, which the owner runs anyway.
+//! The owner's answer carries its CORS and security headers, the request id and the route it
+//! matched, under which this node counts the request in its HTTP metrics (the owner does not
+//! count a member's request). Everything else (this node's sessions, top-level routes, CORS
+//! preflights, bodies over the limit, a client that sends member headers) takes the full path,
+//! where [`super::route`] forwards what still has to be.
+//!
+//! Forwarding costs the entry node a rate-limit check, the hop and the relay; before, it also
+//! paid a whole pass of its own middleware and routing for a request the owner serves.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, Method, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use super::route::{Charged, Counted, RouteTemplate, client_key};
+use crate::{
+    app::AppState,
+    error::ApiError,
+    http::sessions::RESERVED_NAMES,
+    ratelimit::Decision,
+    shards::{FORWARDED_BY, Route, forward},
+};
+
+const REQUEST_ID: &str = "x-request-id";
+
+pub async fn forward_first(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(name) = remote_session(&state, &req) else {
+        return next.run(req).await;
+    };
+    let start = Instant::now();
+    let method = req.method().clone();
+    let decision = state.limiter.check(&client_key(&state, &req)).await;
+    // Served through the full path from here on (a denial, or a shard that came back to this
+    // node while the request was on its way), the client's budget is not spent again.
+    req.extensions_mut().insert(Charged(decision));
+    if matches!(decision, Decision::Deny { .. }) {
+        return next.run(req).await;
+    }
+    // The id the owner logs and answers with.
+    if !req.headers().contains_key(REQUEST_ID) {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            req.headers_mut().insert(REQUEST_ID, v);
+        }
+    }
+    let limit = state.config.request_timeout;
+    let resp = match tokio::time::timeout(
+        limit,
+        forward::serve_or_forward(&state.shards, &name, req, next),
+    )
+    .await
+    {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    if resp.extensions().get::<Counted>().is_none() {
+        let route = resp
+            .extensions()
+            .get::<RouteTemplate>()
+            .map_or("unmatched", |r| r.0.as_str());
+        let status = resp.status();
+        let labels = [method.as_str(), route, status.as_str()];
+        state.metrics.http_requests.with_label_values(&labels).inc();
+        state
+            .metrics
+            .http_duration
+            .with_label_values(&labels)
+            .observe(start.elapsed().as_secs_f64());
+    }
+    resp
+}
+
+/// The session `req` is about when another node owns it and the request can leave as it is.
+fn remote_session(state: &AppState, req: &Request) -> Option<String> {
+    if req.method() == Method::OPTIONS || req.headers().contains_key(FORWARDED_BY) {
+        return None;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+        return None;
+    }
+    let name = session_segment(req.uri().path())?;
+    matches!(state.shards.route(name), Route::Remote { .. }).then(|| name.to_string())
+}
+
+/// The first segment of `path` when it can be a session's name: what session names may hold
+/// (so no percent-decoding is needed) and no top-level route's first segment.
+pub fn session_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let seg = rest.split('/').next()?;
+    let valid = !seg.is_empty()
+        && seg.len() <= 64
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (valid && !RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(seg))).then_some(seg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::catalog;
+
+    #[test]
+    fn only_session_paths_have_a_session_segment() {
+        assert_eq!(session_segment("/shop-1/status"), Some("shop-1"));
+        assert_eq!(session_segment("/shop_1"), Some("shop_1"));
+        assert_eq!(session_segment("/shop/message/send/text"), Some("shop"));
+        for not in [
+            "/",
+            "",
+            "//status",
+            "/sessions",
+            "/Sessions/x",
+            "/health",
+            "/metrics",
+            "/swagger/index.html",
+            "/admin/cluster",
+            "/cluster/append",
+            "/chatwoot/webhook/x",
+            "/events",
+            "/shop%201/status",
+            "/favicon.ico",
+        ] {
+            assert_eq!(session_segment(not), None, "{not}");
+        }
+    }
+
+    /// Every route that is not a session's starts with a reserved segment, so no request for
+    /// it can be taken for a session's and forwarded.
+    #[test]
+    fn no_top_level_route_looks_like_a_session() {
+        let mut seen = 0;
+        for e in catalog::ENDPOINTS {
+            if e.path.starts_with("/:session") {
+                continue;
+            }
+            seen += 1;
+            let concrete = e.path.replace(':', "");
+            assert_eq!(session_segment(&concrete), None, "{} {}", e.method, e.path);
+        }
+        assert!(seen > 5, "the catalog lists top-level routes");
+        for internal in ["/cluster/vote", "/swagger/doc.json", "/metrics"] {
+            assert_eq!(session_segment(internal), None, "{internal}");
+        }
+    }
+}
