@@ -108,7 +108,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let id = req
         .headers()
         .get("x-request-id")

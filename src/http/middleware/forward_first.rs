@@ -11,6 +11,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use axum::{
     extract::{Request, State},
     http::{HeaderValue, Method, header},
@@ -53,10 +55,12 @@ pub async fn forward_first(
             req.headers_mut().insert(REQUEST_ID, v);
         }
     }
+    // The same log span as the full path's (`tracing` builds it only where it is recorded).
+    let span = crate::http::make_span(&req);
     let limit = state.config.request_timeout;
     let resp = match tokio::time::timeout(
         limit,
-        forward::serve_or_forward(&state.shards, &name, req, next),
+        forward::serve_or_forward(&state.shards, &name, req, next).instrument(span),
     )
     .await
     {
