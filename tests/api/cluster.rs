@@ -364,6 +364,30 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         );
     }
 
+    // Through any node a client gets what the owner answers: an unknown route of a session is
+    // the owner's 404, and the route the owner reports to the entry node stays internal.
+    for n in &nodes {
+        for path in ["no/such/route", "status"] {
+            if path == "status" && n.id == owner {
+                continue; // the owner's own requests are counted below
+            }
+            let r = reqwest::Client::new()
+                .get(format!("{}/shop/{path}", n.base))
+                .header("Authorization", GLOBAL_KEY)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.headers().get("x-onwapp-route").is_none(), "node {}", n.id);
+            let code = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            let expected = if path == "status" { 200 } else { 404 };
+            assert_eq!(code, expected, "node {}: {body}", n.id);
+            if code == 404 {
+                assert!(body["error"].is_string(), "{body}");
+            }
+        }
+    }
+
     // The metrics count each client request once, where it entered; the owner counts what
     // members forwarded to it apart, and every node exports its view of the cluster.
     let entry = nodes.iter().find(|n| n.id != owner).unwrap();
