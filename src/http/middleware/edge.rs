@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -33,11 +33,19 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         return resp;
     }
 
+    count(&state, &method, &mut resp, start);
+    resp
+}
+
+/// Counts `resp` in the HTTP metrics under its route template, once.
+pub(super) fn count(state: &AppState, method: &Method, resp: &mut Response, start: Instant) {
+    if resp.extensions().get::<Counted>().is_some() {
+        return;
+    }
     let route = resp
         .extensions()
         .get::<RouteTemplate>()
-        .map(|r| r.0.as_str())
-        .unwrap_or("unmatched");
+        .map_or("unmatched", |r| r.0.as_str());
     let status = resp.status();
     let labels = [method.as_str(), route, status.as_str()];
     state.metrics.http_requests.with_label_values(&labels).inc();
@@ -47,7 +55,6 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         .with_label_values(&labels)
         .observe(start.elapsed().as_secs_f64());
     resp.extensions_mut().insert(Counted);
-    resp
 }
 
 fn declared_length(h: &HeaderMap) -> Option<u64> {

@@ -20,7 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::route::{Charged, Counted, RouteTemplate, client_key};
+use super::route::{Charged, client_key};
 use crate::{
     app::AppState,
     error::ApiError,
@@ -58,7 +58,7 @@ pub async fn forward_first(
     // The same log span as the full path's (`tracing` builds it only where it is recorded).
     let span = crate::http::make_span(&req);
     let limit = state.config.request_timeout;
-    let resp = match tokio::time::timeout(
+    let mut resp = match tokio::time::timeout(
         limit,
         forward::serve_or_forward(&state.shards, &name, req, next).instrument(span),
     )
@@ -67,20 +67,8 @@ pub async fn forward_first(
         Ok(resp) => resp,
         Err(_) => ApiError::Timeout.into_response(),
     };
-    if resp.extensions().get::<Counted>().is_none() {
-        let route = resp
-            .extensions()
-            .get::<RouteTemplate>()
-            .map_or("unmatched", |r| r.0.as_str());
-        let status = resp.status();
-        let labels = [method.as_str(), route, status.as_str()];
-        state.metrics.http_requests.with_label_values(&labels).inc();
-        state
-            .metrics
-            .http_duration
-            .with_label_values(&labels)
-            .observe(start.elapsed().as_secs_f64());
-    }
+    // Unless the full path served it here (the shard came back) and counted it already.
+    super::edge::count(&state, &method, &mut resp, start);
     resp
 }
 

@@ -1,0 +1,399 @@
+//! The forwarding hop's HTTP/1.1 client: kept-alive connections to each member, driven by the
+//! task that forwards the request.
+//!
+//! A general client (hyper's pool) runs every connection in a task of its own: the request goes
+//! to that task through a channel, and the answer and each piece of its body come back through
+//! others, so one forwarded request wakes three or four tasks, often on another thread. Here the
+//! forwarding task writes the request and reads the answer itself, and the answer's body is read
+//! by whoever polls it (the entry node's server connection), so the hop costs two socket writes,
+//! two reads and no wake-ups of other tasks. A connection goes back to the pool once its answer
+//! has been read to the end.
+//!
+//! The other side is always our own server (hyper): answers are framed by `Content-Length` or
+//! chunked, or have no body; anything else is read to the end of the connection and the
+//! connection is not reused.
+
+use std::{
+    collections::HashMap,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll, ready},
+    time::{Duration, Instant},
+};
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::{Method, Version};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+mod wire;
+
+use wire::{Decoded, Decoder, Framing, Head, encode_head, parse_head};
+
+/// Why a member could not be asked or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("bad member address '{0}' (expected http://host:port)")]
+    Address(String),
+    #[error("connect")]
+    Connect(#[source] io::Error),
+    #[error("connect: timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("sending the request")]
+    Write(#[source] io::Error),
+    #[error("reading the request body: {0}")]
+    RequestBody(String),
+    #[error("reading the answer")]
+    Read(#[source] io::Error),
+    #[error("the member closed the connection before answering")]
+    Closed,
+    #[error("malformed answer: {0}")]
+    Malformed(&'static str),
+}
+
+/// What a request carries.
+pub enum Payload {
+    /// Held in memory: sent with `Content-Length` (and may be sent again).
+    Bytes(Bytes),
+    /// Streamed as it arrives, chunked; sent once, on a new connection.
+    Stream(Body),
+}
+
+/// Longest answer head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Bodies up to this size go out in the same write as the head.
+const INLINE_BODY: usize = 64 * 1024;
+/// Idle connections kept per member.
+const MAX_IDLE: usize = 256;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_FOR: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How much a body read asks the socket for.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Kept-alive connections to the members, by `host:port`.
+#[derive(Clone, Default)]
+pub struct Peers {
+    idle: Arc<Mutex<HashMap<Arc<str>, Member>>>,
+}
+
+/// One member's idle connections, and its address as connections hold it.
+struct Member {
+    authority: Arc<str>,
+    idle: Vec<Idle>,
+}
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// A connection on loan, returned to its pool when its answer has been read.
+struct Conn {
+    stream: TcpStream,
+    authority: Arc<str>,
+    pool: Peers,
+}
+
+impl Conn {
+    fn release(self) {
+        let Ok(mut idle) = self.pool.idle.lock() else {
+            return;
+        };
+        let Some(member) = idle.get_mut(&self.authority) else {
+            return;
+        };
+        if member.idle.len() < MAX_IDLE {
+            member.idle.push(Idle {
+                stream: self.stream,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl Peers {
+    /// Sends `method target` with `headers` to the member at `base` (`http://host:port`) and
+    /// returns its answer, whose body streams from the connection.
+    /// `headers` are written as given, but for those that frame the message (`Host`,
+    /// `Content-Length`, `Transfer-Encoding`, `Connection`, ...), which this client writes.
+    pub async fn send<'h>(
+        &self,
+        base: &str,
+        method: &Method,
+        target: &str,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        payload: Payload,
+    ) -> Result<http::Response<Body>, PeerError> {
+        let authority = base
+            .strip_prefix("http://")
+            .map(|a| a.trim_end_matches('/'))
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| PeerError::Address(base.to_string()))?;
+        let mut out = BytesMut::with_capacity(512);
+        encode_head(&mut out, method, target, authority, headers, &payload);
+        let no_body = *method == Method::HEAD;
+        let mut conn = match payload {
+            Payload::Bytes(body) => {
+                // A stream cannot be sent twice, so only a held body goes on a reused
+                // connection; a connection the member closed while it sat idle is seen here.
+                let mut conn = match self.take(authority) {
+                    Some(c) => c,
+                    None => self.connect(authority).await?,
+                };
+                if body.len() <= INLINE_BODY {
+                    out.extend_from_slice(&body);
+                    conn.stream
+                        .write_all(&out)
+                        .await
+                        .map_err(PeerError::Write)?;
+                } else {
+                    conn.stream
+                        .write_all(&out)
+                        .await
+                        .map_err(PeerError::Write)?;
+                    conn.stream
+                        .write_all(&body)
+                        .await
+                        .map_err(PeerError::Write)?;
+                }
+                conn
+            }
+            Payload::Stream(body) => {
+                let mut conn = self.connect(authority).await?;
+                conn.stream
+                    .write_all(&out)
+                    .await
+                    .map_err(PeerError::Write)?;
+                write_chunked(&mut conn.stream, body).await?;
+                conn
+            }
+        };
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let head = read_head(&mut conn.stream, &mut buf).await?;
+        let framing = head.framing(no_body)?;
+        let mut response = http::Response::new(Body::empty());
+        *response.status_mut() = head.status;
+        *response.version_mut() = Version::HTTP_11;
+        *response.headers_mut() = head.headers;
+        let reusable = head.keep_alive && !matches!(framing, Framing::UntilClose);
+        let body = match framing {
+            Framing::Empty => {
+                if reusable && buf.is_empty() {
+                    conn.release();
+                }
+                Body::empty()
+            }
+            // The common case: a small answer that came whole with its head.
+            Framing::Length(n) if buf.len() as u64 == n => {
+                let bytes = buf.split().freeze();
+                if reusable {
+                    conn.release();
+                }
+                Body::from(bytes)
+            }
+            framing => Body::new(PeerBody {
+                conn: Some(conn),
+                buf,
+                decoder: Decoder::new(framing),
+                reusable,
+            }),
+        };
+        *response.body_mut() = body;
+        Ok(response)
+    }
+
+    /// An idle connection to `authority` that is still open.
+    fn take(&self, authority: &str) -> Option<Conn> {
+        let mut idle = self.idle.lock().ok()?;
+        let member = idle.get_mut(authority)?;
+        while let Some(c) = member.idle.pop() {
+            if c.since.elapsed() > IDLE_FOR {
+                // The rest are older still.
+                member.idle.clear();
+                break;
+            }
+            // Nothing may arrive on an idle connection: a readable one was closed (or is
+            // broken) by the member.
+            let mut probe = [0u8; 1];
+            if let Err(e) = c.stream.try_read(&mut probe)
+                && e.kind() == io::ErrorKind::WouldBlock
+            {
+                return Some(Conn {
+                    stream: c.stream,
+                    authority: member.authority.clone(),
+                    pool: self.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, authority: &str) -> Result<Conn, PeerError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
+            .await
+            .map_err(|_| PeerError::ConnectTimeout(CONNECT_TIMEOUT))?
+            .map_err(PeerError::Connect)?;
+        stream.set_nodelay(true).map_err(PeerError::Connect)?;
+        let key = {
+            let mut idle = self
+                .idle
+                .lock()
+                .map_err(|_| PeerError::Connect(io::Error::other("pool lock poisoned")))?;
+            match idle.get(authority) {
+                Some(m) => m.authority.clone(),
+                None => {
+                    let k: Arc<str> = Arc::from(authority);
+                    idle.insert(
+                        k.clone(),
+                        Member {
+                            authority: k.clone(),
+                            idle: Vec::new(),
+                        },
+                    );
+                    k
+                }
+            }
+        };
+        Ok(Conn {
+            stream,
+            authority: key,
+            pool: self.clone(),
+        })
+    }
+}
+
+async fn write_chunked(stream: &mut TcpStream, mut body: Body) -> Result<(), PeerError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| PeerError::RequestBody(e.to_string()))?;
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            let size = format!("{:x}\r\n", data.len());
+            stream
+                .write_all(size.as_bytes())
+                .await
+                .map_err(PeerError::Write)?;
+            stream.write_all(&data).await.map_err(PeerError::Write)?;
+            stream.write_all(b"\r\n").await.map_err(PeerError::Write)?;
+        }
+    }
+    stream
+        .write_all(b"0\r\n\r\n")
+        .await
+        .map_err(PeerError::Write)
+}
+
+/// Reads until a complete final (not 1xx) head is in `buf`, and takes it off.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, PeerError> {
+    loop {
+        if !buf.is_empty() {
+            match parse_head(buf)? {
+                Some(head) if head.status.is_informational() => continue,
+                Some(head) => return Ok(head),
+                None if buf.len() >= MAX_HEAD => return Err(PeerError::Malformed("head too long")),
+                None => {}
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        let n = tokio::io::AsyncReadExt::read_buf(stream, buf)
+            .await
+            .map_err(PeerError::Read)?;
+        if n == 0 {
+            return Err(PeerError::Closed);
+        }
+    }
+}
+
+/// Parses and removes one head from the front of `buf`; `None` while it is incomplete. The
+
+/// An answer body read from the member's connection by whoever polls it.
+struct PeerBody {
+    conn: Option<Conn>,
+    buf: BytesMut,
+    decoder: Decoder,
+    reusable: bool,
+}
+
+impl PeerBody {
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.reusable
+            && self.buf.is_empty()
+        {
+            conn.release();
+        }
+    }
+}
+
+impl http_body::Body for PeerBody {
+    type Data = Bytes;
+    type Error = PeerError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, PeerError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.decoder.decode(&mut this.buf) {
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(Decoded::Data(data)) => {
+                    if matches!(this.decoder, Decoder::Length(0)) {
+                        this.decoder = Decoder::Done;
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::Done) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            this.buf.reserve(READ_CHUNK);
+            let n = match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut conn.stream),
+                cx,
+                &mut this.buf
+            )) {
+                Ok(n) => n,
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(PeerError::Read(e))));
+                }
+            };
+            if n == 0 {
+                this.conn = None;
+                if matches!(this.decoder, Decoder::UntilClose) {
+                    this.decoder = Decoder::Done;
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(Err(PeerError::Closed)));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.decoder, Decoder::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
