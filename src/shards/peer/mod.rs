@@ -308,8 +308,6 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, P
     }
 }
 
-/// Parses and removes one head from the front of `buf`; `None` while it is incomplete. The
-
 /// An answer body read from the member's connection by whoever polls it.
 struct PeerBody {
     conn: Option<Conn>,

@@ -68,6 +68,7 @@ pub(super) struct Head {
     pub keep_alive: bool,
 }
 
+/// Parses and removes one head from the front of `buf`; `None` while it is incomplete. The
 /// header values share the head's bytes (no copy each).
 pub(super) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, PeerError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
