@@ -388,6 +388,27 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         }
     }
 
+    // A body over the 1 MiB the entry node holds is streamed to the owner: the answer through
+    // any node is the owner's own (here a send to a session that is not connected, after the
+    // owner has read and parsed the whole 2 MiB body).
+    let image = "A".repeat(2 << 20);
+    let big = json!({"phone": "5511999999999", "image": image, "caption": "big"});
+    let (local_code, local_body) =
+        post(format!("{owner_base}/shop/message/send/image"), big.clone()).await;
+    assert!(
+        local_code >= 400 && local_code != 503,
+        "{local_code} {local_body}"
+    );
+    for n in nodes.iter().filter(|n| n.id != owner) {
+        let (code, body) = post(format!("{}/shop/message/send/image", n.base), big.clone()).await;
+        assert_eq!(
+            (code, &body),
+            (local_code, &local_body),
+            "through node {}",
+            n.id
+        );
+    }
+
     // The metrics count each client request once, where it entered; the owner counts what
     // members forwarded to it apart, and every node exports its view of the cluster.
     let entry = nodes.iter().find(|n| n.id != owner).unwrap();

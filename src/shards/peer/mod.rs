@@ -27,7 +27,10 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
 
 mod wire;
 
@@ -71,6 +74,8 @@ const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_FOR: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request whose sending failed waits for an answer the member may have sent first.
+const EARLY_ANSWER: Duration = Duration::from_secs(1);
 /// How much a body read asks the socket for.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -136,50 +141,40 @@ impl Peers {
         let mut out = BytesMut::with_capacity(512);
         encode_head(&mut out, method, target, authority, headers, &payload);
         let no_body = *method == Method::HEAD;
-        let mut conn = match payload {
-            Payload::Bytes(body) => {
-                // A stream cannot be sent twice, so only a held body goes on a reused
-                // connection; a connection the member closed while it sat idle is seen here.
-                let mut conn = match self.take(authority) {
-                    Some(c) => c,
-                    None => self.connect(authority).await?,
-                };
-                if body.len() <= INLINE_BODY {
-                    out.extend_from_slice(&body);
-                    conn.stream
-                        .write_all(&out)
-                        .await
-                        .map_err(PeerError::Write)?;
-                } else {
-                    conn.stream
-                        .write_all(&out)
-                        .await
-                        .map_err(PeerError::Write)?;
-                    conn.stream
-                        .write_all(&body)
-                        .await
-                        .map_err(PeerError::Write)?;
-                }
-                conn
-            }
-            Payload::Stream(body) => {
-                let mut conn = self.connect(authority).await?;
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let (conn, head, sent_all) = match payload {
+            // The common case: one write, then the answer.
+            Payload::Bytes(body) if body.len() <= INLINE_BODY => {
+                let mut conn = self.reuse_or_connect(authority).await?;
+                out.extend_from_slice(&body);
                 conn.stream
                     .write_all(&out)
                     .await
                     .map_err(PeerError::Write)?;
-                write_chunked(&mut conn.stream, body).await?;
-                conn
+                let head = read_head(&mut conn.stream, &mut buf).await?;
+                (conn, head, true)
+            }
+            Payload::Bytes(body) => {
+                let mut conn = self.reuse_or_connect(authority).await?;
+                let (head, sent_all) =
+                    exchange(&mut conn.stream, out, Outgoing::Held(body), &mut buf).await?;
+                (conn, head, sent_all)
+            }
+            // A stream cannot be sent twice: a new connection, never one that may have closed.
+            Payload::Stream(body) => {
+                let mut conn = self.connect(authority).await?;
+                let (head, sent_all) =
+                    exchange(&mut conn.stream, out, Outgoing::Stream(body), &mut buf).await?;
+                (conn, head, sent_all)
             }
         };
-        let mut buf = BytesMut::with_capacity(8 * 1024);
-        let head = read_head(&mut conn.stream, &mut buf).await?;
         let framing = head.framing(no_body)?;
         let mut response = http::Response::new(Body::empty());
         *response.status_mut() = head.status;
         *response.version_mut() = Version::HTTP_11;
         *response.headers_mut() = head.headers;
-        let reusable = head.keep_alive && !matches!(framing, Framing::UntilClose);
+        // A member that answered before it read the whole request closes the connection.
+        let reusable = sent_all && head.keep_alive && !matches!(framing, Framing::UntilClose);
         let body = match framing {
             Framing::Empty => {
                 if reusable && buf.is_empty() {
@@ -204,6 +199,15 @@ impl Peers {
         };
         *response.body_mut() = body;
         Ok(response)
+    }
+
+    /// An idle connection to `authority` (only a held body may go on one: if the member closed
+    /// it in the meantime, the request is sent again), or a new one.
+    async fn reuse_or_connect(&self, authority: &str) -> Result<Conn, PeerError> {
+        match self.take(authority) {
+            Some(c) => Ok(c),
+            None => self.connect(authority).await,
+        }
     }
 
     /// An idle connection to `authority` that is still open.
@@ -266,29 +270,68 @@ impl Peers {
     }
 }
 
-async fn write_chunked(stream: &mut TcpStream, mut body: Body) -> Result<(), PeerError> {
+/// A body that does not go out in one write with its head.
+enum Outgoing {
+    Held(Bytes),
+    Stream(Body),
+}
+
+/// Sends `head` and `body` while watching for the answer: a member may answer before it has
+/// read the whole request (a 401, a 413) and close the connection; that answer is the one the
+/// client gets, not an error about the write it cut short. Also says whether the whole request
+/// went out.
+async fn exchange(
+    stream: &mut TcpStream,
+    head: BytesMut,
+    body: Outgoing,
+    buf: &mut BytesMut,
+) -> Result<(Head, bool), PeerError> {
+    let (mut r, mut w) = stream.split();
+    let write = async {
+        w.write_all(&head).await.map_err(PeerError::Write)?;
+        match body {
+            Outgoing::Held(b) => w.write_all(&b).await.map_err(PeerError::Write),
+            Outgoing::Stream(body) => write_chunked(&mut w, body).await,
+        }
+    };
+    let read = read_head(&mut r, buf);
+    tokio::pin!(write, read);
+    tokio::select! {
+        biased;
+        answer = &mut read => Ok((answer?, false)),
+        sent = &mut write => match sent {
+            Ok(()) => Ok((read.await?, true)),
+            // Cut short: by an answer on its way, or by a member that is gone.
+            Err(e) => match tokio::time::timeout(EARLY_ANSWER, read).await {
+                Ok(Ok(answer)) => Ok((answer, false)),
+                _ => Err(e),
+            },
+        },
+    }
+}
+
+async fn write_chunked(w: &mut (impl AsyncWrite + Unpin), mut body: Body) -> Result<(), PeerError> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| PeerError::RequestBody(e.to_string()))?;
         if let Ok(data) = frame.into_data()
             && !data.is_empty()
         {
             let size = format!("{:x}\r\n", data.len());
-            stream
-                .write_all(size.as_bytes())
+            w.write_all(size.as_bytes())
                 .await
                 .map_err(PeerError::Write)?;
-            stream.write_all(&data).await.map_err(PeerError::Write)?;
-            stream.write_all(b"\r\n").await.map_err(PeerError::Write)?;
+            w.write_all(&data).await.map_err(PeerError::Write)?;
+            w.write_all(b"\r\n").await.map_err(PeerError::Write)?;
         }
     }
-    stream
-        .write_all(b"0\r\n\r\n")
-        .await
-        .map_err(PeerError::Write)
+    w.write_all(b"0\r\n\r\n").await.map_err(PeerError::Write)
 }
 
 /// Reads until a complete final (not 1xx) head is in `buf`, and takes it off.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, PeerError> {
+async fn read_head(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> Result<Head, PeerError> {
     loop {
         if !buf.is_empty() {
             match parse_head(buf)? {

@@ -142,6 +142,8 @@ async fn server() -> String {
         )
         .route("/big", get(|| async { vec![7u8; 1 << 20] }))
         .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+        // Answers without reading the body, as a 401 or a 413 does.
+        .route("/refuse", post(|| async { StatusCode::UNAUTHORIZED }))
         .route(
             "/echo",
             post(|body: Bytes| async move {
@@ -303,4 +305,33 @@ async fn an_unreachable_member_is_an_error_that_says_so() {
     .await
     .expect_err("not a URL");
     assert!(matches!(err, PeerError::Address(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_request_is_the_answer() {
+    let base = server().await;
+    let peers = Peers::default();
+    // 32 MiB streamed (more than loopback buffers take) and 1 MiB held.
+    let parts = (0..512).map(|_| Ok::<_, io::Error>(Bytes::from(vec![1u8; 64 * 1024])));
+    let streamed = Body::from_stream(futures_util::stream::iter(parts));
+    let answer = ask(
+        &peers,
+        &base,
+        Method::POST,
+        "/refuse",
+        Payload::Stream(streamed),
+    )
+    .await
+    .expect("the member's answer");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let held = Payload::Bytes(Bytes::from(vec![2u8; 1 << 20]));
+    let answer = ask(&peers, &base, Method::POST, "/refuse", held)
+        .await
+        .expect("the member's answer");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    // And the pool still works.
+    assert_eq!(
+        get(&peers, &base, "/empty").await.status(),
+        StatusCode::NO_CONTENT
+    );
 }
