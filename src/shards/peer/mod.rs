@@ -57,6 +57,20 @@ pub enum PeerError {
     Malformed(&'static str),
 }
 
+impl PeerError {
+    /// The connection was closed or reset under the request, before any of an answer came.
+    fn closed_before_answer(&self) -> bool {
+        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        match self {
+            PeerError::Closed => true,
+            PeerError::Write(e) | PeerError::Read(e) => {
+                matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What a request carries.
 pub enum Payload {
     /// Held in memory: sent with `Content-Length` (and may be sent again).
@@ -145,14 +159,32 @@ impl Peers {
         let (conn, head, sent_all) = match payload {
             // The common case: one write, then the answer.
             Payload::Bytes(body) if body.len() <= INLINE_BODY => {
-                let mut conn = self.reuse_or_connect(authority).await?;
                 out.extend_from_slice(&body);
-                conn.stream
-                    .write_all(&out)
-                    .await
-                    .map_err(PeerError::Write)?;
-                let head = read_head(&mut conn.stream, &mut buf).await?;
-                (conn, head, true)
+                let reused = match self.take(authority) {
+                    Some(mut conn) => match ask(&mut conn.stream, &out, &mut buf).await {
+                        Ok(head) => Some((conn, head)),
+                        // The member closed this idle connection before the request reached it
+                        // (its close was on the way when the connection was taken): it never
+                        // saw the request, which goes again on a new connection.
+                        Err(e) if buf.is_empty() && e.closed_before_answer() => {
+                            tracing::debug!(
+                                member = authority,
+                                "idle connection closed by the member; asking on a new one"
+                            );
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    None => None,
+                };
+                match reused {
+                    Some((conn, head)) => (conn, head, true),
+                    None => {
+                        let mut conn = self.connect(authority).await?;
+                        let head = ask(&mut conn.stream, &out, &mut buf).await?;
+                        (conn, head, true)
+                    }
+                }
             }
             Payload::Bytes(body) => {
                 let mut conn = self.reuse_or_connect(authority).await?;
@@ -268,6 +300,16 @@ impl Peers {
             pool: self.clone(),
         })
     }
+}
+
+/// Writes a whole request and reads its answer's head.
+async fn ask(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut BytesMut,
+) -> Result<Head, PeerError> {
+    stream.write_all(request).await.map_err(PeerError::Write)?;
+    read_head(stream, buf).await
 }
 
 /// A body that does not go out in one write with its head.
