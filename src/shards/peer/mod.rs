@@ -187,7 +187,18 @@ impl Peers {
                 }
             }
             Payload::Bytes(body) => {
-                let mut conn = self.reuse_or_connect(authority).await?;
+                if let Some(mut conn) = self.take(authority) {
+                    let held = Outgoing::Held(body.clone());
+                    match exchange(&mut conn.stream, out.clone(), held, &mut buf).await {
+                        Ok((head, sent_all)) => {
+                            return answer(conn, head, sent_all, buf, no_body);
+                        }
+                        // As above: closed by the member before it read the request.
+                        Err(e) if buf.is_empty() && e.closed_before_answer() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let mut conn = self.connect(authority).await?;
                 let (head, sent_all) =
                     exchange(&mut conn.stream, out, Outgoing::Held(body), &mut buf).await?;
                 (conn, head, sent_all)
@@ -200,46 +211,7 @@ impl Peers {
                 (conn, head, sent_all)
             }
         };
-        let framing = head.framing(no_body)?;
-        let mut response = http::Response::new(Body::empty());
-        *response.status_mut() = head.status;
-        *response.version_mut() = Version::HTTP_11;
-        *response.headers_mut() = head.headers;
-        // A member that answered before it read the whole request closes the connection.
-        let reusable = sent_all && head.keep_alive && !matches!(framing, Framing::UntilClose);
-        let body = match framing {
-            Framing::Empty => {
-                if reusable && buf.is_empty() {
-                    conn.release();
-                }
-                Body::empty()
-            }
-            // The common case: a small answer that came whole with its head.
-            Framing::Length(n) if buf.len() as u64 == n => {
-                let bytes = buf.split().freeze();
-                if reusable {
-                    conn.release();
-                }
-                Body::from(bytes)
-            }
-            framing => Body::new(PeerBody {
-                conn: Some(conn),
-                buf,
-                decoder: Decoder::new(framing),
-                reusable,
-            }),
-        };
-        *response.body_mut() = body;
-        Ok(response)
-    }
-
-    /// An idle connection to `authority` (only a held body may go on one: if the member closed
-    /// it in the meantime, the request is sent again), or a new one.
-    async fn reuse_or_connect(&self, authority: &str) -> Result<Conn, PeerError> {
-        match self.take(authority) {
-            Some(c) => Ok(c),
-            None => self.connect(authority).await,
-        }
+        answer(conn, head, sent_all, buf, no_body)
     }
 
     /// An idle connection to `authority` that is still open.
@@ -300,6 +272,47 @@ impl Peers {
             pool: self.clone(),
         })
     }
+}
+
+/// The answer whose head is `head`, its body the rest of `buf` and what `conn` brings.
+fn answer(
+    conn: Conn,
+    head: Head,
+    sent_all: bool,
+    mut buf: BytesMut,
+    head_request: bool,
+) -> Result<http::Response<Body>, PeerError> {
+    let framing = head.framing(head_request)?;
+    let mut response = http::Response::new(Body::empty());
+    *response.status_mut() = head.status;
+    *response.version_mut() = Version::HTTP_11;
+    *response.headers_mut() = head.headers;
+    // A member that answered before it read the whole request closes the connection.
+    let reusable = sent_all && head.keep_alive && !matches!(framing, Framing::UntilClose);
+    let body = match framing {
+        Framing::Empty => {
+            if reusable && buf.is_empty() {
+                conn.release();
+            }
+            Body::empty()
+        }
+        // The common case: a small answer that came whole with its head.
+        Framing::Length(n) if buf.len() as u64 == n => {
+            let bytes = buf.split().freeze();
+            if reusable {
+                conn.release();
+            }
+            Body::from(bytes)
+        }
+        framing => Body::new(PeerBody {
+            conn: Some(conn),
+            buf,
+            decoder: Decoder::new(framing),
+            reusable,
+        }),
+    };
+    *response.body_mut() = body;
+    Ok(response)
 }
 
 /// Writes a whole request and reads its answer's head.
