@@ -6,8 +6,8 @@
 //! another node holds the session; placement then hands its share back by planned handoffs.
 //!
 //! A frozen process cannot close its socket, so the new owner's login replaces it: wamock
-//! counts that one replacement (`maxSockets` 2, `replaced` 1). The point is that it stays
-//! the only one.
+//! counts that one replacement (`replaced` one more than before the freeze, `maxSockets` 2).
+//! The point is that it stays the only one.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,12 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     assert_eq!(code, 200, "{b}");
     crate::wa::wait_inbox(&wa, them, 1).await;
 
+    // wamock's counts before the freeze (pairing's own reconnects are not what this is about:
+    // whatsapp-rust 0.7 has been seen to reconnect twice right after pairing's 515).
+    let paired = wait_device(&wa, Duration::from_secs(5), |d| d["sockets"] == 1).await;
+    let replaced_before = paired["replaced"].as_u64().unwrap_or(0);
+    let max_after_freeze = json!(paired["maxSockets"].as_u64().unwrap_or(1).max(2));
+
     // Freeze the owner: another node owns the session and reconnects it (no QR).
     send_signal(frozen.child.id(), "STOP");
     let stopped = Instant::now();
@@ -103,8 +109,8 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     let d = wait_device(&wa, Duration::from_secs(10), |d| d["sockets"] == 1).await;
     assert_eq!(
         (d["maxSockets"].clone(), d["replaced"].clone()),
-        (json!(2), json!(1)),
-        "{d}"
+        (max_after_freeze.clone(), json!(replaced_before + 1)),
+        "{paired} -> {d}"
     );
 
     // A send for the session reaches the frozen node's socket backlog, then it resumes: the
@@ -182,8 +188,8 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     // Still the one replacement of the freeze: the resumed node never logged in over the new
     // owner; the handback stopped the new owner's client before the old one connected.
     let d = wait_device(&wa, Duration::from_secs(5), |d| d["sockets"] == 1).await;
-    assert_eq!(d["replaced"], 1, "{d}");
-    assert_eq!(d["maxSockets"], 2, "{d}");
+    assert_eq!(d["replaced"], json!(replaced_before + 1), "{paired} -> {d}");
+    assert_eq!(d["maxSockets"], max_after_freeze, "{paired} -> {d}");
     eprintln!(
         "settled {settled:?} after SIGCONT: the map as before the freeze, the session back on \
          node {owner} at epoch {home_epoch:?}; wamock: {d}"

@@ -21,17 +21,22 @@ async fn qr_pairing_then_connected() -> anyhow::Result<()> {
     assert_eq!(jid, "5511999990001:1@s.whatsapp.net");
 
     let listed = devices(&server.http_url()).await?;
-    assert_eq!(
-        listed,
-        json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 1, "replaced": 0 }])
-    );
+    assert_eq!(listed[0]["jid"], json!(jid));
+    assert_eq!(listed[0]["connected"], json!(true));
+    assert_eq!(listed[0]["sockets"], json!(1));
+    // One socket, or (whatsapp-rust 0.7 now and then connects once more right after its
+    // reconnect on the 515, seen in CI) a second login of the client that replaced its first:
+    // never two sockets left up.
+    let max = listed[0]["maxSockets"].as_u64().unwrap_or(0);
+    assert!(max == 1 || max == 2, "{listed}");
+    assert_eq!(listed[0]["replaced"], json!(max - 1), "{listed}");
     // The pairing connection ran XX; the reconnect after 515 ran XX again (the client
     // only caches the server key once it is registered).
     assert_eq!(server.handshakes().xx, 2);
 
     client.shutdown().await;
     wait_devices(&server.http_url(), Duration::from_secs(10), |d| {
-        d == &json!([{ "jid": jid, "connected": false, "sockets": 0, "maxSockets": 1, "replaced": 0 }])
+        d[0]["connected"] == json!(false) && d[0]["sockets"] == json!(0)
     })
     .await?;
     server.stop().await;
