@@ -80,14 +80,28 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     send_signal(frozen.child.id(), "STOP");
     let stopped = Instant::now();
     let deadline = stopped + Duration::from_secs(30);
+    // What each poll saw and when it came back, for the failure message.
+    let mut polls = Vec::new();
     let (new_owner, epoch) = loop {
-        if let Some((200, Some(by), Some(epoch), b)) = status(others[0], "frz").await
+        let seen = status(others[0], "frz").await;
+        polls.push(format!(
+            "{:.1}s: {}",
+            stopped.elapsed().as_secs_f64(),
+            seen.as_ref()
+                .map_or("no answer within 10 s".to_string(), |(c, by, e, b)| {
+                    format!("{c} by {by:?} at epoch {e:?}: {b}")
+                })
+        ));
+        if let Some((200, Some(by), Some(epoch), b)) = seen
             && by != owner
             && b["status"] == "connected"
         {
             break (by, epoch);
         }
-        assert!(Instant::now() < deadline, "no node took the session over");
+        assert!(
+            Instant::now() < deadline,
+            "no node took the session over: {polls:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let took = stopped.elapsed();
@@ -97,7 +111,10 @@ async fn a_frozen_owner_loses_the_session_and_once_resumed_neither_writes_nor_re
     );
     // The first poll was forwarded to the frozen owner, which accepted it and never answered:
     // it was routed again once the shard moved, so the failover shows within TTL + 5 s.
-    assert!(took < Duration::from_secs(3 + 5), "took {took:?}");
+    assert!(
+        took < Duration::from_secs(3 + 5),
+        "took {took:?}: {polls:#?}"
+    );
     let (code, b) = post(
         format!("{}/frz/message/send/text", others[1].base),
         json!({"phone": them, "text": "while the old owner sleeps"}),
