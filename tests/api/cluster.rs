@@ -453,12 +453,7 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
         .await,
         0.0
     );
-    let mut owned = 0.0;
-    let mut leaders = 0.0;
     for n in &nodes {
-        owned += metric(&n.base, "onwapp_cluster_shards_owned").await;
-        leaders += metric(&n.base, "onwapp_cluster_is_leader").await;
-        assert_eq!(metric(&n.base, "onwapp_cluster_lease_valid").await, 1.0);
         assert!(metric(&n.base, "onwapp_cluster_raft_term").await >= 1.0);
         assert!(
             metric(
@@ -469,7 +464,26 @@ async fn three_nodes_forward_to_the_owner_and_fail_over_after_kill_9() {
                 >= 1.0
         );
     }
-    assert_eq!((owned, leaders), (1024.0, 1.0));
+    // Every shard owned once, one leader, every lease valid. Polled: under the full suite's
+    // load a renewal at test timing (every 300 ms, each given 300 ms) can miss long enough for
+    // a lease to lapse for a moment, and the node then owns nothing until the next one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (mut owned, mut leaders, mut valid) = (0.0, 0.0, 0.0);
+        for n in &nodes {
+            owned += metric(&n.base, "onwapp_cluster_shards_owned").await;
+            leaders += metric(&n.base, "onwapp_cluster_is_leader").await;
+            valid += metric(&n.base, "onwapp_cluster_lease_valid").await;
+        }
+        if (owned, leaders, valid) == (1024.0, 1.0, 3.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "owned {owned}, leaders {leaders}, valid leases {valid}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // SIGKILL the owner: another node owns the session within the TTL plus a few seconds.
     let killed = Instant::now();
