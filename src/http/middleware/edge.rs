@@ -57,7 +57,8 @@ pub(super) fn count(state: &AppState, method: &Method, resp: &mut Response, star
     resp.extensions_mut().insert(Counted);
 }
 
-fn declared_length(h: &HeaderMap) -> Option<u64> {
+/// The body length the request declares (`Content-Length`), if it is a number.
+pub(super) fn declared_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, Method, header},
+    http::{HeaderValue, Method},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -77,12 +77,9 @@ fn remote_session(state: &AppState, req: &Request) -> Option<String> {
     if req.method() == Method::OPTIONS || req.headers().contains_key(FORWARDED_BY) {
         return None;
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+    if super::edge::declared_length(req.headers())
+        .is_some_and(|n| n > state.config.max_body_bytes as u64)
+    {
         return None;
     }
     let name = session_segment(req.uri().path())?;

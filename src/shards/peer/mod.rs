@@ -157,57 +157,38 @@ impl Peers {
         let no_body = *method == Method::HEAD;
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let (conn, head, sent_all) = match payload {
-            // The common case: one write, then the answer.
-            Payload::Bytes(body) if body.len() <= INLINE_BODY => {
-                out.extend_from_slice(&body);
-                let reused = match self.take(authority) {
-                    Some(mut conn) => match ask(&mut conn.stream, &out, &mut buf).await {
-                        Ok(head) => Some((conn, head)),
-                        // The member closed this idle connection before the request reached it
-                        // (its close was on the way when the connection was taken): it never
-                        // saw the request, which goes again on a new connection.
+            Payload::Bytes(body) => {
+                // The common case, a small body, goes out in one write with the head.
+                let rest = if body.len() <= INLINE_BODY {
+                    out.extend_from_slice(&body);
+                    None
+                } else {
+                    Some(body)
+                };
+                if let Some(mut conn) = self.take(authority) {
+                    match transmit(&mut conn.stream, &out, rest.clone(), &mut buf).await {
+                        Ok((head, sent_all)) => return answer(conn, head, sent_all, buf, no_body),
+                        // The member closed this idle connection before the request reached
+                        // it (its close was on the way when the connection was taken): it
+                        // never saw the request, which goes again on a new connection.
                         Err(e) if buf.is_empty() && e.closed_before_answer() => {
                             tracing::debug!(
                                 member = authority,
                                 "idle connection closed by the member; asking on a new one"
                             );
-                            None
                         }
-                        Err(e) => return Err(e),
-                    },
-                    None => None,
-                };
-                match reused {
-                    Some((conn, head)) => (conn, head, true),
-                    None => {
-                        let mut conn = self.connect(authority).await?;
-                        let head = ask(&mut conn.stream, &out, &mut buf).await?;
-                        (conn, head, true)
-                    }
-                }
-            }
-            Payload::Bytes(body) => {
-                if let Some(mut conn) = self.take(authority) {
-                    let held = Outgoing::Held(body.clone());
-                    match exchange(&mut conn.stream, out.clone(), held, &mut buf).await {
-                        Ok((head, sent_all)) => {
-                            return answer(conn, head, sent_all, buf, no_body);
-                        }
-                        // As above: closed by the member before it read the request.
-                        Err(e) if buf.is_empty() && e.closed_before_answer() => {}
                         Err(e) => return Err(e),
                     }
                 }
                 let mut conn = self.connect(authority).await?;
-                let (head, sent_all) =
-                    exchange(&mut conn.stream, out, Outgoing::Held(body), &mut buf).await?;
+                let (head, sent_all) = transmit(&mut conn.stream, &out, rest, &mut buf).await?;
                 (conn, head, sent_all)
             }
             // A stream cannot be sent twice: a new connection, never one that may have closed.
             Payload::Stream(body) => {
                 let mut conn = self.connect(authority).await?;
                 let (head, sent_all) =
-                    exchange(&mut conn.stream, out, Outgoing::Stream(body), &mut buf).await?;
+                    exchange(&mut conn.stream, &out, Outgoing::Stream(body), &mut buf).await?;
                 (conn, head, sent_all)
             }
         };
@@ -315,14 +296,21 @@ fn answer(
     Ok(response)
 }
 
-/// Writes a whole request and reads its answer's head.
-async fn ask(
+/// Sends a held request (`head`, then `rest` of its body unless it went with the head) and
+/// reads its answer's head; says whether the whole request went out.
+async fn transmit(
     stream: &mut TcpStream,
-    request: &[u8],
+    head: &[u8],
+    rest: Option<Bytes>,
     buf: &mut BytesMut,
-) -> Result<Head, PeerError> {
-    stream.write_all(request).await.map_err(PeerError::Write)?;
-    read_head(stream, buf).await
+) -> Result<(Head, bool), PeerError> {
+    match rest {
+        None => {
+            stream.write_all(head).await.map_err(PeerError::Write)?;
+            Ok((read_head(stream, buf).await?, true))
+        }
+        Some(body) => exchange(stream, head, Outgoing::Held(body), buf).await,
+    }
 }
 
 /// A body that does not go out in one write with its head.
@@ -337,13 +325,13 @@ enum Outgoing {
 /// went out.
 async fn exchange(
     stream: &mut TcpStream,
-    head: BytesMut,
+    head: &[u8],
     body: Outgoing,
     buf: &mut BytesMut,
 ) -> Result<(Head, bool), PeerError> {
     let (mut r, mut w) = stream.split();
     let write = async {
-        w.write_all(&head).await.map_err(PeerError::Write)?;
+        w.write_all(head).await.map_err(PeerError::Write)?;
         match body {
             Outgoing::Held(b) => w.write_all(&b).await.map_err(PeerError::Write),
             Outgoing::Stream(body) => write_chunked(&mut w, body).await,
