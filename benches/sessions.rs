@@ -6,8 +6,18 @@
 //!    first 100 sessions, to simulated users; throughput, and p50/p99 latency from the HTTP
 //!    request to the HTTP answer and to the moment wamock received the encrypted message.
 //!
+//! 3. **Received** (`--inbound`, instead of 1 and 2): the price of the inbound durability hook.
+//!    Two onwapp processes one after the other, the first acknowledging messages before storing
+//!    them (`BENCH_ACK_BEFORE_STORE=1`, as without the hook), the second with the hook. Each
+//!    pairs `--sessions` sessions (default 4 here); while they are disconnected, 4 simulated
+//!    users queue `--messages` texts (default 2000) for each on wamock; then every session
+//!    connects at once and takes its backlog. Messages stored per second, per session and per
+//!    node, and CPU per message, side by side.
+//!
 //! `cargo bench --bench sessions --features wamock -- [--sessions 300] [--sends 3000]
 //!  [--concurrency 32] [--postgres]`
+//! `cargo bench --bench sessions --features wamock -- --inbound [--sessions 4]
+//!  [--messages 2000] [--postgres]`
 //!
 //! wamock (and its simulated users, real whatsapp-rust clients) run in this process; onwapp is
 //! the binary cargo built for the bench, so its memory is its own. Postgres comes from
@@ -30,6 +40,8 @@ struct Args {
     sends: usize,
     concurrency: usize,
     postgres: bool,
+    inbound: bool,
+    messages: usize,
 }
 
 fn args() -> Args {
@@ -38,17 +50,28 @@ fn args() -> Args {
         sends: 3000,
         concurrency: 32,
         postgres: false,
+        inbound: false,
+        messages: 2000,
     };
+    let mut sessions_given = false;
     let v: Vec<String> = std::env::args().collect();
     let num = |i: usize, d: usize| v.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(d);
     for (i, arg) in v.iter().enumerate() {
         match arg.as_str() {
-            "--sessions" => a.sessions = num(i, a.sessions).max(1),
+            "--sessions" => {
+                a.sessions = num(i, a.sessions).max(1);
+                sessions_given = true;
+            }
+            "--inbound" => a.inbound = true,
+            "--messages" => a.messages = num(i, a.messages).max(4),
             "--sends" => a.sends = num(i, a.sends),
             "--concurrency" => a.concurrency = num(i, a.concurrency).max(1),
             "--postgres" => a.postgres = true,
             _ => {}
         }
+    }
+    if a.inbound && !sessions_given {
+        a.sessions = 4;
     }
     a
 }
@@ -99,6 +122,10 @@ impl Drop for Onwapp {
 
 impl Onwapp {
     async fn start(ws_url: &str, database_url: Option<&str>) -> Onwapp {
+        Self::start_with(ws_url, database_url, &[]).await
+    }
+
+    async fn start_with(ws_url: &str, database_url: Option<&str>, envs: &[(&str, &str)]) -> Onwapp {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_onwapp"));
@@ -115,6 +142,9 @@ impl Onwapp {
             .stderr(Stdio::inherit());
         if let Some(url) = database_url {
             cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("onwapp starts");
         let app = Onwapp {
@@ -248,6 +278,14 @@ async fn main() {
     } else {
         None
     };
+    if a.inbound {
+        inbound(&a, &wa, pg.as_ref().map(|p| p.url.as_str())).await;
+        wa.stop().await;
+        if let Some(pg) = pg {
+            pg.drop_db().await;
+        }
+        return;
+    }
     let app = Arc::new(Onwapp::start(&wa.ws_url(), pg.as_ref().map(|p| p.url.as_str())).await);
     let pid = app.child.id();
     let db = if a.postgres { "Postgres" } else { "SQLite" };
@@ -419,5 +457,184 @@ async fn main() {
     wa.stop().await;
     if let Some(pg) = pg {
         pg.drop_db().await;
+    }
+}
+
+/// The users that write to the sessions in the received-messages phase.
+const INBOUND_USERS: usize = 4;
+
+/// Received messages stored so far by session `name`: the unread counts of its chats.
+async fn unread(app: &Onwapp, name: &str) -> u64 {
+    let (_, b) = app.get(&format!("/{name}/chat/list?limit=100")).await;
+    b.as_array()
+        .map(|chats| chats.iter().filter_map(|c| c["unreadCount"].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// What one process did with its backlog.
+struct Drained {
+    /// Per session, from the connects to its last message stored.
+    per_session: Vec<Duration>,
+    all: Duration,
+    cpu: Duration,
+}
+
+/// Phase 3 for one process: pair, queue a backlog while disconnected, connect, time the drain.
+async fn drain_once(
+    a: &Args,
+    wa: &wamock::Server,
+    db: Option<&str>,
+    envs: &[(&str, &str)],
+    phones: usize,
+    users: &[String],
+) -> Drained {
+    let app = Onwapp::start_with(&wa.ws_url(), db, envs).await;
+    let http = wa.http_url();
+    let pid = app.child.id();
+    let names: Vec<String> = (0..a.sessions).map(|i| format!("r{i}")).collect();
+    let jids: Vec<String> = (0..a.sessions)
+        .map(|i| format!("55318{:07}", phones + i))
+        .collect();
+    for (name, phone) in names.iter().zip(&jids) {
+        app.pair(&http, name, phone).await;
+    }
+    let send = |user: String, to: String, text: String| {
+        let c = app.http.clone();
+        let url = format!("{http}/admin/users/{user}/send");
+        async move {
+            for attempt in 0..5 {
+                let r = c
+                    .post(&url)
+                    .json(&json!({ "to": to, "text": text }))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status().is_success()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            panic!("{user} could not send to {to}");
+        }
+    };
+    // Warm-up: a text from every user to every session, so Signal sessions exist.
+    for u in users {
+        for j in &jids {
+            send(u.clone(), j.clone(), "warm-up".into()).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in &names {
+        while unread(&app, name).await < users.len() as u64 {
+            assert!(Instant::now() < deadline, "{name}: warm-up not stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for name in &names {
+        let (code, b) = app.post(&format!("/{name}/disconnect"), json!({})).await;
+        assert_eq!(code, 200, "disconnect {name}: {b}");
+    }
+    // The backlog: every user writes its share to every session, users side by side.
+    let per_user = a.messages / users.len();
+    let total = per_user * users.len();
+    let queued = futures_util::future::join_all(users.iter().map(|u| {
+        let jids = jids.clone();
+        let send = &send;
+        async move {
+            for i in 0..per_user {
+                for j in &jids {
+                    send(u.clone(), j.clone(), format!("backlog {i}")).await;
+                }
+            }
+        }
+    }));
+    queued.await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let unacked: usize = wa
+            .devices()
+            .iter()
+            .filter(|d| jids.iter().any(|j| d.jid.starts_with(j.as_str())))
+            .map(|d| d.unacked)
+            .sum();
+        if unacked >= total * jids.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "wamock queued only {unacked}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let want = (total + users.len()) as u64;
+    let cpu_before = cpu_time(pid);
+    let started = Instant::now();
+    for name in &names {
+        let (code, b) = app.post(&format!("/{name}/connect"), json!({})).await;
+        assert_eq!(code, 200, "connect {name}: {b}");
+    }
+    let mut per_session = vec![None; names.len()];
+    let deadline = started + Duration::from_secs(600);
+    while per_session.iter().any(Option::is_none) {
+        for (i, name) in names.iter().enumerate() {
+            if per_session[i].is_none() && unread(&app, name).await >= want {
+                per_session[i] = Some(started.elapsed());
+            }
+        }
+        assert!(Instant::now() < deadline, "the backlog was not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all = started.elapsed();
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    Drained {
+        per_session: per_session.into_iter().flatten().collect(),
+        all,
+        cpu,
+    }
+}
+
+async fn inbound(a: &Args, wa: &wamock::Server, db: Option<&str>) {
+    let http = wa.http_url();
+    let users: Vec<String> = (0..INBOUND_USERS).map(|i| format!("55319{i:08}")).collect();
+    let client = reqwest::Client::new();
+    for u in &users {
+        let r = client
+            .post(format!("{http}/admin/users"))
+            .json(&json!({ "phone": u }))
+            .send()
+            .await
+            .expect("user");
+        assert!(r.status().is_success(), "user {u}");
+    }
+    let runs = [
+        (
+            "ack before storing (no hook)",
+            vec![("BENCH_ACK_BEFORE_STORE", "1")],
+        ),
+        ("stored, then acknowledged (hook)", vec![]),
+    ];
+    let mut rates = Vec::new();
+    for (k, (label, envs)) in runs.iter().enumerate() {
+        let d = drain_once(a, wa, db, envs, k * 1000, &users).await;
+        let per = (a.messages / users.len() * users.len()) as f64;
+        let node = per * a.sessions as f64 / d.all.as_secs_f64();
+        let mut each: Vec<f64> = d
+            .per_session
+            .iter()
+            .map(|t| per / t.as_secs_f64())
+            .collect();
+        each.sort_by(f64::total_cmp);
+        let median = each.get(each.len() / 2).copied().unwrap_or(0.0);
+        println!(
+            "{label}: {} sessions took {per:.0} queued texts each in {:.2} s: {node:.0} msg/s per node, \
+             {median:.0} msg/s per session (median; slowest {:.0}), {:.3} ms CPU per message",
+            a.sessions,
+            d.all.as_secs_f64(),
+            each.first().copied().unwrap_or(0.0),
+            d.cpu.as_secs_f64() * 1000.0 / (per * a.sessions as f64),
+        );
+        rates.push(node);
+    }
+    if let [before, after] = rates[..] {
+        println!(
+            "the hook keeps {:.0}% of the received-message throughput",
+            after * 100.0 / before
+        );
     }
 }

@@ -109,6 +109,7 @@ impl App {
                 server_url: config.whatsapp_server_url.clone(),
                 media_dir: Some(config.data_dir.join("media")),
                 media_max_bytes: config.media_max_bytes,
+                ack_before_store: config.bench_ack_before_store,
             },
         ));
         // The node joins its cluster (a cluster of one by default); sessions follow their

@@ -51,6 +51,10 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `ws://...` of a WhatsApp test server (builds with the `wamock` feature only).
     pub whatsapp_server_url: Option<String>,
+    /// `BENCH_ACK_BEFORE_STORE=1` (builds with the `wamock` feature only, for the benchmark
+    /// that prices the inbound durability hook): received messages are acknowledged before
+    /// they are stored, as without the hook. Never in a default build.
+    pub bench_ack_before_store: bool,
     /// Largest media file sent (base64 or URL) or kept when received (`MEDIA_MAX_BYTES`).
     pub media_max_bytes: u64,
     /// Lets media URLs reach private, loopback and link-local addresses
@@ -112,6 +116,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             db_max_connections: 16,
             whatsapp_server_url: None,
+            bench_ack_before_store: false,
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
             media_allow_private_urls: false,
             webhooks: crate::webhooks::WebhookSettings::default(),
@@ -238,6 +243,16 @@ impl Config {
                 ));
             }
             c.whatsapp_server_url = Some(v);
+        }
+        if let Some(v) = get("BENCH_ACK_BEFORE_STORE") {
+            if !cfg!(feature = "wamock") {
+                return Err(err(
+                    "BENCH_ACK_BEFORE_STORE",
+                    &v,
+                    "only builds with the `wamock` feature may acknowledge before storing",
+                ));
+            }
+            c.bench_ack_before_store = v == "1" || v.eq_ignore_ascii_case("true");
         }
         if let Some(v) = get("MEDIA_MAX_BYTES") {
             c.media_max_bytes = parse_positive("MEDIA_MAX_BYTES", &v)?;

@@ -157,6 +157,8 @@ impl From<crate::engine::EngineError> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             E::Forbidden(m) => ApiError::NotAllowed(m),
             E::Invalid(m) => ApiError::BadRequest(m),
+            E::NotRecorded { .. } => ApiError::Failed(e.to_string()),
+            E::NotJournaled(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

@@ -10,12 +10,10 @@ use whatsapp_rust::{Client, async_channel::Receiver, bot::BotHandle, types::even
 
 use super::{
     Engine,
-    events::{
-        Envelope, message_event, message_payload, message_row, notify, poll_vote::PollVote,
-        session, updates,
-    },
+    events::{Envelope, notify, poll_vote::PollVote, session},
+    recorder::Recorder,
 };
-use crate::store::{DeviceUpdate, SessionRecord, Store};
+use crate::store::{DeviceUpdate, SessionRecord, Store, StoreResult};
 use whatsapp_rust::{Jid, wacore_binary::JidExt, waproto::whatsapp as wa};
 
 /// The states the API reports.
@@ -43,19 +41,26 @@ pub struct Live {
     state: Mutex<State>,
     qr: Mutex<Option<String>>,
     handle: AsyncMutex<Option<BotHandle>>,
-    /// The engine's media store: media messages get a row and their file (`engine::media`).
-    pub(super) media: Option<Arc<super::media::MediaCtx>>,
+    /// What the session keeps of its messages (also the inbound durability hook's).
+    recorder: Arc<Recorder>,
     /// The store, for work started from events (the settings sync at connect).
     store: OnceLock<Arc<dyn Store>>,
     /// Call offers received lately (`POST /:session/call/reject` names one).
     offers: super::calls::Offers,
+    /// The event task, and the word that tells it to finish: the client stopped, record what
+    /// it already handed us and end (see [`Live::stop`]).
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    wind_down: tokio::sync::watch::Sender<bool>,
 }
+
+/// How often the send journal is swept (`engine::outgoing`).
+const SWEEP_SENDS_EVERY: Duration = Duration::from_secs(60);
 
 /// How often `alwaysOnline` re-sends presence `available` while connected (OnWapp: 4 min).
 const ALWAYS_ONLINE_EVERY: Duration = Duration::from_secs(240);
 
 impl Live {
-    pub fn new(rec: &SessionRecord, client: Arc<Client>) -> Self {
+    pub(super) fn new(rec: &SessionRecord, client: Arc<Client>, recorder: Arc<Recorder>) -> Self {
         Live {
             name: rec.name.clone(),
             id: rec.id,
@@ -63,9 +68,11 @@ impl Live {
             state: Mutex::new(State::Connecting),
             qr: Mutex::new(None),
             handle: AsyncMutex::new(None),
-            media: None,
+            recorder,
             store: OnceLock::new(),
             offers: Default::default(),
+            task: Mutex::new(None),
+            wind_down: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -112,7 +119,8 @@ impl Live {
         let this = Arc::clone(self);
         // A write of this session refused by the fence: another node owns it now.
         let mut fenced = store.fences().subscribe_fenced();
-        tokio::spawn(async move {
+        let mut wind_down = self.wind_down.subscribe();
+        let task = tokio::spawn(async move {
             let mut watch_fences = true;
             let mut lost = false;
             this.persist_as(&*store, this.state()).await;
@@ -127,6 +135,8 @@ impl Live {
                 tokio::time::Instant::now() + ALWAYS_ONLINE_EVERY,
                 ALWAYS_ONLINE_EVERY,
             );
+            // The send journal (`engine::outgoing`): at start, then every minute.
+            let mut sweep = tokio::time::interval(SWEEP_SENDS_EVERY);
             loop {
                 tokio::select! {
                     biased;
@@ -145,10 +155,22 @@ impl Live {
                         stream_error = stream_errors();
                     }
                     _ = online.tick() => this.keep_online(&*store).await,
+                    _ = sweep.tick() => this.sweep_sends().await,
                     event = events.recv() => match event {
                         Ok(event) if !this.on_event(&event, &*store).await => {}
                         _ => break,
                     },
+                    // The client stopped (`stop`): what it handed us before is recorded, in
+                    // order, before the task ends, so a handoff lets go of the shard's fence
+                    // only after every event this node acknowledged is written.
+                    Ok(()) = wind_down.changed() => {
+                        while let Ok(event) = events.try_recv() {
+                            if this.on_event(&event, &*store).await {
+                                break;
+                            }
+                        }
+                        break;
+                    }
                 }
             }
             if lost {
@@ -156,12 +178,15 @@ impl Live {
                 // without logging out: the keys belong to the session, wherever it runs.
                 tracing::warn!(session = %this.name, "write fenced: another node owns the session; client stopped");
                 drop(events);
-                this.stop(Duration::from_secs(10)).await;
+                this.stop_client(Duration::from_secs(10)).await;
             }
             if let Some(engine) = engine.upgrade() {
                 engine.ended(&this.name, &this);
             }
         });
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(task);
+        }
     }
 
     /// Applies one event; `true` when the client is over.
@@ -176,10 +201,20 @@ impl Live {
         }
         let mut over = false;
         match event {
+            // Recorded by the inbound durability hook before WhatsApp got its ack
+            // (`engine::inbound`); a batch it did not commit is recorded here.
             Event::Messages(batch) => {
-                for m in batch.iter() {
-                    self.record(store, &m.message, &Envelope::received(&m.info))
-                        .await;
+                if !batch.hook_committed {
+                    for m in batch.iter() {
+                        let e = Envelope::received(&m.info);
+                        if let Err(err) = self
+                            .recorder
+                            .record(&self.client, &m.message, &e, None)
+                            .await
+                        {
+                            tracing::error!(session = %self.name, id = %m.info.id, error = %err, "storing message");
+                        }
+                    }
                 }
                 return false;
             }
@@ -371,139 +406,30 @@ impl Live {
         }
     }
 
-    /// Stores a message and appends its event to the outbox, in one transaction.
-    async fn record(&self, store: &dyn Store, message: &wa::Message, e: &Envelope<'_>) {
-        self.record_with(store, message, e, None).await;
+    pub(super) fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
-    /// [`Self::record`], with `known` the vote the message casts when the session cast it
-    /// (its own vote is not decrypted back).
-    async fn record_with(
+    pub(super) fn session_id(&self) -> uuid::Uuid {
+        self.id
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Records a message this session sent as `id` in `to` (with the vote it casts, its own
+    /// vote not being decrypted back). See `engine::outgoing` for the path of a send.
+    pub(super) async fn record_sent_as(
         &self,
-        store: &dyn Store,
-        message: &wa::Message,
-        e: &Envelope<'_>,
-        known: Option<PollVote>,
-    ) {
-        super::rich::remember_poll(store, self.id, message, e).await;
-        // Reactions, edits and revokes change the message they name (`events::updates`).
-        if let Some(u) = updates::classify(message) {
-            match updates::record(store, &self.name, self.id, u, message, e).await {
-                Ok(changed) => {
-                    tracing::debug!(session = %self.name, id = %e.id, kind = u.name(), changed, "message update")
-                }
-                Err(err) => {
-                    tracing::error!(session = %self.name, id = %e.id, kind = u.name(), error = %err, "storing update")
-                }
-            }
-            return;
-        }
-        let mut row = message_row(message, e);
-        // A vote on a poll the session knows, decrypted (`events::poll_vote`).
-        let vote = match known {
-            Some(v) => Some(v),
-            None if super::events::poll_vote::is_vote(message) => {
-                super::events::poll_vote::decrypt(&self.client, store, self.id, message, e).await
-            }
-            None => None,
-        };
-        if let Some(v) = &vote {
-            row.kind = "poll_vote".into();
-            row.content = Some(v.content());
-        }
-        // Other protocol messages (key shares, ...) are not chat messages.
-        if row.kind == "protocol" || (row.kind == "unknown" && row.content.is_none()) {
-            return;
-        }
-        if !e.from_me {
-            self.record_push_name(store, e).await;
-        }
-        let event = message_event(e.from_me);
-        let mut payload = message_payload(&self.name, event, &row, e, message);
-        if let (Some(v), Some(out)) = (&vote, payload.as_object_mut()) {
-            out.insert("pollVote".into(), v.payload());
-        }
-        match store.record_message(self.id, &row, event, &payload).await {
-            // The latest vote per voter, upserted right after the message's transaction.
-            Ok(true) => {
-                if let Some(v) = &vote
-                    && let Err(err) = store
-                        .save_poll_vote(self.id, &v.row(e.id, e.timestamp))
-                        .await
-                {
-                    tracing::error!(session = %self.name, id = %e.id, error = %err, "storing poll vote");
-                }
-            }
-            Ok(false) => {}
-            Err(err) => {
-                tracing::error!(session = %self.name, id = %e.id, error = %err, "storing message")
-            }
-        }
-        if let Some(media) = &self.media {
-            media.capture(self.id, &self.client, message, e);
-        }
-    }
-
-    /// A sender's push name, kept with their contact; a new one is announced as
-    /// `contact.push_name` (whatsapp-rust 0.7 has no event for it).
-    async fn record_push_name(&self, store: &dyn Store, e: &Envelope<'_>) {
-        if e.push_name.is_empty() || e.is_group && e.sender == e.chat {
-            return;
-        }
-        let contact = e.sender_pn.unwrap_or(e.sender).to_non_ad();
-        let payload = |old: Option<&str>| {
-            super::events::payload::event(
-                &self.name,
-                "contact.push_name",
-                serde_json::json!({
-                    "JID": contact.to_string(),
-                    "JIDAlt": e.sender_pn.map(|_| e.sender.to_non_ad().to_string()).unwrap_or_default(),
-                    "Message": super::events::info::info(e),
-                    "OldPushName": old.unwrap_or_default(),
-                    "NewPushName": e.push_name,
-                }),
-            )
-            .payload
-        };
-        match store
-            .record_push_name(self.id, &contact.to_string(), e.push_name, &payload)
-            .await
-        {
-            Ok(changed) => {
-                tracing::debug!(session = %self.name, %contact, changed, "push name seen");
-            }
-            Err(err) => tracing::error!(session = %self.name, error = %err, "storing push name"),
-        }
-    }
-
-    /// Records a message this session sent through the API.
-    pub async fn record_sent(&self, store: &dyn Store, id: &str, to: &Jid, message: &wa::Message) {
-        self.record_sent_with(store, id, to, message, None).await;
-    }
-
-    /// Records a poll vote this session cast through the API, like others' votes: a
-    /// `poll_vote` message announced with `pollVote`, and the latest vote in `poll_votes`.
-    pub async fn record_sent_vote(
-        &self,
-        store: &dyn Store,
-        id: &str,
-        to: &Jid,
-        message: &wa::Message,
-        vote: PollVote,
-    ) {
-        self.record_sent_with(store, id, to, message, Some(vote))
-            .await;
-    }
-
-    async fn record_sent_with(
-        &self,
-        store: &dyn Store,
         id: &str,
         to: &Jid,
         message: &wa::Message,
         vote: Option<PollVote>,
-    ) {
-        let Some(me) = self.client.pn() else { return };
+    ) -> StoreResult<()> {
+        let Some(me) = self.client.pn() else {
+            return Ok(());
+        };
         let push = self.client.push_name();
         let envelope = Envelope {
             id,
@@ -515,7 +441,9 @@ impl Live {
             push_name: &push,
             timestamp: chrono::Utc::now().timestamp(),
         };
-        self.record_with(store, message, &envelope, vote).await;
+        self.recorder
+            .record(&self.client, message, &envelope, vote)
+            .await
     }
 
     pub async fn pair_with_code(
@@ -529,8 +457,25 @@ impl Live {
         self.client.pair_with_code(options).await
     }
 
-    /// Graceful stop, aborted after `grace`.
+    /// Graceful stop, aborted after `grace`: the client disconnects, then the event task
+    /// records what the client handed over before it stopped, and ends.
     pub async fn stop(&self, grace: Duration) {
+        let started = tokio::time::Instant::now();
+        self.stop_client(grace).await;
+        self.wind_down.send_replace(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let left = grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            if tokio::time::timeout(left, task).await.is_err() {
+                tracing::warn!(session = %self.name, "events still being recorded after the stop's grace");
+            }
+        }
+    }
+
+    /// Disconnects the client, aborted after `grace`.
+    async fn stop_client(&self, grace: Duration) {
         self.set_qr(None);
         self.set_state(State::Disconnected);
         if let Some(mut h) = self.handle.lock().await.take() {

@@ -18,7 +18,7 @@ use whatsapp_rust::{
     waproto::whatsapp as wa,
 };
 
-use super::{Engine, EngineError, events::Envelope, live::Live};
+use super::{Engine, EngineError, events::Envelope};
 use crate::{
     media::{
         BlobStore, MediaKind,
@@ -63,14 +63,17 @@ impl MediaCtx {
     }
 
     /// Records the media row of a stored message and, for media we do not hold yet, downloads
-    /// the file in the background. Messages without media are ignored.
-    pub(super) fn capture(
+    /// the file in the background. Messages without media are ignored. The row is written
+    /// before this returns (it is part of what an inbound message's commit makes durable);
+    /// the download is not: a failed or interrupted one is recorded on the row and retried by
+    /// `POST /:session/media/process`.
+    pub(super) async fn capture(
         self: &Arc<Self>,
         session_id: Uuid,
         client: &Arc<Client>,
         message: &wa::Message,
         e: &Envelope<'_>,
-    ) {
+    ) -> crate::store::StoreResult<()> {
         let origin = Origin {
             msg_id: e.id,
             chat: e.chat,
@@ -78,24 +81,17 @@ impl MediaCtx {
             push_name: e.push_name,
         };
         let Some(row) = media_row(session_id, message, &origin) else {
-            return;
+            return Ok(());
         };
-        let this = self.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            match this.store.insert_media(&row).await {
-                Ok(true) => {}
-                // Known already: a redelivery, or a file we sent and stored ourselves.
-                Ok(false) => return,
-                Err(err) => {
-                    tracing::error!(id = %row.msg_id, error = %err, "storing media row");
-                    return;
-                }
-            }
-            if !row.downloaded && row.wa_direct_path.is_some() {
+        // `false`: known already (a redelivery, or a file we sent and stored ourselves).
+        if self.store.insert_media(&row).await? && !row.downloaded && row.wa_direct_path.is_some() {
+            let this = self.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
                 this.download(&client, &row).await;
-            }
-        });
+            });
+        }
+        Ok(())
     }
 
     /// Downloads and stores one file; records the attempt either way. `true` when stored.
@@ -187,14 +183,6 @@ impl super::EngineConfig {
     }
 }
 
-impl Live {
-    /// Gives this client the engine's media store (none: media rows are not kept).
-    pub(super) fn with_media(mut self, media: Option<Arc<MediaCtx>>) -> Self {
-        self.media = media;
-        self
-    }
-}
-
 impl Engine {
     /// Whether media rows and files are kept (a media directory is configured).
     pub fn media_enabled(&self) -> bool {
@@ -224,25 +212,29 @@ impl Engine {
         if let Some(c) = context {
             message.set_context_info(c);
         }
-        let id = client
-            .send_message(to.clone(), message.clone())
-            .await
-            .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))?;
-        if let Some(ctx) = &self.media {
-            let push = client.push_name();
-            let origin = Origin {
-                msg_id: &id,
-                chat: &to,
-                from_me: true,
-                push_name: &push,
-            };
-            if let Some(mut row) = media_row(rec.id, &message, &origin) {
-                ctx.keep_sent(rec.id, &mut row, &media.bytes).await;
+        live.send_recorded(&to, &message, None, || async {
+            let id = client
+                .send_message(to.clone(), message.clone())
+                .await
+                .map(|r| r.message_id)
+                .map_err(|e| EngineError::Send(e.to_string()))?;
+            // The file we sent, kept before the message is recorded (whose media row then
+            // finds it).
+            if let Some(ctx) = &self.media {
+                let push = client.push_name();
+                let origin = Origin {
+                    msg_id: &id,
+                    chat: &to,
+                    from_me: true,
+                    push_name: &push,
+                };
+                if let Some(mut row) = media_row(rec.id, &message, &origin) {
+                    ctx.keep_sent(rec.id, &mut row, &media.bytes).await;
+                }
             }
-        }
-        live.record_sent(&*self.store, &id, &to, &message).await;
-        Ok(id)
+            Ok(id)
+        })
+        .await
     }
 
     /// Encrypts and uploads a file for a message built elsewhere (e.g. a header image of an

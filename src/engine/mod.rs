@@ -8,20 +8,24 @@ pub mod calls;
 pub mod chat;
 pub mod contacts;
 pub mod events;
+mod gate;
 pub mod groups;
 mod http_client;
+mod inbound;
 pub mod jid;
 mod live;
 pub mod media;
 pub mod newsletters;
+mod outgoing;
 pub mod profile;
 pub mod qr;
+mod recorder;
 pub mod rich;
 pub mod settings;
 pub mod status;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -65,6 +69,13 @@ pub enum EngineError {
     /// Input WhatsApp's own rules reject (a name too long); the text names the field.
     #[error("{0}")]
     Invalid(String),
+    /// A send could not be journaled before the wire (`engine::outgoing`): nothing was sent.
+    #[error("the message was not sent: {0}")]
+    NotJournaled(String),
+    /// WhatsApp took the message but it could not be recorded in history and the outbox;
+    /// the client must not send it again (`id` is its id).
+    #[error("message {id} was sent, but recording it failed: {why}")]
+    NotRecorded { id: String, why: String },
 }
 
 /// Why a client did not start: [`EngineError::Fenced`] when somewhere down the error's sources
@@ -94,6 +105,9 @@ pub struct EngineConfig {
     pub media_dir: Option<std::path::PathBuf>,
     /// Largest media file sent or kept (0: the 100 MiB default).
     pub media_max_bytes: u64,
+    /// Benchmarks only (`BENCH_ACK_BEFORE_STORE`, `wamock` builds): no inbound durability
+    /// hook, messages acknowledged before they are stored.
+    pub ack_before_store: bool,
 }
 
 /// What `connect` found or started.
@@ -106,6 +120,8 @@ pub struct ConnectOutcome {
 
 pub struct Engine {
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// One connect, stop or release of a session at a time (`engine::gate`).
+    gates: gate::Gates,
     backends: BackendSource,
     store: Arc<dyn Store>,
     config: EngineConfig,
@@ -115,10 +131,15 @@ pub struct Engine {
 /// How long a graceful client shutdown may take before it is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// A failed resume is tried again after this, then twice as long each time, up to the last.
+const RESUME_FIRST_RETRY: Duration = Duration::from_millis(500);
+const RESUME_LAST_RETRY: Duration = Duration::from_secs(30);
+
 impl Engine {
     pub fn new(store: Arc<dyn Store>, backends: BackendSource, config: EngineConfig) -> Self {
         Engine {
             live: Mutex::new(HashMap::new()),
+            gates: gate::Gates::default(),
             backends,
             media: config.media_dir.as_ref().map(|dir| {
                 Arc::new(media::MediaCtx::new(
@@ -150,11 +171,28 @@ impl Engine {
         self.get(name).and_then(|l| l.qr())
     }
 
-    /// Starts the session's client unless one runs already.
+    /// Whether this node may run the client of session `name`: it holds the session's shard
+    /// (always, while fences are not enforced) and is not handing it off.
+    fn may_run(&self, name: &str) -> bool {
+        let shard = crate::store::fence::shard_of(name);
+        let fences = self.store.fences();
+        (!fences.enforced() || fences.held(shard).is_some()) && !self.gates.is_leaving(shard)
+    }
+
+    /// Starts the session's client unless one runs already. Single-flight: a connect that
+    /// comes while another is starting waits for it and answers its client.
     pub async fn connect(
         self: &Arc<Self>,
         rec: &SessionRecord,
     ) -> Result<ConnectOutcome, EngineError> {
+        let gate = self.gates.of(&rec.name);
+        let _one = gate.lock().await;
+        if !self.may_run(&rec.name) {
+            return Err(EngineError::Fenced(format!(
+                "session {}: this node does not hold its shard",
+                rec.name
+            )));
+        }
         if let Some(l) = self.get(&rec.name)
             && l.state() != State::Disconnected
         {
@@ -164,6 +202,12 @@ impl Engine {
             });
         }
         let backend = (self.backends)(rec);
+        let recorder = Arc::new(recorder::Recorder {
+            name: rec.name.clone(),
+            id: rec.id,
+            store: self.store.clone(),
+            media: self.media.clone(),
+        });
         let transport = match &self.config.server_url {
             Some(url) => TokioWebSocketTransportFactory::new().with_url(url),
             None => TokioWebSocketTransportFactory::new(),
@@ -177,6 +221,12 @@ impl Engine {
                 self.config.max_media_bytes() + 64 * 1024,
             ))
             .with_runtime(TokioRuntime);
+        // Nothing is acknowledged to WhatsApp before it is stored (`engine::inbound`).
+        if !self.config.ack_before_store {
+            builder = builder.with_inbound_durability_hook(inbound::Durable {
+                recorder: recorder.clone(),
+            });
+        }
         if self.config.server_url.is_some() {
             // A test server: never ask web.whatsapp.com for the current version.
             builder = builder.with_version((2, 3000, 1));
@@ -186,7 +236,7 @@ impl Engine {
         let needs_pairing = client.pn().is_none();
         let (handler, events) = ChannelEventHandler::new();
         client.subscribe_handler(handler).detach();
-        let live = Arc::new(Live::new(rec, client).with_media(self.media.clone()));
+        let live = Arc::new(Live::new(rec, client, recorder));
         if let Ok(mut m) = self.live.lock() {
             m.insert(rec.name.clone(), live.clone());
         }
@@ -223,14 +273,15 @@ impl Engine {
         message: whatsapp_rust::waproto::whatsapp::Message,
     ) -> Result<String, EngineError> {
         let live = self.connected(name)?;
-        let id = live
-            .client()
-            .send_message(to.clone(), message.clone())
-            .await
-            .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))?;
-        live.record_sent(&*self.store, &id, &to, &message).await;
-        Ok(id)
+        let client = live.client().clone();
+        live.send_recorded(&to, &message, None, || async {
+            client
+                .send_message(to.clone(), message.clone())
+                .await
+                .map(|r| r.message_id)
+                .map_err(|e| EngineError::Send(e.to_string()))
+        })
+        .await
     }
 
     /// Replaces the content of a message this session sent.
@@ -244,13 +295,14 @@ impl Engine {
         let live = self.connected(name)?;
         let done =
             events::updates::own_change_message(&to, &message_id, None, Some(content.clone()));
-        let id = live
-            .client()
-            .edit_message(to.clone(), message_id, content)
-            .await
-            .map_err(|e| EngineError::Send(e.to_string()))?;
-        live.record_sent(&*self.store, &id, &to, &done).await;
-        Ok(id)
+        let client = live.client().clone();
+        live.send_recorded(&to, &done, None, || async {
+            client
+                .edit_message(to.clone(), message_id, content)
+                .await
+                .map_err(|e| EngineError::Send(e.to_string()))
+        })
+        .await
     }
 
     /// Reacts to the message `key` in `chat`; an empty emoji removes the reaction.
@@ -263,14 +315,15 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let live = self.connected(name)?;
         let done = events::updates::reaction_message(key.clone(), emoji);
-        let id = live
-            .client()
-            .send_reaction(chat.clone(), key, emoji)
-            .await
-            .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))?;
-        live.record_sent(&*self.store, &id, &chat, &done).await;
-        Ok(id)
+        let client = live.client().clone();
+        live.send_recorded(&chat, &done, None, || async {
+            client
+                .send_reaction(chat.clone(), key, emoji)
+                .await
+                .map(|r| r.message_id)
+                .map_err(|e| EngineError::Send(e.to_string()))
+        })
+        .await
     }
 
     /// Deletes a message for everyone in `chat`.
@@ -286,14 +339,18 @@ impl Engine {
             whatsapp_rust::RevokeType::Admin { original_sender } => Some(original_sender.clone()),
             _ => None,
         };
-        live.client()
-            .revoke_message(chat.clone(), message_id, how)
-            .await
-            .map_err(|e| EngineError::Send(e.to_string()))?;
         let done = events::updates::own_change_message(&chat, message_id, original.as_ref(), None);
-        live.record_sent(&*self.store, message_id, &chat, &done)
-            .await;
-        Ok(())
+        let client = live.client().clone();
+        // Recorded under the id of the message it deletes.
+        live.send_recorded(&chat, &done, None, || async {
+            client
+                .revoke_message(chat.clone(), message_id, how)
+                .await
+                .map(|()| message_id.to_string())
+                .map_err(|e| EngineError::Send(e.to_string()))
+        })
+        .await
+        .map(|_| ())
     }
 
     fn connected(&self, name: &str) -> Result<Arc<Live>, EngineError> {
@@ -304,6 +361,8 @@ impl Engine {
 
     /// Closes the client, keeping its credentials.
     pub async fn disconnect(&self, name: &str) {
+        let gate = self.gates.of(name);
+        let _one = gate.lock().await;
         if let Some(l) = self.forget(name) {
             let was = l.state();
             l.stop(SHUTDOWN_GRACE).await;
@@ -320,6 +379,8 @@ impl Engine {
     /// Logs the device out of WhatsApp (if connected), stops the client and deletes the
     /// device's keys: the next connect needs a new QR.
     pub async fn logout(&self, rec: &SessionRecord) {
+        let gate = self.gates.of(&rec.name);
+        let _one = gate.lock().await;
         let live = self.forget(&rec.name);
         let paired =
             rec.device_jid.is_some() || live.as_ref().is_some_and(|l| l.client().pn().is_some());
@@ -361,39 +422,106 @@ impl Engine {
     }
 
     /// Connects the stored sessions with a paired device that `wanted` selects by name (the
-    /// sessions of shards this node just acquired: no QR, the keys are in the database).
+    /// sessions of shards this node just acquired: no QR, the keys are in the database). A
+    /// session whose start fails (a database blip, its own error) is tried again with backoff
+    /// in the background until it runs, or this node no longer holds its shard, or it is no
+    /// longer paired. Returns once every session was tried once.
     pub async fn resume_paired_where(self: &Arc<Self>, wanted: impl Fn(&str) -> bool) {
-        let sessions = match self.store.list_sessions().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "listing sessions to resume");
-                return;
+        let mut wait = RESUME_FIRST_RETRY;
+        let sessions = loop {
+            match self.store.list_sessions().await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?wait, "listing sessions to resume");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RESUME_LAST_RETRY);
+                }
             }
         };
-        for rec in sessions
+        let chosen: Vec<&SessionRecord> = sessions
             .iter()
             .filter(|r| r.device_jid.is_some() && wanted(&r.name))
-        {
-            match self.connect(rec).await {
-                Ok(_) => tracing::info!(session = %rec.name, "resuming paired session"),
-                Err(e) => tracing::warn!(session = %rec.name, error = %e, "resume failed"),
+            .collect();
+        for rec in chosen {
+            if let Err(e) = self.resume(rec).await {
+                tracing::warn!(session = %rec.name, error = %e, "resume failed; retrying with backoff");
+                let this = self.clone();
+                let name = rec.name.clone();
+                tokio::spawn(async move { this.resume_with_backoff(name).await });
+            }
+        }
+    }
+
+    async fn resume(self: &Arc<Self>, rec: &SessionRecord) -> Result<(), EngineError> {
+        self.connect(rec).await?;
+        tracing::info!(session = %rec.name, "resuming paired session");
+        Ok(())
+    }
+
+    /// Tries a session's resume again, waiting twice as long each time (up to 30 s), until it
+    /// runs or there is nothing to resume here any more.
+    async fn resume_with_backoff(self: Arc<Self>, name: String) {
+        let mut wait = RESUME_FIRST_RETRY;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RESUME_LAST_RETRY);
+            if !self.may_run(&name) {
+                return;
+            }
+            let rec = match self.store.get_session(&name).await {
+                Ok(Some(rec)) if rec.device_jid.is_some() => rec,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(session = %name, error = %e, "resume: reading the session");
+                    continue;
+                }
+            };
+            match self.resume(&rec).await {
+                Ok(()) => return,
+                Err(EngineError::Fenced(_)) if !self.may_run(&name) => return,
+                Err(e) => {
+                    tracing::warn!(session = %name, error = %e, retry_in = ?wait, "resume failed")
+                }
             }
         }
     }
 
     /// Stops the clients of the sessions `which` selects by name, keeping their keys and
     /// saying nothing to the outbox: their shard moved, and the new owner connects them.
-    /// Returns how many were stopped.
+    /// Each stop records what its client already handed over first. A session whose connect
+    /// is in flight is stopped once that connect is done. Returns how many were stopped.
     pub async fn release_where(&self, which: impl Fn(&str) -> bool) -> usize {
-        let gone: Vec<Arc<Live>> = match self.live.lock() {
-            Ok(mut m) => {
-                let names: Vec<String> = m.keys().filter(|n| which(n)).cloned().collect();
-                names.iter().filter_map(|n| m.remove(n)).collect()
-            }
-            Err(_) => Vec::new(),
+        let mut names: BTreeSet<String> = match self.live.lock() {
+            Ok(m) => m.keys().filter(|n| which(n)).cloned().collect(),
+            Err(_) => BTreeSet::new(),
         };
-        futures_util::future::join_all(gone.iter().map(|l| l.stop(SHUTDOWN_GRACE))).await;
-        gone.len()
+        names.extend(self.gates.busy().into_iter().filter(|n| which(n)));
+        let stopped = futures_util::future::join_all(names.iter().map(|name| async move {
+            let gate = self.gates.of(name);
+            let _one = gate.lock().await;
+            match self.forget(name) {
+                Some(l) => {
+                    l.stop(SHUTDOWN_GRACE).await;
+                    1
+                }
+                None => 0,
+            }
+        }))
+        .await;
+        stopped.into_iter().sum()
+    }
+
+    /// [`Self::release_where`] for a planned handoff of `shards`: while it runs, no client of
+    /// theirs starts here (a resume retrying, an API connect).
+    pub async fn hand_off(&self, shards: &BTreeSet<u32>) -> usize {
+        self.gates.set_leaving(shards, true);
+        self.release_where(|n| shards.contains(&crate::store::fence::shard_of(n)))
+            .await
+    }
+
+    /// The handoff of `shards` is over (their fences let go): they are no longer marked.
+    pub fn handed_off(&self, shards: &BTreeSet<u32>) {
+        self.gates.set_leaving(shards, false);
     }
 
     /// Called by a live session whose client ended by itself (logged out, codes ran out).

@@ -78,12 +78,10 @@ pub(super) async fn remember_poll(
     session_id: uuid::Uuid,
     message: &wa::Message,
     e: &Envelope<'_>,
-) {
-    let Some(row) = poll_row(message, e) else {
-        return;
-    };
-    if let Err(err) = store.save_poll(session_id, &row).await {
-        tracing::error!(id = %e.id, error = %err, "storing poll");
+) -> crate::store::StoreResult<()> {
+    match poll_row(message, e) {
+        Some(row) => store.save_poll(session_id, &row).await,
+        None => Ok(()),
     }
 }
 
@@ -161,14 +159,15 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let live = self.connected(name)?;
         let options = SendOptions::default().with_extra_stanza_nodes(nodes);
-        let id = live
-            .client()
-            .send_message_with_options(to.clone(), message.clone(), options)
-            .await
-            .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))?;
-        live.record_sent(&*self.store, &id, &to, &message).await;
-        Ok(id)
+        let client = live.client().clone();
+        live.send_recorded(&to, &message, None, || async {
+            client
+                .send_message_with_options(to.clone(), message.clone(), options)
+                .await
+                .map(|r| r.message_id)
+                .map_err(|e| EngineError::Send(e.to_string()))
+        })
+        .await
     }
 
     /// Votes `options` (names, already checked against the poll) on a stored poll, then records
@@ -187,25 +186,26 @@ impl Engine {
             .creator_jid
             .parse()
             .map_err(|e| EngineError::Send(format!("failed to build poll vote: {e}")))?;
-        let client = live.client();
-        let id = client
-            .polls()
-            .vote(chat.clone(), &poll.msg_id, &creator, &poll.secret, options)
-            .await
-            .map(|r| r.message_id)
-            .map_err(|e| EngineError::Send(e.to_string()))?;
-        if let Some(me) = client.pn() {
-            let vote = PollVote {
-                chat_jid: poll.chat_jid.clone(),
-                poll_msg_id: poll.msg_id.clone(),
-                voter: me.to_non_ad().to_string(),
-                options: options.to_vec(),
-            };
-            let summary = vote_summary(&chat, poll, &creator, &me);
-            live.record_sent_vote(&*self.store, &id, &chat, &summary, vote)
-                .await;
-        }
-        Ok(id)
+        let client = live.client().clone();
+        let me = client
+            .pn()
+            .ok_or_else(|| EngineError::NotConnected(name.into()))?;
+        let vote = PollVote {
+            chat_jid: poll.chat_jid.clone(),
+            poll_msg_id: poll.msg_id.clone(),
+            voter: me.to_non_ad().to_string(),
+            options: options.to_vec(),
+        };
+        let summary = vote_summary(&chat, poll, &creator, &me);
+        live.send_recorded(&chat, &summary, Some(vote), || async {
+            client
+                .polls()
+                .vote(chat.clone(), &poll.msg_id, &creator, &poll.secret, options)
+                .await
+                .map(|r| r.message_id)
+                .map_err(|e| EngineError::Send(e.to_string()))
+        })
+        .await
     }
 
     /// Asks the account's phone to resend a message this device could not decrypt (a peer

@@ -1,9 +1,11 @@
 //! Sessions follow their shard: the node's ownership events start and stop WhatsApp clients.
 //!
 //! - `Acquired`: the shard is fenced in the database at its new epoch (an older owner's writes
-//!   fail from then on), then its paired sessions connect (no QR: the keys are in the database).
-//! - `Releasing` (planned handoff, e.g. a drain): the shard's clients stop cleanly, the fence is
-//!   let go, then the release is confirmed so the new owner gets the shard with a higher epoch.
+//!   fail from then on), then its paired sessions connect (no QR: the keys are in the database),
+//!   in the background, each retried with backoff until it runs or the shard goes.
+//! - `Releasing` (planned handoff, e.g. a drain): the shard's clients stop cleanly and every
+//!   event they had handed over is written, the fence is let go, then the release is confirmed
+//!   so the new owner gets the shard with a higher epoch.
 //! - `Lost` (the lease ran out, or the shard was taken): the fence is let go at once (no write
 //!   of ours may land any more), then the clients stop.
 //!
@@ -115,13 +117,13 @@ impl Driver {
             return;
         }
         let moving: BTreeSet<u32> = shards.iter().map(|(shard, ..)| *shard).collect();
-        let n = self
-            .engine
-            .release_where(|n| moving.contains(&shard_of(n)))
-            .await;
+        // Each client stops and its event task records what the client already handed over
+        // (acknowledged to WhatsApp) before the fences are let go.
+        let n = self.engine.hand_off(&moving).await;
         for shard in &moving {
             self.store.fences().release(*shard);
         }
+        self.engine.handed_off(&moving);
         tracing::info!(shards = shards.len(), sessions = n, "shards handed off");
         let node = self.shards.node();
         let confirmed = futures_util::future::join_all(
@@ -158,8 +160,14 @@ impl Driver {
             shards = held.len(),
             "shards acquired; resuming their sessions"
         );
-        self.engine
-            .resume_paired_where(|name| held.contains(&shard_of(name)))
-            .await;
+        // In the background: resuming (and retrying failed resumes) never holds up the next
+        // ownership event. A shard lost meanwhile stops what started (`Engine::connect` and
+        // `release_where` share each session's gate).
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            engine
+                .resume_paired_where(|name| held.contains(&shard_of(name)))
+                .await;
+        });
     }
 }

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::observability::trace_context::{TRACEPARENT, TraceContext};
 
-use super::peer::{Payload, PeerError};
+use super::peer::{self, Payload, PeerError};
 use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, ROUTE, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
 use crate::http::middleware::RouteTemplate;
 
@@ -192,6 +192,10 @@ async fn forward(
             },
         };
         let retryable = matches!(held, Held::Bytes(_)) && attempt < RETRIES;
+        // Sent again elsewhere only what the owner cannot have run (a 421, a request that
+        // never reached it) or what is safe to run twice; otherwise the client hears that
+        // the outcome is unknown, never a second execution (a WhatsApp message sent twice).
+        let repeatable = peer::is_safe(&parts.method);
         let sent = send(shards, &parts, &owner, payload);
         let answer = if retryable {
             // A frozen (or cut off) owner accepts the connection and never answers: stop
@@ -204,6 +208,16 @@ async fn forward(
             Some(sent.await)
         };
         match answer {
+            None if !repeatable => {
+                count(shards, "outcome_unknown");
+                tracing::warn!(session = name, owner = %owner.addr, "the owner's lease ran out while it held the request; its outcome is unknown");
+                return outcome_unknown(name, &format!("{} stopped answering", owner.addr));
+            }
+            Some(Err(e)) if !e.never_reached() && !repeatable => {
+                count(shards, "outcome_unknown");
+                tracing::warn!(session = name, owner = %owner.addr, error = %causes(&e), "the owner failed to answer a request it may have run");
+                return outcome_unknown(name, &format!("{}: {}", owner.addr, causes(&e)));
+            }
             None => {
                 count(shards, "owner_gone");
                 tracing::info!(session = name, owner = %owner.addr, "the owner's lease ran out and its shard moved while it held the request; routing again");
@@ -245,6 +259,21 @@ async fn forward(
     unavailable(format!(
         "session '{name}' could not be reached ({last_error}); retry shortly"
     ))
+}
+
+/// 502: the owner may have run the request (it had all of it) but its answer never came.
+/// Sending it again could run it twice, so the client decides (and can check the session's
+/// history first).
+fn outcome_unknown(name: &str, why: &str) -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        axum::Json(json!({
+            "error": format!(
+                "the node serving session '{name}' failed before answering ({why}); the request                  may or may not have been carried out"
+            ),
+        })),
+    )
+        .into_response()
 }
 
 /// Counts one forwarding try by outcome (`onwapp_cluster_forwards_total`).

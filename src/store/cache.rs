@@ -2,9 +2,14 @@
 //!
 //! Every request to a session route reads its session row, and requests with a session key look
 //! the key up too; both are served from memory after the first read. All writes of a session go
-//! through this node (single node; in a cluster, through the session's owner), so invalidating on
-//! our own writes keeps the cache exact. [`CachedStore::forget`] drops a session, for the day its
-//! ownership moves to another node.
+//! through its owner, so invalidating on our own writes keeps the cache exact while this node
+//! owns the session's shard. Ownership moves, so every entry is kept with the epoch this node
+//! held the session's shard at when it was read (`store::fence`), and is used only while the
+//! node still holds the shard at that epoch: a shard lost, or lost and acquired again (the
+//! session may have been deleted, recreated or given a new key meanwhile on another node),
+//! reads the database again. Nothing is cached for a shard this node does not hold (its
+//! requests go to the owner). A key is remembered with the name it authenticated, and is
+//! believed only while that session's record still has that key.
 
 use std::{collections::HashMap, sync::Arc, sync::RwLock};
 
@@ -19,7 +24,8 @@ use super::{
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
-    by_name: RwLock<HashMap<String, SessionRecord>>,
+    /// Name → (the shard's epoch this node held when it was read, the record).
+    by_name: RwLock<HashMap<String, (u64, SessionRecord)>>,
     /// API-key hash → session name, for keys that authenticated successfully.
     by_key: RwLock<HashMap<String, String>>,
 }
@@ -33,9 +39,23 @@ impl CachedStore {
         }
     }
 
+    /// The epoch under which an entry of `name` may be cached and used: the one this node
+    /// holds the session's shard at (0 while fences are not enforced: a store without a
+    /// cluster, tools and tests). `None`: not held, nothing to cache.
+    fn epoch(&self, name: &str) -> Option<u64> {
+        let fences = self.inner.fences();
+        if !fences.enforced() {
+            return Some(0);
+        }
+        fences.held(super::fence::shard_of(name))
+    }
+
     fn remember(&self, rec: &SessionRecord) {
+        let Some(epoch) = self.epoch(&rec.name) else {
+            return;
+        };
         if let Ok(mut m) = self.by_name.write() {
-            m.insert(rec.name.clone(), rec.clone());
+            m.insert(rec.name.clone(), (epoch, rec.clone()));
         }
     }
 
@@ -50,7 +70,10 @@ impl CachedStore {
     }
 
     fn cached(&self, name: &str) -> Option<SessionRecord> {
-        self.by_name.read().ok()?.get(name).cloned()
+        let epoch = self.epoch(name)?;
+        let m = self.by_name.read().ok()?;
+        let (at, rec) = m.get(name)?;
+        (*at == epoch).then(|| rec.clone())
     }
 
     /// The store behind the cache, for traits that have nothing to cache.
@@ -102,13 +125,22 @@ impl SessionStore for CachedStore {
 
     async fn session_by_key_hash(&self, hash: &str) -> StoreResult<Option<SessionRecord>> {
         let name = self.by_key.read().ok().and_then(|m| m.get(hash).cloned());
-        if let Some(name) = name
-            && let Some(r) = self.get_session(&name).await?
-        {
-            return Ok(Some(r));
+        if let Some(name) = name {
+            // Believed only while the session still has this key (it may have been deleted and
+            // created again with another).
+            if let Some(r) = self.get_session(&name).await?
+                && crate::auth::hash_key(&r.api_key) == hash
+            {
+                return Ok(Some(r));
+            }
+            if let Ok(mut m) = self.by_key.write() {
+                m.remove(hash);
+            }
         }
         let rec = self.inner.session_by_key_hash(hash).await?;
-        if let Some(r) = &rec {
+        if let Some(r) = &rec
+            && self.epoch(&r.name).is_some()
+        {
             self.remember(r);
             if let Ok(mut m) = self.by_key.write() {
                 m.insert(hash.to_string(), r.name.clone());

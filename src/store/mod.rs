@@ -15,6 +15,7 @@ mod group_commit;
 pub mod media;
 mod models;
 pub mod outbox;
+pub mod outgoing;
 pub mod poll;
 mod postgres;
 mod sql;
@@ -139,6 +140,7 @@ pub trait Store:
     + chat::MessageStore
     + chat_state::ChatStateStore
     + poll::PollStore
+    + outgoing::OutgoingStore
     + contacts::ContactStore
     + events::EventStore
     + media::MediaStore
@@ -155,6 +157,7 @@ impl<T> Store for T where
         + chat::MessageStore
         + chat_state::ChatStateStore
         + poll::PollStore
+        + outgoing::OutgoingStore
         + contacts::ContactStore
         + events::EventStore
         + media::MediaStore

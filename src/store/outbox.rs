@@ -155,6 +155,50 @@ macro_rules! impl_outbox_store {
             }
         }
 
+        impl $store {
+            /// The outcomes of `outcomes` whose session's fence this node holds (each session
+            /// checked once, its fence row locked until `tx` ends).
+            async fn fenced_outcomes<'a>(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                fences: &$crate::store::fence::Fences,
+                outcomes: &'a [(uuid::Uuid, $crate::store::outbox::Outcome)],
+            ) -> $crate::store::StoreResult<Vec<&'a (uuid::Uuid, $crate::store::outbox::Outcome)>> {
+                if !fences.enforced() {
+                    return Ok(outcomes.iter().collect());
+                }
+                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
+                let mut owner: std::collections::HashMap<uuid::Uuid, uuid::Uuid> = Default::default();
+                for chunk in outcomes.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, session_id FROM webhook_outbox WHERE id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for (id, _) in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        qb.build_query_as().fetch_all(&mut **tx).await.map_err(e)?;
+                    owner.extend(rows);
+                }
+                let sessions: std::collections::BTreeSet<uuid::Uuid> = owner.values().copied().collect();
+                let mut allowed = std::collections::BTreeSet::new();
+                for session in sessions {
+                    match check_fence(tx, fences, session).await {
+                        Ok(()) => {
+                            allowed.insert(session);
+                        }
+                        Err($crate::store::StoreError::Fenced(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(outcomes
+                    .iter()
+                    .filter(|(id, _)| owner.get(id).is_some_and(|s| allowed.contains(s)))
+                    .collect())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::outbox::OutboxStore for $store {
             fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
@@ -206,11 +250,15 @@ macro_rules! impl_outbox_store {
                 }
                 let at = $crate::store::sql::now();
                 let mut tx = self.pool.begin().await.map_err(e)?;
+                // Fenced per session: outcomes of a session whose shard this node no longer
+                // holds are not written (its new owner delivers those events again, with the
+                // same X-Webhook-Id).
+                let outcomes = Self::fenced_outcomes(&mut tx, &self.fences, outcomes).await?;
                 // The common outcomes (delivered with one status, skipped) in one UPDATE each.
                 let mut delivered: std::collections::BTreeMap<i32, Vec<uuid::Uuid>> =
                     Default::default();
                 let mut skipped = Vec::new();
-                for (id, outcome) in outcomes {
+                for (id, outcome) in outcomes.iter().copied() {
                     let q = match outcome {
                         Outcome::Delivered { status } => {
                             delivered.entry(*status).or_default().push(*id);

@@ -50,6 +50,7 @@ super::device::impl_device_store!(PgStore, sqlx::Postgres);
 super::chat::impl_message_store!(PgStore, sqlx::Postgres);
 super::chat_state::impl_chat_state_store!(PgStore, sqlx::Postgres);
 super::poll::impl_poll_store!(PgStore, sqlx::Postgres);
+super::outgoing::impl_outgoing_store!(PgStore, sqlx::Postgres);
 super::contacts::impl_contact_store!(PgStore, sqlx::Postgres);
 super::events::impl_event_store!(PgStore, sqlx::Postgres);
 super::media::impl_media_store!(PgStore, sqlx::Postgres);

@@ -95,11 +95,21 @@ macro_rules! impl_sql_store {
             }
 
             async fn delete_session(&self, name: &str) -> StoreResult<bool> {
-                let r = sqlx::query::<$db>("DELETE FROM sessions WHERE name = $1")
-                    .bind(name)
-                    .execute(&self.pool)
+                let id: Option<Uuid> =
+                    sqlx::query_scalar::<$db, Uuid>("SELECT id FROM sessions WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(q)?;
+                let Some(id) = id else { return Ok(false) };
+                // Fenced: a node that lost the session's shard deletes nothing.
+                let mut tx = self.begin_write(id).await?;
+                let r = sqlx::query::<$db>("DELETE FROM sessions WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
                     .await
                     .map_err(q)?;
+                tx.commit().await.map_err(q)?;
                 Ok(r.rows_affected() > 0)
             }
 
@@ -160,7 +170,8 @@ macro_rules! impl_sql_store {
                 if p.is_empty() {
                     return self.get_settings(session_id).await;
                 }
-                sqlx::query_as::<$db, SettingsRecord>(AssertSqlSafe(format!(
+                let mut tx = self.begin_write(session_id).await?;
+                let rec = sqlx::query_as::<$db, SettingsRecord>(AssertSqlSafe(format!(
                     "UPDATE session_settings SET \
                        always_online = COALESCE($2, always_online), \
                        auto_reject_calls = COALESCE($3, auto_reject_calls), \
@@ -193,9 +204,11 @@ macro_rules! impl_sql_store {
                 .bind(now())
                 .bind(p.privacy_pending.as_deref())
                 .bind(p.privacy_synced_at)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(q)
+                .map_err(q)?;
+                tx.commit().await.map_err(q)?;
+                Ok(rec)
             }
         }
 
@@ -232,7 +245,8 @@ macro_rules! impl_sql_store {
                 session_id: Uuid,
                 c: &WebhookConfig,
             ) -> StoreResult<WebhookRecord> {
-                sqlx::query_as::<$db, WebhookRecord>(AssertSqlSafe(format!(
+                let mut tx = self.begin_write(session_id).await?;
+                let rec = sqlx::query_as::<$db, WebhookRecord>(AssertSqlSafe(format!(
                     "INSERT INTO webhooks (id, session_id, url, events, enabled, secret, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
                      ON CONFLICT (session_id) DO UPDATE SET url = excluded.url, events = excluded.events, \
@@ -246,9 +260,11 @@ macro_rules! impl_sql_store {
                 .bind(c.enabled)
                 .bind(c.secret.as_deref())
                 .bind(now())
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(q)
+                .map_err(q)?;
+                tx.commit().await.map_err(q)?;
+                Ok(rec)
             }
 
             async fn replace_webhook(
@@ -256,7 +272,8 @@ macro_rules! impl_sql_store {
                 session_id: Uuid,
                 c: &WebhookConfig,
             ) -> StoreResult<Option<WebhookRecord>> {
-                sqlx::query_as::<$db, WebhookRecord>(AssertSqlSafe(format!(
+                let mut tx = self.begin_write(session_id).await?;
+                let rec = sqlx::query_as::<$db, WebhookRecord>(AssertSqlSafe(format!(
                     "UPDATE webhooks SET url = $2, events = $3, enabled = $4, secret = $5, updated_at = $6 \
                      WHERE session_id = $1 RETURNING {WEBHOOK_COLS}"
                 )))
@@ -266,17 +283,21 @@ macro_rules! impl_sql_store {
                 .bind(c.enabled)
                 .bind(c.secret.as_deref())
                 .bind(now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(q)
+                .map_err(q)?;
+                tx.commit().await.map_err(q)?;
+                Ok(rec)
             }
 
             async fn delete_webhook(&self, session_id: Uuid) -> StoreResult<bool> {
+                let mut tx = self.begin_write(session_id).await?;
                 let r = sqlx::query::<$db>("DELETE FROM webhooks WHERE session_id = $1")
                     .bind(session_id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(q)?;
+                tx.commit().await.map_err(q)?;
                 Ok(r.rows_affected() > 0)
             }
         }

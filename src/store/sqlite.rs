@@ -66,6 +66,7 @@ super::device::impl_device_store!(SqliteStore, sqlx::Sqlite);
 super::chat::impl_message_store!(SqliteStore, sqlx::Sqlite);
 super::chat_state::impl_chat_state_store!(SqliteStore, sqlx::Sqlite);
 super::poll::impl_poll_store!(SqliteStore, sqlx::Sqlite);
+super::outgoing::impl_outgoing_store!(SqliteStore, sqlx::Sqlite);
 super::contacts::impl_contact_store!(SqliteStore, sqlx::Sqlite);
 super::events::impl_event_store!(SqliteStore, sqlx::Sqlite);
 super::media::impl_media_store!(SqliteStore, sqlx::Sqlite);

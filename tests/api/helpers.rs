@@ -200,6 +200,12 @@ impl TestApp {
         self.state.store.clone()
     }
 
+    /// The database the app runs on, for tests that reach around it (a trigger that makes
+    /// a write fail).
+    pub fn database_url(&self) -> String {
+        self.config.effective_database_url()
+    }
+
     /// The running app's engine, to watch a session's WhatsApp client in tests.
     pub fn engine(&self) -> std::sync::Arc<onwapp::engine::Engine> {
         self.state.engine.clone()

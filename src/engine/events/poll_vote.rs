@@ -11,12 +11,12 @@ use whatsapp_rust::{
 
 use super::Envelope;
 use crate::store::{
-    Store,
+    Store, StoreResult,
     poll::{PollRow, PollVoteRow},
 };
 
 /// A decrypted vote: the poll it is on, who cast it and the chosen option names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PollVote {
     pub chat_jid: String,
     pub poll_msg_id: String,
@@ -64,7 +64,7 @@ async fn find_poll(
     e: &Envelope<'_>,
     key: &wa::MessageKey,
     poll_id: &str,
-) -> Option<PollRow> {
+) -> StoreResult<Option<PollRow>> {
     let mut chats = vec![e.chat.to_non_ad().to_string()];
     if let Some(remote) = key
         .remote_jid
@@ -80,43 +80,44 @@ async fn find_poll(
     }
     chats.dedup();
     for chat in chats {
-        match store.get_poll(session_id, &chat, poll_id).await {
-            Ok(Some(poll)) => return Some(poll),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(poll = poll_id, error = %err, "reading poll"),
+        if let Some(poll) = store.get_poll(session_id, &chat, poll_id).await? {
+            return Ok(Some(poll));
         }
     }
-    None
+    Ok(None)
 }
 
 /// Decrypts a vote on a poll the session knows; `None` (with a warning) for an unknown poll or
-/// a vote that does not open.
+/// a vote that does not open. A store that cannot be read is an error: the vote is not
+/// recorded as undecryptable, its message stays unacknowledged and comes again.
 pub async fn decrypt(
     client: &Client,
     store: &dyn Store,
     session_id: uuid::Uuid,
     message: &wa::Message,
     e: &Envelope<'_>,
-) -> Option<PollVote> {
-    let update = message.get_base_message().poll_update_message.as_option()?;
+) -> StoreResult<Option<PollVote>> {
+    let Some(update) = message.get_base_message().poll_update_message.as_option() else {
+        return Ok(None);
+    };
     let key = update.poll_creation_message_key.as_option();
     let Some((key, poll_id)) = key.and_then(|k| Some((k, k.id.as_deref()?))) else {
         tracing::warn!(id = %e.id, "poll vote without the poll's key");
-        return None;
+        return Ok(None);
     };
-    let Some(poll) = find_poll(store, session_id, e, key, poll_id).await else {
+    let Some(poll) = find_poll(store, session_id, e, key, poll_id).await? else {
         tracing::warn!(id = %e.id, poll = poll_id, "vote on a poll this session does not know");
-        return None;
+        return Ok(None);
     };
     let Some(vote) = update.vote.as_option() else {
         tracing::warn!(id = %e.id, poll = poll_id, "poll vote without an encrypted vote");
-        return None;
+        return Ok(None);
     };
     let creator: Jid = match poll.creator_jid.parse() {
         Ok(j) => j,
         Err(err) => {
             tracing::warn!(poll = poll_id, error = %err, "stored poll creator unreadable");
-            return None;
+            return Ok(None);
         }
     };
     let cipher = PollVoteCiphertext {
@@ -131,7 +132,7 @@ pub async fn decrypt(
         Ok(h) => h,
         Err(err) => {
             tracing::warn!(id = %e.id, poll = poll_id, error = %err, "poll vote does not decrypt");
-            return None;
+            return Ok(None);
         }
     };
     let names = poll.option_names();
@@ -150,10 +151,10 @@ pub async fn decrypt(
             name.cloned()
         })
         .collect();
-    Some(PollVote {
+    Ok(Some(PollVote {
         chat_jid: poll.chat_jid,
         poll_msg_id: poll.msg_id,
         voter: e.sender_pn.unwrap_or(e.sender).to_non_ad().to_string(),
         options,
-    })
+    }))
 }

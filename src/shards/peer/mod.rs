@@ -58,6 +58,20 @@ pub enum PeerError {
 }
 
 impl PeerError {
+    /// The member cannot have acted on the request: it never had all of it (no connection, a
+    /// write that failed, the client's own body that failed midway). Everything else (a read
+    /// that failed, a close before the answer) may come after the member ran the request.
+    pub fn never_reached(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Address(_)
+                | PeerError::Connect(_)
+                | PeerError::ConnectTimeout(_)
+                | PeerError::Write(_)
+                | PeerError::RequestBody(_)
+        )
+    }
+
     /// The connection was closed or reset under the request, before any of an answer came.
     fn closed_before_answer(&self) -> bool {
         use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
@@ -168,10 +182,15 @@ impl Peers {
                 if let Some(mut conn) = self.take(authority) {
                     match transmit(&mut conn.stream, &out, rest.clone(), &mut buf).await {
                         Ok((head, sent_all)) => return answer(conn, head, sent_all, buf, no_body),
-                        // The member closed this idle connection before the request reached
-                        // it (its close was on the way when the connection was taken): it
-                        // never saw the request, which goes again on a new connection.
-                        Err(e) if buf.is_empty() && e.closed_before_answer() => {
+                        // The member closed this idle connection (its close was on the way
+                        // when the connection was taken). A request that provably never
+                        // reached it, or one that is safe to repeat, goes again on a new
+                        // connection; any other may have run there and is not sent twice.
+                        Err(e)
+                            if buf.is_empty()
+                                && e.closed_before_answer()
+                                && (e.never_reached() || is_safe(method)) =>
+                        {
                             tracing::debug!(
                                 member = authority,
                                 "idle connection closed by the member; asking on a new one"
@@ -253,6 +272,11 @@ impl Peers {
             pool: self.clone(),
         })
     }
+}
+
+/// Methods that change nothing on the member (RFC 9110, 9.2.1): sending one twice is harmless.
+pub fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// The answer whose head is `head`, its body the rest of `buf` and what `conn` brings.

@@ -20,7 +20,7 @@ use crate::prekeys::KeyBundle;
 pub type ConnId = u64;
 
 /// At most this many unacknowledged stanzas are kept per device; older ones are dropped.
-const PENDING_LIMIT: usize = 1000;
+const PENDING_LIMIT: usize = 10_000;
 
 /// What other tasks ask a connection to do.
 #[derive(Debug)]
@@ -115,6 +115,14 @@ pub struct DeviceStatus {
     pub max_sockets: usize,
     /// Logins that replaced a socket of the device that was still up.
     pub replaced: u64,
+    /// Messages delivered (or queued) to the device that it has not acknowledged yet: kept,
+    /// and delivered again at its next login, as WhatsApp does. Left out when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unacked: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What [`State::login`] counted for one device.
@@ -500,12 +508,17 @@ impl State {
                 let addr = DeviceAddr::new(account.phone.clone(), *id);
                 let sockets = counts.get(&addr).copied().unwrap_or(0);
                 let stats = inner.login_stats.get(&addr).copied().unwrap_or_default();
+                let unacked = inner
+                    .pending
+                    .get(&addr)
+                    .map_or(0, |q| q.iter().filter(|n| n.tag == "message").count());
                 out.push(DeviceStatus {
                     jid: addr.jid(),
                     connected: sockets > 0,
                     sockets,
                     max_sockets: stats.max_sockets.max(sockets),
                     replaced: stats.replaced,
+                    unacked,
                 });
             }
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use wacore::store::InMemoryBackend;
+use whatsapp_rust::InboundDurabilityHook;
 use whatsapp_rust::async_channel::Receiver;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::pair_code::PairCodeOptions;
@@ -34,6 +35,20 @@ pub fn server_addr(ws_url: &str) -> anyhow::Result<std::net::SocketAddr> {
     Ok(addr.parse()?)
 }
 
+/// A boxed hook is a hook.
+struct Boxed(Box<dyn InboundDurabilityHook>);
+
+#[async_trait::async_trait]
+impl InboundDurabilityHook for Boxed {
+    async fn on_messages(
+        &self,
+        client: Arc<whatsapp_rust::Client>,
+        batch: &[whatsapp_rust::types::events::InboundMessage],
+    ) -> anyhow::Result<()> {
+        self.0.on_messages(client, batch).await
+    }
+}
+
 /// One whatsapp-rust client with its event stream.
 pub struct TestClient {
     pub handle: BotHandle,
@@ -52,6 +67,25 @@ impl TestClient {
         backend: Arc<InMemoryBackend>,
         pair_code_phone: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::build(ws_url, backend, pair_code_phone, None).await
+    }
+
+    /// Like `start`, with an inbound durability hook: a message is acknowledged only once the
+    /// hook stored it.
+    pub async fn start_hooked(
+        ws_url: &str,
+        backend: Arc<InMemoryBackend>,
+        hook: impl InboundDurabilityHook + 'static,
+    ) -> anyhow::Result<Self> {
+        Self::build(ws_url, backend, None, Some(Box::new(hook))).await
+    }
+
+    async fn build(
+        ws_url: &str,
+        backend: Arc<InMemoryBackend>,
+        pair_code_phone: Option<&str>,
+        hook: Option<Box<dyn InboundDurabilityHook>>,
+    ) -> anyhow::Result<Self> {
         let mut builder = Bot::builder()
             .with_backend_arc(backend)
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(ws_url))
@@ -65,6 +99,9 @@ impl TestClient {
                 phone_number: phone.to_string(),
                 ..Default::default()
             });
+        }
+        if let Some(hook) = hook {
+            builder = builder.with_inbound_durability_hook(Boxed(hook));
         }
         let bot = builder.build().await?;
         let (handler, events) = ChannelEventHandler::new();
