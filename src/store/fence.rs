@@ -215,6 +215,17 @@ macro_rules! impl_fence_store {
         }
 
         impl $store {
+            /// A transaction that will write (SQLite: `BEGIN IMMEDIATE`, so one that reads
+            /// first cannot fail to upgrade its lock), without a fence check of its own.
+            pub(crate) async fn begin_writing(
+                &self,
+            ) -> $crate::store::StoreResult<sqlx::Transaction<'static, $db>> {
+                self.pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))
+            }
+
             /// [`begin_fenced`] on this store's pool and fences.
             pub(crate) async fn begin_write(
                 &self,

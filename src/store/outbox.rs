@@ -249,7 +249,7 @@ macro_rules! impl_outbox_store {
                     return Ok(());
                 }
                 let at = $crate::store::sql::now();
-                let mut tx = self.pool.begin().await.map_err(e)?;
+                let mut tx = self.begin_writing().await?;
                 // Fenced per session: outcomes of a session whose shard this node no longer
                 // holds are not written (its new owner delivers those events again, with the
                 // same X-Webhook-Id).

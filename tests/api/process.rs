@@ -97,10 +97,23 @@ pub async fn spawn_on(
     envs: &[(&str, String)],
 ) -> (std::process::Child, String) {
     let port = free_port();
-    let child = ServerProcess::command(envs, dir, port)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn onwapp");
+    let mut cmd = ServerProcess::command(envs, dir, port);
+    // PROCESS_TEST_LOGS=<level> shows the binary's logs at that level (RUST_LOG refines it).
+    match std::env::var("PROCESS_TEST_LOGS")
+        .ok()
+        .filter(|l| !l.is_empty())
+    {
+        Some(level) => {
+            cmd.env("LOG_LEVEL", level).stderr(Stdio::inherit());
+            if let Ok(filter) = std::env::var("RUST_LOG") {
+                cmd.env("RUST_LOG", filter);
+            }
+        }
+        None => {
+            cmd.stderr(Stdio::null());
+        }
+    }
+    let child = cmd.spawn().expect("spawn onwapp");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let up = eventually(Duration::from_secs(30), || {
