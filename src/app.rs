@@ -92,12 +92,6 @@ impl App {
         let cancel = CancellationToken::new();
         limiter.spawn_recovery(cancel.child_token());
         spawn_sweeper(limiter.clone(), cancel.child_token());
-        crate::webhooks::Dispatcher::with_metrics(
-            store.clone(),
-            webhook_settings(&config),
-            Some(metrics.clone()),
-        )
-        .spawn(cancel.child_token());
         let backends: BackendSource = {
             let store = store.clone();
             Arc::new(move |rec| store.device_backend(rec.id))
@@ -116,6 +110,15 @@ impl App {
         // shards: those this node acquires reconnect by themselves, without a QR.
         // Every durable write of a session checks its shard's epoch from now on.
         store.fences().enforce();
+        // Delivery starts once fencing is enforced: until this node holds a shard, its
+        // workers claim no session (a worker started before would claim every session, and
+        // its outcome records would be refused).
+        crate::webhooks::Dispatcher::with_metrics(
+            store.clone(),
+            webhook_settings(&config),
+            Some(metrics.clone()),
+        )
+        .spawn(cancel.child_token());
         let epoch_floor = store.max_fence_epoch().await?;
         let shards =
             Arc::new(Shards::start(&config, store.fences(), epoch_floor, metrics.clone()).await?);

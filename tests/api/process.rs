@@ -104,7 +104,9 @@ pub async fn spawn_on(
         .filter(|l| !l.is_empty())
     {
         Some(level) => {
-            cmd.env("LOG_LEVEL", level).stderr(Stdio::inherit());
+            cmd.env("LOG_LEVEL", level)
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
             if let Ok(filter) = std::env::var("RUST_LOG") {
                 cmd.env("RUST_LOG", filter);
             }
