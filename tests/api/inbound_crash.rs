@@ -38,7 +38,7 @@ const PACE: Duration = Duration::from_millis(10);
 
 /// A text a user sent, as wamock confirmed it: the user's chat, the text, its message id.
 #[derive(Debug, Clone)]
-struct Sent {
+pub(crate) struct Sent {
     chat: String,
     text: String,
     id: String,
@@ -47,16 +47,16 @@ struct Sent {
 /// One `message.received` the receiver got: the message id and text from the payload, and the
 /// `X-Webhook-Id` it came with.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     msg: String,
     text: String,
     hook: String,
 }
 
 /// Every `message.received` request the receiver got, in arrival order.
-type Log = Arc<Mutex<Vec<Hit>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Hit>>>;
 
-async fn receiver() -> (Log, String) {
+pub(crate) async fn receiver() -> (Log, String) {
     async fn hook(
         State(log): State<Log>,
         headers: HeaderMap,
@@ -191,7 +191,7 @@ async fn send_text(
 /// again, a few times. The later texts wait for the kills (`kills` counts them), so the stream
 /// spans both: at most half is sent before the first, two thirds before the second. What was
 /// sent, and how many sends were tried again.
-async fn stream(
+pub(crate) async fn stream(
     k: usize,
     phone: String,
     chat: String,
@@ -237,11 +237,11 @@ async fn stream(
 }
 
 /// The chat's stored messages, every page: message id → the contents stored under it.
-async fn history(base: &str, chat: &str) -> HashMap<String, Vec<String>> {
+async fn history(base: &str, session: &str, chat: &str) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for page in 0.. {
         let (_, b) = get(format!(
-            "{base}/{SESSION}/chat/messages?chatId={chat}&limit={PAGE}&offset={}",
+            "{base}/{session}/chat/messages?chatId={chat}&limit={PAGE}&offset={}",
             page * PAGE
         ))
         .await;
@@ -262,11 +262,11 @@ async fn history(base: &str, chat: &str) -> HashMap<String, Vec<String>> {
 
 /// What is still missing, as `text id` labels: from the chat history (or stored with another
 /// text), and from the webhook (or delivered with another text).
-async fn gaps(base: &str, truth: &[Sent], log: &Log) -> (Vec<String>, Vec<String>) {
+async fn gaps(base: &str, session: &str, truth: &[Sent], log: &Log) -> (Vec<String>, Vec<String>) {
     let chats: BTreeSet<&str> = truth.iter().map(|s| s.chat.as_str()).collect();
     let mut stored = HashMap::new();
     for chat in chats {
-        stored.extend(history(base, chat).await);
+        stored.extend(history(base, session, chat).await);
     }
     let mut hooked: HashMap<String, Vec<String>> = HashMap::new();
     for h in log.lock().unwrap().iter() {
@@ -296,8 +296,83 @@ async fn gaps(base: &str, truth: &[Sent], log: &Log) -> (Vec<String>, Vec<String
 }
 
 /// The first few of a list, for a failure message.
-fn few<T>(v: &[T]) -> &[T] {
+pub(crate) fn few<T>(v: &[T]) -> &[T] {
     &v[..v.len().min(5)]
+}
+
+/// Polls (up to 120 s) until every text of `truth` is in `session`'s chat history (asked at
+/// `base`) and reached the webhook, then checks each is stored once and that a text delivered
+/// again came with the same `X-Webhook-Id`. `what` says what happened, for the failure
+/// message. Answers the deliveries and the texts delivered.
+pub(crate) async fn all_stored_once(
+    base: &str,
+    session: &str,
+    truth: &[Sent],
+    log: &Log,
+    what: &str,
+) -> (usize, usize) {
+    // Every text stored and delivered, in time.
+    let (t, l) = (truth, log);
+    let complete = eventually(Duration::from_secs(120), move || async move {
+        let (history, webhook) = gaps(base, session, t, l).await;
+        history.is_empty() && webhook.is_empty()
+    })
+    .await;
+    if !complete {
+        let (history, webhook) = gaps(base, session, truth, log).await;
+        let (_, status) = get(format!("{base}/{session}/status")).await;
+        panic!(
+            "{} of {} texts missing from the chat history, {} from the webhook, 120 s after \
+             the stream ({what}); from the history: {:?}; from the webhook: {:?}; session: \
+             {status}",
+            history.len(),
+            truth.len(),
+            webhook.len(),
+            few(&history),
+            few(&webhook),
+        );
+    }
+
+    // Stored once each.
+    let mut stored = HashMap::new();
+    let chats: BTreeSet<&str> = truth.iter().map(|s| s.chat.as_str()).collect();
+    for chat in chats {
+        stored.extend(history(base, session, chat).await);
+    }
+    let twice: Vec<&Sent> = truth
+        .iter()
+        .filter(|s| stored.get(&s.id).is_some_and(|c| c.len() != 1))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} texts stored more than once: {:?}",
+        twice.len(),
+        few(&twice)
+    );
+
+    // A text delivered again came with the same X-Webhook-Id; an X-Webhook-Id names one text.
+    let hits = log.lock().unwrap().clone();
+    let mut hooks: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut texts: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for h in &hits {
+        assert!(!h.hook.is_empty(), "a delivery without X-Webhook-Id: {h:?}");
+        hooks.entry(&h.msg).or_default().insert(&h.hook);
+        texts.entry(&h.hook).or_default().insert(&h.msg);
+    }
+    let mixed: Vec<_> = hooks.iter().filter(|(_, ids)| ids.len() != 1).collect();
+    assert!(
+        mixed.is_empty(),
+        "{} texts reached the webhook under different X-Webhook-Ids: {:?}",
+        mixed.len(),
+        few(&mixed)
+    );
+    let shared: Vec<_> = texts.iter().filter(|(_, msgs)| msgs.len() != 1).collect();
+    assert!(
+        shared.is_empty(),
+        "one X-Webhook-Id carried different messages: {:?}",
+        few(&shared)
+    );
+    (hits.len(), hooks.len())
 }
 
 async fn stream_through_two_kills(db: Db) {
@@ -398,72 +473,17 @@ async fn stream_through_two_kills(db: Db) {
     }
     assert_eq!(truth.len(), total);
 
-    // Every text stored and delivered, in time.
-    let base = bin.base.as_str();
-    let (t, l) = (&truth, &log);
-    let complete = eventually(Duration::from_secs(120), move || async move {
-        let (history, webhook) = gaps(base, t, l).await;
-        history.is_empty() && webhook.is_empty()
-    })
+    let (deliveries, texts) = all_stored_once(
+        &bin.base,
+        SESSION,
+        &truth,
+        &log,
+        &format!("killed after {first} and {second} sends"),
+    )
     .await;
-    if !complete {
-        let (history, webhook) = gaps(base, &truth, &log).await;
-        let (_, status) = get(format!("{base}/{SESSION}/status")).await;
-        panic!(
-            "{} of {total} texts missing from the chat history, {} from the webhook, 120 s after \
-             the stream (killed after {first} and {second} sends); from the history: {:?}; from \
-             the webhook: {:?}; session: {status}",
-            history.len(),
-            webhook.len(),
-            few(&history),
-            few(&webhook),
-        );
-    }
-
-    // Stored once each.
-    let mut stored = HashMap::new();
-    let chats: BTreeSet<&str> = truth.iter().map(|s| s.chat.as_str()).collect();
-    for chat in chats {
-        stored.extend(history(base, chat).await);
-    }
-    let twice: Vec<&Sent> = truth
-        .iter()
-        .filter(|s| stored.get(&s.id).is_some_and(|c| c.len() != 1))
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "{} texts stored more than once: {:?}",
-        twice.len(),
-        few(&twice)
-    );
-
-    // A text delivered again came with the same X-Webhook-Id; an X-Webhook-Id names one text.
-    let hits = log.lock().unwrap().clone();
-    let mut hooks: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut texts: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for h in &hits {
-        assert!(!h.hook.is_empty(), "a delivery without X-Webhook-Id: {h:?}");
-        hooks.entry(&h.msg).or_default().insert(&h.hook);
-        texts.entry(&h.hook).or_default().insert(&h.msg);
-    }
-    let mixed: Vec<_> = hooks.iter().filter(|(_, ids)| ids.len() != 1).collect();
-    assert!(
-        mixed.is_empty(),
-        "{} texts reached the webhook under different X-Webhook-Ids: {:?}",
-        mixed.len(),
-        few(&mixed)
-    );
-    let shared: Vec<_> = texts.iter().filter(|(_, msgs)| msgs.len() != 1).collect();
-    assert!(
-        shared.is_empty(),
-        "one X-Webhook-Id carried different messages: {:?}",
-        few(&shared)
-    );
     eprintln!(
         "{db:?}: killed after {first} and {second} of {total} sends, {retries} sends tried again; \
-         {} webhook deliveries for {} texts, repeats with the same X-Webhook-Id",
-        hits.len(),
-        hooks.len()
+         {deliveries} webhook deliveries for {texts} texts, repeats with the same X-Webhook-Id"
     );
 
     bin.kill_9();

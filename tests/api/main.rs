@@ -12,6 +12,7 @@ mod cluster_drain;
 mod cluster_join;
 mod cluster_ratelimit;
 mod cluster_sigstop;
+mod cluster_stream;
 mod communities;
 mod contacts;
 mod device_store;

@@ -292,6 +292,83 @@ async fn a_connection_the_member_closed_while_idle_is_not_reused() {
     );
 }
 
+/// A member that answers its first request on a connection (keep-alive), reads the next one
+/// whole, then hangs up without answering: as if it ran the request and died. Counts the
+/// requests it read.
+async fn dies_after_reading() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let read = Arc::new(AtomicUsize::new(0));
+    let seen = read.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                for n in 0.. {
+                    match tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if n > 0 {
+                        // Ran it (say), then died before answering.
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (base, read)
+}
+
+#[tokio::test]
+async fn a_request_the_member_may_have_run_is_never_sent_twice_unless_it_is_safe() {
+    use std::sync::atomic::Ordering;
+    let (base, read) = dies_after_reading().await;
+    let peers = Peers::default();
+    // First request on a connection: answered, and the connection is kept.
+    assert_eq!(text(get(&peers, &base, "/").await).await, "ok");
+    // A POST on the kept connection: the member read it and hung up. It may have run: an
+    // error, never a second copy on a new connection.
+    let err = ask(
+        &peers,
+        &base,
+        Method::POST,
+        "/send",
+        Payload::Bytes(Bytes::from_static(b"{}")),
+    )
+    .await
+    .expect_err("no answer");
+    assert!(!err.never_reached(), "{err:?}");
+    assert_eq!(read.load(Ordering::SeqCst), 2, "the POST was read once");
+    // A GET the same way is safe to repeat: asked again on a new connection, answered.
+    assert_eq!(text(get(&peers, &base, "/").await).await, "ok");
+    assert_eq!(text(get(&peers, &base, "/").await).await, "ok");
+    assert_eq!(read.load(Ordering::SeqCst), 5, "the GET went twice");
+    // Nobody listening: provably never reached, so the hop may send it elsewhere.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let err = ask(
+        &peers,
+        &format!("http://127.0.0.1:{port}"),
+        Method::POST,
+        "/send",
+        Payload::Bytes(Bytes::from_static(b"{}")),
+    )
+    .await
+    .expect_err("nobody listens");
+    assert!(err.never_reached(), "{err:?}");
+}
+
 #[tokio::test]
 async fn an_unreachable_member_is_an_error_that_says_so() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
