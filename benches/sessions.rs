@@ -491,13 +491,16 @@ async fn drain_once(
     let app = Onwapp::start_with(&wa.ws_url(), db, envs).await;
     let http = wa.http_url();
     let pid = app.child.id();
-    let names: Vec<String> = (0..a.sessions).map(|i| format!("r{i}")).collect();
+    let names: Vec<String> = (0..a.sessions)
+        .map(|i| format!("r{}", phones + i))
+        .collect();
     let jids: Vec<String> = (0..a.sessions)
         .map(|i| format!("55318{:07}", phones + i))
         .collect();
     for (name, phone) in names.iter().zip(&jids) {
         app.pair(&http, name, phone).await;
     }
+    eprintln!("  {} sessions paired", names.len());
     let send = |user: String, to: String, text: String| {
         let c = app.http.clone();
         let url = format!("{http}/admin/users/{user}/send");
@@ -529,6 +532,7 @@ async fn drain_once(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    eprintln!("  warm-up stored");
     for name in &names {
         let (code, b) = app.post(&format!("/{name}/disconnect"), json!({})).await;
         assert_eq!(code, 200, "disconnect {name}: {b}");
@@ -548,6 +552,7 @@ async fn drain_once(
         }
     }));
     queued.await;
+    eprintln!("  backlog sent");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let unacked: usize = wa
@@ -562,6 +567,7 @@ async fn drain_once(
         assert!(Instant::now() < deadline, "wamock queued only {unacked}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!("  backlog queued on wamock");
     let want = (total + users.len()) as u64;
     let cpu_before = cpu_time(pid);
     let started = Instant::now();

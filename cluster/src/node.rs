@@ -465,12 +465,16 @@ impl Node {
         }
         self.inner.cancel.cancel();
         self.inner.lease.lose();
+        // Raft stops first: a loop of ours can be waiting on a write that will never commit
+        // (a leader that lost its quorum does not step down), and only a stopped raft answers
+        // it (`Fatal::Stopped`); awaiting the loops first waited for ever. The loops then see
+        // the cancellation and end (the ownership loop still reports owning nothing).
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(node = self.inner.id, error = %e, "raft shutdown");
+        }
         let tasks: Vec<JoinHandle<()>> = self.tasks().drain(..).collect();
         for t in tasks {
             let _ = t.await;
-        }
-        if let Err(e) = self.inner.raft.shutdown().await {
-            tracing::warn!(node = self.inner.id, error = %e, "raft shutdown");
         }
         // openraft's workers drop their handles on the store shortly after; wait (bounded) so a
         // node can be started again on the same data directory in this process.
