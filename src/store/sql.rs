@@ -35,6 +35,17 @@ macro_rules! impl_sql_store {
             StoreError::from_sqlx(e, || "conflict".to_string())
         }
 
+        impl $store {
+            /// The id of session `name` (its fenced writes check the shard by id).
+            async fn session_id_of(&self, name: &str) -> StoreResult<Option<Uuid>> {
+                sqlx::query_scalar::<$db, Uuid>("SELECT id FROM sessions WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(q)
+            }
+        }
+
         #[async_trait]
         impl SessionStore for $store {
             async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {
@@ -95,13 +106,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn delete_session(&self, name: &str) -> StoreResult<bool> {
-                let id: Option<Uuid> =
-                    sqlx::query_scalar::<$db, Uuid>("SELECT id FROM sessions WHERE name = $1")
-                        .bind(name)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(q)?;
-                let Some(id) = id else { return Ok(false) };
+                let Some(id) = self.session_id_of(name).await? else {
+                    return Ok(false);
+                };
                 // Fenced: a node that lost the session's shard deletes nothing.
                 let mut tx = self.begin_write(id).await?;
                 let r = sqlx::query::<$db>("DELETE FROM sessions WHERE id = $1")
@@ -114,13 +121,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn update_session_device(&self, name: &str, d: &DeviceUpdate) -> StoreResult<bool> {
-                let id: Option<Uuid> =
-                    sqlx::query_scalar::<$db, Uuid>("SELECT id FROM sessions WHERE name = $1")
-                        .bind(name)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(q)?;
-                let Some(id) = id else { return Ok(false) };
+                let Some(id) = self.session_id_of(name).await? else {
+                    return Ok(false);
+                };
                 let mut tx = self.begin_write(id).await?;
                 let r = sqlx::query::<$db>(
                     "UPDATE sessions SET status = $2, device_jid = $3, phone = $4, push_name = $5, \

@@ -5,22 +5,14 @@
 //! `X-Webhook-Id`.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use serde_json::json;
-use tokio::sync::watch;
 
 use crate::cluster::{Member, formed, get, paired_session, post, services, three_nodes};
-use crate::inbound_crash::{all_stored_once, receiver, stream};
-use crate::wa::user;
-
-const USERS: usize = 4;
-const TEXTS: usize = 100;
+use crate::inbound_crash::{TEXTS, USERS, all_stored_once, receiver, streams_to};
 
 /// What happens to the owner mid-stream.
 #[derive(Debug, Clone, Copy)]
@@ -46,23 +38,7 @@ async fn through_the_cluster(upset: Upset, me: &str, first_user: u64) {
     .await;
     assert_eq!(code, 200, "{b}");
 
-    let to = format!("{me}@s.whatsapp.net");
-    let sent = Arc::new(AtomicUsize::new(0));
-    let (events, gate) = watch::channel(0u32);
-    let mut streams = Vec::new();
-    for k in 0..USERS {
-        let phone = (first_user + k as u64).to_string();
-        let chat = user(&wa, &phone).await;
-        streams.push(tokio::spawn(stream(
-            k,
-            phone,
-            chat,
-            wa.http_url(),
-            to.clone(),
-            sent.clone(),
-            gate.clone(),
-        )));
-    }
+    let (streams, sent, events) = streams_to(&wa, me, first_user).await;
     let total = USERS * TEXTS;
     let deadline = Instant::now() + Duration::from_secs(120);
     while sent.load(Ordering::SeqCst) < total / 3 {

@@ -86,15 +86,12 @@ impl Poison {
 }
 
 async fn user_sends(wa: &wamock::Server, phone: &str, to: &str, text: &str) -> String {
-    let r: Value = reqwest::Client::new()
-        .post(format!("{}/admin/users/{phone}/send", wa.http_url()))
-        .json(&json!({"to": to, "text": text}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = crate::incoming_events::admin(
+        wa,
+        &format!("/users/{phone}/send"),
+        json!({"to": to, "text": text}),
+    )
+    .await;
     r["id"].as_str().expect("a message id").to_string()
 }
 

@@ -28,9 +28,9 @@ use crate::wa::user;
 
 const SESSION: &str = "flood";
 const ME: &str = "5511966661500";
-const USERS: usize = 4;
+pub(crate) const USERS: usize = 4;
 /// Texts per user.
-const TEXTS: usize = 100;
+pub(crate) const TEXTS: usize = 100;
 /// The most `GET /:session/chat/messages` lists at once.
 const PAGE: usize = 200;
 /// Between two texts of one user: spreads the stream over the kills, no correctness depends on it.
@@ -191,7 +191,7 @@ async fn send_text(
 /// again, a few times. The later texts wait for the kills (`kills` counts them), so the stream
 /// spans both: at most half is sent before the first, two thirds before the second. What was
 /// sent, and how many sends were tried again.
-pub(crate) async fn stream(
+async fn stream(
     k: usize,
     phone: String,
     chat: String,
@@ -234,6 +234,39 @@ pub(crate) async fn stream(
         tokio::time::sleep(PACE).await;
     }
     (out, retries)
+}
+
+/// The users' streams (`stream`), side by side, to the session of phone `me`: users
+/// `first_phone`, `first_phone + 1`, ... Answers them, the count of texts wamock took, and the
+/// sender that lets the later texts go (the number of upsets so far: kills, a drain).
+#[allow(clippy::type_complexity)]
+pub(crate) async fn streams_to(
+    wa: &wamock::Server,
+    me: &str,
+    first_phone: u64,
+) -> (
+    Vec<tokio::task::JoinHandle<(Vec<Sent>, usize)>>,
+    Arc<AtomicUsize>,
+    watch::Sender<u32>,
+) {
+    let to = format!("{me}@s.whatsapp.net");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (upsets, gate) = watch::channel(0u32);
+    let mut streams = Vec::new();
+    for k in 0..USERS {
+        let phone = (first_phone + k as u64).to_string();
+        let chat = user(wa, &phone).await;
+        streams.push(tokio::spawn(stream(
+            k,
+            phone,
+            chat,
+            wa.http_url(),
+            to.clone(),
+            sent.clone(),
+            gate.clone(),
+        )));
+    }
+    (streams, sent, upsets)
 }
 
 /// The chat's stored messages, every page: message id → the contents stored under it.
@@ -422,23 +455,7 @@ async fn stream_through_two_kills(db: Db) {
     .await;
 
     // The users stream side by side; `sent` counts the texts wamock took.
-    let to = format!("{ME}@s.whatsapp.net");
-    let sent = Arc::new(AtomicUsize::new(0));
-    let (kills, gate) = watch::channel(0u32);
-    let mut streams = Vec::new();
-    for k in 0..USERS {
-        let phone = format!("55119666615{:02}", k + 1);
-        let chat = user(&wa, &phone).await;
-        streams.push(tokio::spawn(stream(
-            k,
-            phone,
-            chat,
-            wa.http_url(),
-            to.clone(),
-            sent.clone(),
-            gate.clone(),
-        )));
-    }
+    let (streams, sent, kills) = streams_to(&wa, ME, 5511966661501).await;
     let total = USERS * TEXTS;
 
     // The first SIGKILL once a third is sent, and a restart at once on the same data.
