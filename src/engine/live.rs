@@ -1,7 +1,7 @@
 //! One running whatsapp-rust client and the task that turns its events into session state.
 
 use std::{
-    sync::{Arc, Mutex, OnceLock, Weak},
+    sync::{Arc, Mutex, Weak},
     time::Duration,
 };
 
@@ -41,10 +41,9 @@ pub struct Live {
     state: Mutex<State>,
     qr: Mutex<Option<String>>,
     handle: AsyncMutex<Option<BotHandle>>,
-    /// What the session keeps of its messages (also the inbound durability hook's).
+    /// What the session keeps of its messages (also the inbound durability hook's); its
+    /// store serves work started from events too (the settings sync at connect).
     recorder: Arc<Recorder>,
-    /// The store, for work started from events (the settings sync at connect).
-    store: OnceLock<Arc<dyn Store>>,
     /// Call offers received lately (`POST /:session/call/reject` names one).
     offers: super::calls::Offers,
     /// The event task, and the word that tells it to finish: the client stopped, record what
@@ -69,7 +68,6 @@ impl Live {
             qr: Mutex::new(None),
             handle: AsyncMutex::new(None),
             recorder,
-            store: OnceLock::new(),
             offers: Default::default(),
             task: Mutex::new(None),
             wind_down: tokio::sync::watch::channel(false).0,
@@ -115,7 +113,6 @@ impl Live {
         if let Ok(mut h) = self.handle.try_lock() {
             *h = Some(handle);
         }
-        let _ = self.store.set(store.clone());
         let this = Arc::clone(self);
         // A write of this session refused by the fence: another node owns it now.
         let mut fenced = store.fences().subscribe_fenced();
@@ -232,14 +229,12 @@ impl Live {
                 // Stored first, so whoever sees `connected` also sees the device's JID.
                 self.persist_as(store, State::Connected).await;
                 self.set_state(State::Connected);
-                if let Some(store) = self.store.get() {
-                    tokio::spawn(super::settings::on_connected(
-                        self.client.clone(),
-                        store.clone(),
-                        self.id,
-                        self.name.clone(),
-                    ));
-                }
+                tokio::spawn(super::settings::on_connected(
+                    self.client.clone(),
+                    self.recorder.store.clone(),
+                    self.id,
+                    self.name.clone(),
+                ));
             }
             // The client reconnects by itself (with backoff) unless it was told to stop.
             Event::Disconnected(d) => {

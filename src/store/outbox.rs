@@ -101,11 +101,17 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Vec<QueuedEvent>> {
         queues_one_by_one(self, session_ids, limit).await
     }
-    /// Records the outcomes of attempts, in one transaction.
-    async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()>;
-    /// Records the outcome of an attempt on `id`.
-    async fn record_outcome(&self, id: Uuid, outcome: &Outcome) -> StoreResult<()> {
-        self.record_outcomes(&[(id, outcome.clone())]).await
+    /// Records the outcomes of attempts, in one transaction: (event id, its session, outcome).
+    async fn record_outcomes(&self, outcomes: &[(Uuid, Uuid, Outcome)]) -> StoreResult<()>;
+    /// Records the outcome of an attempt on event `id` of `session_id`.
+    async fn record_outcome(
+        &self,
+        id: Uuid,
+        session_id: Uuid,
+        outcome: &Outcome,
+    ) -> StoreResult<()> {
+        self.record_outcomes(&[(id, session_id, outcome.clone())])
+            .await
     }
     /// The session's dead letters, oldest first, and how many there are.
     async fn dead_letters(
@@ -161,27 +167,15 @@ macro_rules! impl_outbox_store {
             async fn fenced_outcomes<'a>(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 fences: &$crate::store::fence::Fences,
-                outcomes: &'a [(uuid::Uuid, $crate::store::outbox::Outcome)],
-            ) -> $crate::store::StoreResult<Vec<&'a (uuid::Uuid, $crate::store::outbox::Outcome)>> {
+                outcomes: &'a [(uuid::Uuid, uuid::Uuid, $crate::store::outbox::Outcome)],
+            ) -> $crate::store::StoreResult<
+                Vec<&'a (uuid::Uuid, uuid::Uuid, $crate::store::outbox::Outcome)>,
+            > {
                 if !fences.enforced() {
                     return Ok(outcomes.iter().collect());
                 }
-                let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
-                let mut owner: std::collections::HashMap<uuid::Uuid, uuid::Uuid> = Default::default();
-                for chunk in outcomes.chunks(1000) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, session_id FROM webhook_outbox WHERE id IN (",
-                    );
-                    let mut list = qb.separated(", ");
-                    for (id, _) in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
-                        qb.build_query_as().fetch_all(&mut **tx).await.map_err(e)?;
-                    owner.extend(rows);
-                }
-                let sessions: std::collections::BTreeSet<uuid::Uuid> = owner.values().copied().collect();
+                let sessions: std::collections::BTreeSet<uuid::Uuid> =
+                    outcomes.iter().map(|(_, session, _)| *session).collect();
                 let mut allowed = std::collections::BTreeSet::new();
                 for session in sessions {
                     match check_fence(tx, fences, session).await {
@@ -194,7 +188,7 @@ macro_rules! impl_outbox_store {
                 }
                 Ok(outcomes
                     .iter()
-                    .filter(|(id, _)| owner.get(id).is_some_and(|s| allowed.contains(s)))
+                    .filter(|(_, session, _)| allowed.contains(session))
                     .collect())
             }
         }
@@ -241,7 +235,7 @@ macro_rules! impl_outbox_store {
 
             async fn record_outcomes(
                 &self,
-                outcomes: &[(uuid::Uuid, $crate::store::outbox::Outcome)],
+                outcomes: &[(uuid::Uuid, uuid::Uuid, $crate::store::outbox::Outcome)],
             ) -> $crate::store::StoreResult<()> {
                 use $crate::store::outbox::Outcome;
                 let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
@@ -258,7 +252,7 @@ macro_rules! impl_outbox_store {
                 let mut delivered: std::collections::BTreeMap<i32, Vec<uuid::Uuid>> =
                     Default::default();
                 let mut skipped = Vec::new();
-                for (id, outcome) in outcomes.iter().copied() {
+                for (id, _, outcome) in outcomes.iter().copied() {
                     let q = match outcome {
                         Outcome::Delivered { status } => {
                             delivered.entry(*status).or_default().push(*id);
@@ -456,7 +450,7 @@ impl OutboxStore for super::CachedStore {
         self.inner().queued_events_of(session_ids, limit).await
     }
 
-    async fn record_outcomes(&self, outcomes: &[(Uuid, Outcome)]) -> StoreResult<()> {
+    async fn record_outcomes(&self, outcomes: &[(Uuid, Uuid, Outcome)]) -> StoreResult<()> {
         self.inner().record_outcomes(outcomes).await
     }
 

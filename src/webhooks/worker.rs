@@ -44,22 +44,23 @@ struct Unrecorded {
 /// The outcomes waiting to be written, and when the first of them was added.
 #[derive(Default)]
 struct Group {
-    outcomes: Vec<(uuid::Uuid, Outcome)>,
+    /// (event id, its session, outcome).
+    outcomes: Vec<(uuid::Uuid, uuid::Uuid, Outcome)>,
     since: Option<Instant>,
 }
 
 impl Unrecorded {
-    fn push(&self, id: uuid::Uuid, outcome: Outcome) {
+    fn push(&self, id: uuid::Uuid, session_id: uuid::Uuid, outcome: Outcome) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.outcomes.is_empty() {
             g.since = Some(Instant::now());
         }
-        g.outcomes.push((id, outcome));
+        g.outcomes.push((id, session_id, outcome));
     }
 
     /// The group to write now: everything, or (`only_due`) nothing until the oldest has waited
     /// `FLUSH_EVERY`.
-    fn take(&self, only_due: bool) -> Vec<(uuid::Uuid, Outcome)> {
+    fn take(&self, only_due: bool) -> Vec<(uuid::Uuid, uuid::Uuid, Outcome)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if only_due && g.since.is_none_or(|t| t.elapsed() < FLUSH_EVERY) {
             return Vec::new();
@@ -214,7 +215,7 @@ impl Dispatcher {
                 Outcome::Dead { .. } => pass.dead += 1,
                 Outcome::Retry { .. } => pass.retried += 1,
             }
-            unrecorded.push(ev.id, outcome);
+            unrecorded.push(ev.id, ev.session_id, outcome);
             if stop {
                 break;
             }
