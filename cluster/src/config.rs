@@ -23,9 +23,10 @@ pub struct ClusterConfig {
     pub data_dir: PathBuf,
     /// Shared secret of the `/cluster/*` endpoints (`Authorization: Bearer <secret>`).
     pub secret: String,
-    /// How often the node renews its lease (default 2 s).
+    /// How often the node renews its lease (default 1 s).
     pub lease_renew: Duration,
-    /// Lease time-to-live as the leader sees it (default 10 s).
+    /// Lease time-to-live as the leader sees it (default 6 s: a dead owner's sessions are back on
+    /// another node in under 10 s, see `benches/cluster.rs`).
     pub lease_ttl: Duration,
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
@@ -63,8 +64,8 @@ impl ClusterConfig {
             voters: 3,
             data_dir: data_dir.into(),
             secret: secret.into(),
-            lease_renew: Duration::from_secs(2),
-            lease_ttl: Duration::from_secs(10),
+            lease_renew: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(6),
             heartbeat_interval: Duration::from_millis(250),
             election_timeout_min: Duration::from_millis(1000),
             election_timeout_max: Duration::from_millis(2000),

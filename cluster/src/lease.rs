@@ -8,6 +8,7 @@
 //! lease as lost at once, whatever its timers say.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,8 @@ pub(crate) struct LeaseClock {
     /// Local deadline of the lease (None: never renewed, or given up).
     deadline: Mutex<Option<Instant>>,
     tx: watch::Sender<LeaseState>,
+    /// How many times a valid lease was lost since the process started.
+    losses: AtomicU64,
 }
 
 impl LeaseClock {
@@ -41,6 +44,7 @@ impl LeaseClock {
             validity,
             deadline: Mutex::new(None),
             tx,
+            losses: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +86,12 @@ impl LeaseClock {
             .unwrap_or_default()
     }
 
+    /// How many times a valid lease was lost since the process started (an operator's alert: a
+    /// healthy node should never lose its lease).
+    pub(crate) fn losses(&self) -> u64 {
+        self.losses.load(Ordering::Relaxed)
+    }
+
     /// Re-evaluates the lease and publishes a change; returns the current state.
     pub(crate) fn check(&self) -> LeaseState {
         let state = if self.is_valid_now() {
@@ -91,6 +101,9 @@ impl LeaseClock {
         };
         self.tx.send_if_modified(|s| {
             if *s != state {
+                if *s == LeaseState::Valid {
+                    self.losses.fetch_add(1, Ordering::Relaxed);
+                }
                 *s = state;
                 true
             } else {

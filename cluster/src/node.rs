@@ -285,6 +285,7 @@ impl Node {
             last_applied: view.applied_index,
             lease: self.inner.lease.check(),
             lease_left_ms: self.inner.lease.remaining().as_millis() as u64,
+            lease_losses: self.inner.lease.losses(),
             shard_count: map.shard_count,
             owned_shards: self.owned_shards().len(),
             unassigned: map.unassigned_count(),
@@ -666,6 +667,9 @@ impl Node {
         let me = self.inner.id;
         let mut joined = false;
         let mut drain_checked = false;
+        // A slow renewal still counts (validity runs from when it was sent): on a busy machine
+        // one that takes longer than the renewal period is waited for, not thrown away.
+        let patience = (local_validity(cfg.lease_renew, cfg.lease_ttl) / 2).max(cfg.lease_renew);
         loop {
             let paused = self.inner.renewals_paused.load(Ordering::SeqCst);
             if !paused && !self.inner.leaving.load(Ordering::SeqCst) {
@@ -684,7 +688,7 @@ impl Node {
                         api_addr: cfg.api_addr.clone(),
                     }
                 };
-                match self.submit(req, cfg.lease_renew).await {
+                match self.submit(req, patience).await {
                     Ok(WriteReply {
                         response: CommandResponse::Rejected(Reject::UnknownNode { .. }),
                         ..
@@ -703,7 +707,7 @@ impl Node {
                         // stale map never hands back shards that moved meanwhile.
                         let mut rx = self.inner.map_rx.clone();
                         let caught_up = tokio::time::timeout(
-                            cfg.lease_renew,
+                            patience,
                             rx.wait_for(|v| v.applied_index >= reply.log_index),
                         )
                         .await
@@ -778,6 +782,16 @@ impl Node {
     }
 
     /// On the leader: moves the map towards the placement (see `placement.rs`).
+    ///
+    /// A member whose lease ran out is dead to placement, and its shards go to others. Safe
+    /// because a member stops acting on its shards `renew + renew / 2` before the leader's view
+    /// of its lease ends (`lease.rs`). A new leader first makes sure its map holds every
+    /// committed renewal (a read barrier: leadership confirmed by a quorum, everything committed
+    /// applied), so it never judges a lease by an older copy than the member's own. Then it
+    /// gives the members two renewal periods to renew with it (they could not while there was no
+    /// leader) before it trusts expiry: a takeover costs the dead owner's shards no more than
+    /// their TTL, not a TTL on top of the election. The loop wakes at the earliest lease expiry,
+    /// not only on its tick, so a dead member's shards move as soon as its lease ends.
     async fn placement_loop(self) {
         let cfg = &self.inner.config;
         let mut map_rx = self.inner.map_rx.clone();
@@ -786,28 +800,68 @@ impl Node {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader_since: Option<Instant> = None;
         let mut handoffs: HashMap<u32, (u64, Instant)> = HashMap::new();
+        let mut next_expiry: Option<Instant> = None;
+        let takeover_grace = cfg.lease_renew * 2;
         loop {
+            let expiry = async {
+                match next_expiry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.inner.cancel.cancelled() => break,
                 r = map_rx.changed() => if r.is_err() { break },
                 r = metrics.changed() => if r.is_err() { break },
                 _ = tick.tick() => {}
+                _ = expiry => {}
             }
+            next_expiry = None;
             if !cfg.placement_enabled || !self.is_leader() {
                 leader_since = None;
                 handoffs.clear();
                 continue;
             }
+            if leader_since.is_none() {
+                let barrier =
+                    tokio::time::timeout(cfg.lease_ttl, self.inner.raft.ensure_linearizable());
+                match barrier.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(node = self.inner.id, error = %e, "placement: read barrier");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::debug!(node = self.inner.id, "placement: read barrier timed out");
+                        continue;
+                    }
+                }
+                tracing::info!(node = self.inner.id, "placement: leading, map caught up");
+            }
             let since = *leader_since.get_or_insert_with(Instant::now);
             let map = map_rx.borrow_and_update().map.clone();
             let now = now_ms();
-            // A new leader gives every node a full TTL before it trusts lease expiry.
-            let grace = since.elapsed() < cfg.lease_ttl;
             // Bootstrap: give the configured peers one TTL to join before placing anything, so a
             // cluster that starts together does not first pile every shard on the first leader.
             let waiting_for_peers = cfg.peers.iter().any(|(id, _)| !map.nodes.contains_key(id));
-            if grace && waiting_for_peers && map.unassigned_count() == map.shards.len() {
+            if since.elapsed() < cfg.lease_ttl
+                && waiting_for_peers
+                && map.unassigned_count() == map.shards.len()
+            {
                 continue;
+            }
+            // A new leader's first moments: members renew with it before expiry counts.
+            let grace = since.elapsed() < takeover_grace;
+            if grace {
+                next_expiry = Some(since + takeover_grace);
+            } else if let Some(ms) = map
+                .nodes
+                .values()
+                .map(|n| n.lease_until_ms)
+                .filter(|until| *until > now)
+                .min()
+            {
+                next_expiry = Some(Instant::now() + Duration::from_millis(ms - now + 1));
             }
             let alive: BTreeSet<NodeId> = map
                 .nodes

@@ -57,6 +57,8 @@ pub struct ClusterStatus {
     pub lease: LeaseState,
     /// Local lease validity left (ms).
     pub lease_left_ms: u64,
+    /// Times this node's valid lease was lost since it started (a healthy node: 0).
+    pub lease_losses: u64,
     pub shard_count: u32,
     /// Shards this node owns effectively (map and lease).
     pub owned_shards: usize,

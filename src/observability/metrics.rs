@@ -39,6 +39,8 @@ pub struct ClusterGauges {
     pub last_applied: IntGauge,
     pub lease_valid: IntGauge,
     pub lease_remaining: prometheus::Gauge,
+    /// A counter in effect (it only grows, from the cluster's own count); alert on any increase.
+    pub lease_losses: IntCounter,
     pub shards_owned: IntGauge,
     pub shards_unassigned: IntGauge,
     pub moves_in_flight: IntGauge,
@@ -217,6 +219,11 @@ impl ClusterGauges {
                 "Local lease validity left (0 when lost)",
             )
             .expect("static metric"),
+            lease_losses: IntCounter::new(
+                "cluster_lease_losses_total",
+                "Times this node's valid lease ran out or was given up (a healthy node: never)",
+            )
+            .expect("static metric"),
             shards_owned: int(
                 "cluster_shards_owned",
                 "Shards this node serves (owned in the map, lease valid)",
@@ -256,6 +263,7 @@ impl ClusterGauges {
             Box::new(self.last_applied.clone()),
             Box::new(self.lease_valid.clone()),
             Box::new(self.lease_remaining.clone()),
+            Box::new(self.lease_losses.clone()),
             Box::new(self.shards_owned.clone()),
             Box::new(self.shards_unassigned.clone()),
             Box::new(self.moves_in_flight.clone()),
@@ -278,6 +286,11 @@ impl ClusterGauges {
         } else {
             0.0
         });
+        // The cluster counts; the metric catches up with it (never goes back).
+        let seen = self.lease_losses.get();
+        if st.lease_losses > seen {
+            self.lease_losses.inc_by(st.lease_losses - seen);
+        }
         self.shards_owned.set(st.owned_shards as i64);
         self.shards_unassigned.set(st.unassigned as i64);
         self.moves_in_flight.set(st.moves_in_flight as i64);

@@ -32,8 +32,8 @@ impl Default for ClusterSettings {
             peers: Vec::new(),
             secret: None,
             voters: 3,
-            lease_renew: Duration::from_secs(2),
-            lease_ttl: Duration::from_secs(10),
+            lease_renew: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(6),
         }
     }
 }
@@ -192,7 +192,7 @@ mod tests {
         let s = parse(&[], false).unwrap();
         assert_eq!(s.node_id, 1);
         assert!(!s.clustered());
-        assert_eq!(s.lease_ttl, Duration::from_secs(10));
+        assert_eq!(s.lease_ttl, Duration::from_secs(6));
     }
 
     #[test]

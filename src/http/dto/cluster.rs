@@ -22,6 +22,8 @@ pub struct ClusterStatusResponse {
     pub lease: String,
     /// Local lease validity left (ms).
     pub lease_left_ms: u64,
+    /// Times this node's valid lease was lost since it started (a healthy node: 0).
+    pub lease_losses: u64,
     /// Shards in all (fixed: 1024).
     pub shard_count: u32,
     /// Shards this node owns effectively (the map gives them and its lease is valid).
@@ -101,6 +103,7 @@ impl From<onwapp_cluster::ClusterStatus> for ClusterStatusResponse {
             }
             .to_string(),
             lease_left_ms: s.lease_left_ms,
+            lease_losses: s.lease_losses,
             shard_count: s.shard_count,
             owned_shards: s.owned_shards,
             unassigned: s.unassigned,
