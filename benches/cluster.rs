@@ -2,7 +2,7 @@
 //! Postgres database and Redis.
 //!
 //! `cargo bench --bench cluster -- [--seconds 10] [--concurrency 16] [--kills 10] [--sessions 200]
-//! [--ttl-ms 6000] [--renew-ms 1000]`
+//! [--ttl-ms 7000] [--renew-ms 1000]`
 //!
 //! 1. **Forwarding**: `GET /{session}/status` sent to the session's owner (served locally) and to
 //!    another node (forwarded once), each for `--seconds` with `--concurrency` clients: throughput
@@ -16,7 +16,7 @@
 //!    kill until another node serves the session, until it is connected there, and until a text
 //!    sent through a surviving node reached wamock. The killed node is restarted on its data
 //!    directory and the cluster rebalanced before the next kill. Production lease timing by
-//!    default (renew 1 s, TTL 6 s): the target is every kill under 10 s end to end.
+//!    default (renew 1 s, TTL 7 s): the target is every kill under 10 s end to end.
 //!
 //! Each phase also reports the lease losses of the nodes that stayed up
 //! (`cluster_lease_losses_total`): a healthy node, however busy, must lose none.
@@ -51,7 +51,7 @@ fn args() -> Args {
         concurrency: common::flag("--concurrency").map_or(16, |n| n as usize),
         kills: common::flag("--kills").map_or(10, |n| n as usize),
         sessions: common::flag("--sessions").map_or(200, |n| n as usize),
-        ttl_ms: common::flag("--ttl-ms").unwrap_or(6_000),
+        ttl_ms: common::flag("--ttl-ms").unwrap_or(7_000),
         renew_ms: common::flag("--renew-ms").unwrap_or(1_000),
     }
 }

@@ -25,7 +25,7 @@ pub struct ClusterConfig {
     pub secret: String,
     /// How often the node renews its lease (default 1 s).
     pub lease_renew: Duration,
-    /// Lease time-to-live as the leader sees it (default 6 s: a dead owner's sessions are back on
+    /// Lease time-to-live as the leader sees it (default 7 s: a dead owner's sessions are back on
     /// another node in under 10 s, see `benches/cluster.rs`).
     pub lease_ttl: Duration,
     pub heartbeat_interval: Duration,
@@ -65,10 +65,14 @@ impl ClusterConfig {
             data_dir: data_dir.into(),
             secret: secret.into(),
             lease_renew: Duration::from_secs(1),
-            lease_ttl: Duration::from_secs(6),
-            heartbeat_interval: Duration::from_millis(250),
-            election_timeout_min: Duration::from_millis(1000),
-            election_timeout_max: Duration::from_millis(2000),
+            lease_ttl: Duration::from_secs(7),
+            // openraft waits `election_timeout_max + a random election timeout` after the last
+            // heartbeat before a follower stands (1.8-2.4 s here): a leader's death must be
+            // over, and the members renewed with the new leader, well within their local
+            // validity (TTL - 1.5 renewals = 5.5 s), or every survivor drops its sessions.
+            heartbeat_interval: Duration::from_millis(200),
+            election_timeout_min: Duration::from_millis(600),
+            election_timeout_max: Duration::from_millis(1200),
             placement_interval: Duration::from_secs(1),
             handoff_deadline: Duration::from_secs(15),
             max_handoffs: 64,

@@ -671,6 +671,7 @@ impl Node {
         // one that takes longer than the renewal period is waited for, not thrown away.
         let patience = (local_validity(cfg.lease_renew, cfg.lease_ttl) / 2).max(cfg.lease_renew);
         loop {
+            let mut renewed_last = false;
             let paused = self.inner.renewals_paused.load(Ordering::SeqCst);
             if !paused && !self.inner.leaving.load(Ordering::SeqCst) {
                 let sent = Instant::now();
@@ -714,6 +715,7 @@ impl Node {
                         .is_ok_and(|r| r.is_ok());
                         if caught_up {
                             self.inner.lease.renewed(sent);
+                            renewed_last = true;
                         }
                         // A node that restarts after a drain (rolling update) takes shards again.
                         let mine = self.map().nodes.get(&me).map(|n| n.draining);
@@ -736,7 +738,13 @@ impl Node {
                     }
                 }
             }
-            let next = tokio::time::sleep(cfg.lease_renew);
+            // After a failure (no leader yet, say) try again soon: the lease keeps running.
+            let wait = if renewed_last || paused {
+                cfg.lease_renew
+            } else {
+                cfg.lease_renew / 4
+            };
+            let next = tokio::time::sleep(wait);
             tokio::select! {
                 _ = self.inner.cancel.cancelled() => break,
                 _ = next => {}

@@ -126,6 +126,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
     media: Option<Arc<media::MediaCtx>>,
+    /// Deletes the journal rows of finished sends (`engine::outgoing`).
+    journal: Arc<outgoing::Journal>,
 }
 
 /// How long a graceful client shutdown may take before it is aborted.
@@ -148,6 +150,7 @@ impl Engine {
                     config.max_media_bytes(),
                 ))
             }),
+            journal: Arc::new(outgoing::Journal::new(store.clone())),
             store,
             config,
         }
@@ -207,6 +210,7 @@ impl Engine {
             id: rec.id,
             store: self.store.clone(),
             media: self.media.clone(),
+            journal: self.journal.clone(),
         });
         let transport = match &self.config.server_url {
             Some(url) => TokioWebSocketTransportFactory::new().with_url(url),

@@ -20,15 +20,25 @@
 //! The sweep (at each start of the session's client, then every minute) records the `sent`
 //! rows left behind and drops the `sending` rows older than a request can live: their request
 //! never answered success (the process died, or the shard moved, between 1 and 4).
+//!
+//! A journal row that has done its job is deleted off the request path, by one task for the
+//! whole engine ([`Journal`]) that deletes what accumulated in one statement: a send costs one
+//! write of its own before the wire and the record's transaction after it. A deletion that
+//! fails or never runs (a crash) leaves a row the sweep drops (`sending`) or records again,
+//! idempotently, then drops (`sent`).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
+use tokio::sync::mpsc;
 use whatsapp_rust::{Jid, waproto::whatsapp as wa};
 
 use super::{EngineError, Live, events::poll_vote::PollVote};
 use crate::store::{
-    StoreError,
-    outgoing::{OutgoingRow, SENDING, SENT},
+    Store, StoreError,
+    outgoing::{FORGET_CHUNK, OutgoingRow, SENDING, SENT},
 };
 
 /// How often recording a sent message is tried before the API hears it failed.
@@ -89,7 +99,7 @@ impl Live {
         let id = match wire().await {
             Ok(id) => id,
             Err(e) => {
-                self.forget_send(journal.id).await;
+                self.forget_send(journal.id);
                 return Err(e);
             }
         };
@@ -100,7 +110,7 @@ impl Live {
             }
             match self.record_sent_as(&id, chat, record, vote.clone()).await {
                 Ok(()) => {
-                    self.forget_send(journal.id).await;
+                    self.forget_send(journal.id);
                     return Ok(id);
                 }
                 Err(e @ StoreError::Fenced(_)) => {
@@ -144,7 +154,7 @@ impl Live {
             match self.record_sent_as(id, chat, record, vote.clone()).await {
                 Ok(()) => {
                     tracing::info!(session = %self.name(), %id, "a send recorded late");
-                    self.forget_send(journal).await;
+                    self.forget_send(journal);
                     return;
                 }
                 Err(StoreError::Fenced(_)) => return,
@@ -175,7 +185,7 @@ impl Live {
                     let decoded = whatsapp_rust::waproto::codec::message_decode(&row.message);
                     let (Ok(message), Ok(chat)) = (decoded, row.chat_jid.parse::<Jid>()) else {
                         tracing::error!(session = %self.name(), %id, "a journaled send does not decode; dropped");
-                        self.forget_send(row.id).await;
+                        self.forget_send(row.id);
                         continue;
                     };
                     let vote = row
@@ -185,7 +195,7 @@ impl Live {
                     match self.record_sent_as(id, &chat, &message, vote).await {
                         Ok(()) => {
                             tracing::info!(session = %self.name(), %id, "a journaled send recorded");
-                            self.forget_send(row.id).await;
+                            self.forget_send(row.id);
                         }
                         Err(e) => {
                             tracing::warn!(session = %self.name(), %id, error = %e, "recording a journaled send; the next sweep tries again");
@@ -194,7 +204,7 @@ impl Live {
                 }
                 _ if row.created_at < orphan => {
                     tracing::warn!(session = %self.name(), journal = %row.id, "a send whose request never answered success is forgotten");
-                    self.forget_send(row.id).await;
+                    self.forget_send(row.id);
                 }
                 _ => {}
             }
@@ -203,14 +213,43 @@ impl Live {
 
     /// Drops a journal row. A failure leaves the row to the sweep: a `sending` row is dropped
     /// there, and a recorded message is never recorded twice (the writes are idempotent).
-    async fn forget_send(&self, journal: uuid::Uuid) {
-        if let Err(e) = self
-            .recorder()
-            .store
-            .forget_send(self.session_id(), journal)
-            .await
-        {
-            tracing::debug!(session = %self.name(), %journal, error = %e, "dropping a journal row; the sweep will");
+    fn forget_send(&self, journal: uuid::Uuid) {
+        self.recorder().journal.forget(journal);
+    }
+}
+
+/// Deletes the journal rows of finished sends, batched, off the request path (see the header).
+pub(super) struct Journal {
+    store: Arc<dyn Store>,
+    /// The deleting task's queue, started on first use (the engine may be built outside a
+    /// runtime); the task ends with the engine, when this sender goes.
+    queue: OnceLock<mpsc::UnboundedSender<uuid::Uuid>>,
+}
+
+impl Journal {
+    pub(super) fn new(store: Arc<dyn Store>) -> Self {
+        Journal {
+            store,
+            queue: OnceLock::new(),
         }
+    }
+
+    fn forget(&self, id: uuid::Uuid) {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<uuid::Uuid>();
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                while rx.recv_many(&mut ids, FORGET_CHUNK).await > 0 {
+                    if let Err(e) = store.forget_sends(&ids).await {
+                        tracing::warn!(rows = ids.len(), error = %e, "deleting finished send journal rows; the sweep will");
+                    }
+                    ids.clear();
+                }
+            });
+            tx
+        });
+        // The task only stops with the engine; a row it never deletes is the sweep's.
+        let _ = queue.send(id);
     }
 }

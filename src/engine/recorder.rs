@@ -22,6 +22,8 @@ pub(super) struct Recorder {
     pub(super) store: Arc<dyn Store>,
     /// The engine's media store: media messages get a row and their file (`engine::media`).
     pub(super) media: Option<Arc<super::media::MediaCtx>>,
+    /// Where the journal rows of finished sends go (`engine::outgoing`).
+    pub(super) journal: Arc<super::outgoing::Journal>,
 }
 
 impl Recorder {

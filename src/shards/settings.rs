@@ -33,7 +33,7 @@ impl Default for ClusterSettings {
             secret: None,
             voters: 3,
             lease_renew: Duration::from_secs(1),
-            lease_ttl: Duration::from_secs(6),
+            lease_ttl: Duration::from_secs(7),
         }
     }
 }
@@ -192,7 +192,7 @@ mod tests {
         let s = parse(&[], false).unwrap();
         assert_eq!(s.node_id, 1);
         assert!(!s.clustered());
-        assert_eq!(s.lease_ttl, Duration::from_secs(6));
+        assert_eq!(s.lease_ttl, Duration::from_secs(7));
     }
 
     #[test]

@@ -31,14 +31,19 @@ pub struct OutgoingRow {
     pub created_at: i64,
 }
 
+/// Journal rows deleted by one statement (far below both databases' bind limits).
+pub(crate) const FORGET_CHUNK: usize = 256;
+
 #[async_trait]
 pub trait OutgoingStore: Send + Sync {
     /// Journals a send before it goes on the wire (fenced).
     async fn journal_send(&self, session_id: Uuid, row: &OutgoingRow) -> StoreResult<()>;
     /// WhatsApp took the send (as `msg_id`), but recording it failed: it is recorded later.
     async fn mark_sent(&self, session_id: Uuid, id: Uuid, msg_id: &str) -> StoreResult<()>;
-    /// The send is recorded (or never went out): its journal row goes.
-    async fn forget_send(&self, session_id: Uuid, id: Uuid) -> StoreResult<()>;
+    /// These sends are recorded (or never went out): their journal rows go. Not fenced: a
+    /// row dropped by a node that no longer owns its session is one the sweep would drop or
+    /// record again (idempotently) anyway.
+    async fn forget_sends(&self, ids: &[Uuid]) -> StoreResult<()>;
     /// The session's journaled sends created before `before_ms`, oldest first.
     async fn journaled_sends(
         &self,
@@ -99,20 +104,24 @@ macro_rules! impl_outgoing_store {
                 tx.commit().await.map_err(e)
             }
 
-            async fn forget_send(
+            async fn forget_sends(
                 &self,
-                session_id: uuid::Uuid,
-                id: uuid::Uuid,
+                ids: &[uuid::Uuid],
             ) -> $crate::store::StoreResult<()> {
                 let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
-                let mut tx = self.begin_write(session_id).await?;
-                sqlx::query::<$db>("DELETE FROM outgoing_messages WHERE session_id = $1 AND id = $2")
-                .bind(session_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(e)?;
-                tx.commit().await.map_err(e)
+                for chunk in ids.chunks($crate::store::outgoing::FORGET_CHUNK) {
+                    let marks = (1..=chunk.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!("DELETE FROM outgoing_messages WHERE id IN ({marks})");
+                    let mut q = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&self.pool).await.map_err(e)?;
+                }
+                Ok(())
             }
 
             async fn journaled_sends(
@@ -146,8 +155,8 @@ impl OutgoingStore for CachedStore {
         self.inner().mark_sent(session_id, id, msg_id).await
     }
 
-    async fn forget_send(&self, session_id: Uuid, id: Uuid) -> StoreResult<()> {
-        self.inner().forget_send(session_id, id).await
+    async fn forget_sends(&self, ids: &[Uuid]) -> StoreResult<()> {
+        self.inner().forget_sends(ids).await
     }
 
     async fn journaled_sends(
