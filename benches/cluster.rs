@@ -184,23 +184,6 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
-/// `GET url` → (status, the node that served it).
-async fn served_by(http: &reqwest::Client, url: &str) -> Option<(u16, Option<u64>)> {
-    let r = http
-        .get(url)
-        .header("Authorization", KEY)
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await
-        .ok()?;
-    let by = r
-        .headers()
-        .get("x-onwapp-served-by")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    Some((r.status().as_u16(), by))
-}
-
 /// `GET url` → (status, the node that served it, the body).
 async fn served_json(http: &reqwest::Client, url: &str) -> Option<(u16, Option<u64>, Value)> {
     let r = http
@@ -514,7 +497,7 @@ async fn main() {
     let losses_before = lease_losses(&http, &c).await;
 
     // 1. Forwarding: the same request served by the owner, and forwarded by another node.
-    let (_, owner) = served_by(&http, &format!("{}/bench0/status", c.nodes[0].base()))
+    let (_, owner, _) = served_json(&http, &format!("{}/bench0/status", c.nodes[0].base()))
         .await
         .expect("status");
     let owner = owner.expect("x-onwapp-served-by");

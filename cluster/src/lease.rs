@@ -74,6 +74,12 @@ impl LeaseClock {
         self.check();
     }
 
+    /// Gives the lease up because the node stops: not a loss (a rolling update is no alert).
+    pub(crate) fn give_up(&self) {
+        *self.lock() = None;
+        self.publish(LeaseState::Lost, false);
+    }
+
     /// Is the lease valid right now (fresh look at the clock)?
     pub(crate) fn is_valid_now(&self) -> bool {
         self.lock().is_some_and(|d| Instant::now() < d)
@@ -99,9 +105,15 @@ impl LeaseClock {
         } else {
             LeaseState::Lost
         };
+        self.publish(state, true);
+        state
+    }
+
+    /// Publishes `state` if it changed; a valid lease lost counts when `count` says so.
+    fn publish(&self, state: LeaseState, count: bool) {
         self.tx.send_if_modified(|s| {
             if *s != state {
-                if *s == LeaseState::Valid {
+                if count && *s == LeaseState::Valid {
                     self.losses.fetch_add(1, Ordering::Relaxed);
                 }
                 *s = state;
@@ -110,7 +122,6 @@ impl LeaseClock {
                 false
             }
         });
-        state
     }
 }
 

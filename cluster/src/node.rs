@@ -465,7 +465,7 @@ impl Node {
             return;
         }
         self.inner.cancel.cancel();
-        self.inner.lease.lose();
+        self.inner.lease.give_up();
         // Raft stops first: a loop of ours can be waiting on a write that will never commit
         // (a leader that lost its quorum does not step down), and only a stopped raft answers
         // it (`Fatal::Stopped`); awaiting the loops first waited for ever. The loops then see
@@ -739,7 +739,8 @@ impl Node {
                 }
             }
             // After a failure (no leader yet, say) try again soon: the lease keeps running.
-            let wait = if renewed_last || paused {
+            let idle = paused || self.inner.leaving.load(Ordering::SeqCst);
+            let wait = if renewed_last || idle {
                 cfg.lease_renew
             } else {
                 cfg.lease_renew / 4
@@ -800,6 +801,14 @@ impl Node {
     /// leader) before it trusts expiry: a takeover costs the dead owner's shards no more than
     /// their TTL, not a TTL on top of the election. The loop wakes at the earliest lease expiry,
     /// not only on its tick, so a dead member's shards move as soon as its lease ends.
+    ///
+    /// The assumption this makes: a new leader judges leases its predecessor stamped with its
+    /// own wall clock, so the members' clocks must agree to well within `1.5 × renew` (NTP
+    /// keeps them within milliseconds). Were they further apart, a shard could move while its
+    /// old owner still acts; the database's fence (a higher epoch) would still refuse that
+    /// owner's writes, and WhatsApp keeps one socket per device. Waiting out the local validity
+    /// after a takeover instead would not need the clocks, at about a second more per leader
+    /// failover.
     async fn placement_loop(self) {
         let cfg = &self.inner.config;
         let mut map_rx = self.inner.map_rx.clone();
@@ -807,6 +816,7 @@ impl Node {
         let mut tick = tokio::time::interval(cfg.placement_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader_since: Option<Instant> = None;
+        let mut leader_term: Option<u64> = None;
         let mut handoffs: HashMap<u32, (u64, Instant)> = HashMap::new();
         let mut next_expiry: Option<Instant> = None;
         let takeover_grace = cfg.lease_renew * 2;
@@ -825,11 +835,18 @@ impl Node {
                 _ = expiry => {}
             }
             next_expiry = None;
-            if !cfg.placement_enabled || !self.is_leader() {
+            // A term this loop did not see go by (its wake-ups merged while it awaited a write)
+            // is a new leadership all the same: barrier and grace again.
+            let term = metrics.borrow_and_update().current_term;
+            if !cfg.placement_enabled || !self.is_leader() || leader_term != Some(term) {
                 leader_since = None;
                 handoffs.clear();
+            }
+            if !cfg.placement_enabled || !self.is_leader() {
+                leader_term = None;
                 continue;
             }
+            leader_term = Some(term);
             if leader_since.is_none() {
                 let barrier =
                     tokio::time::timeout(cfg.lease_ttl, self.inner.raft.ensure_linearizable());

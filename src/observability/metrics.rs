@@ -1,5 +1,7 @@
 //! Every metric of the process in one registry (one per `App`, so tests never share counters).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -41,6 +43,8 @@ pub struct ClusterGauges {
     pub lease_remaining: prometheus::Gauge,
     /// A counter in effect (it only grows, from the cluster's own count); alert on any increase.
     pub lease_losses: IntCounter,
+    /// The cluster's count as of the last scrape.
+    lease_losses_seen: AtomicU64,
     pub shards_owned: IntGauge,
     pub shards_unassigned: IntGauge,
     pub moves_in_flight: IntGauge,
@@ -224,6 +228,7 @@ impl ClusterGauges {
                 "Times this node's valid lease ran out or was given up (a healthy node: never)",
             )
             .expect("static metric"),
+            lease_losses_seen: AtomicU64::new(0),
             shards_owned: int(
                 "cluster_shards_owned",
                 "Shards this node serves (owned in the map, lease valid)",
@@ -286,10 +291,13 @@ impl ClusterGauges {
         } else {
             0.0
         });
-        // The cluster counts; the metric catches up with it (never goes back).
-        let seen = self.lease_losses.get();
-        if st.lease_losses > seen {
-            self.lease_losses.inc_by(st.lease_losses - seen);
+        // The cluster counts; the metric catches up with it, once per increase however many
+        // scrapes run at once.
+        let before = self
+            .lease_losses_seen
+            .fetch_max(st.lease_losses, Ordering::Relaxed);
+        if st.lease_losses > before {
+            self.lease_losses.inc_by(st.lease_losses - before);
         }
         self.shards_owned.set(st.owned_shards as i64);
         self.shards_unassigned.set(st.unassigned as i64);

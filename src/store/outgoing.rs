@@ -115,7 +115,8 @@ macro_rules! impl_outgoing_store {
                         .collect::<Vec<_>>()
                         .join(", ");
                     let sql = format!("DELETE FROM outgoing_messages WHERE id IN ({marks})");
-                    let mut q = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql));
+                    // Not prepared and kept: each batch size would be a statement of its own.
+                    let mut q = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql)).persistent(false);
                     for id in chunk {
                         q = q.bind(*id);
                     }
