@@ -231,7 +231,7 @@ mod tests {
             ("CLUSTER_PEERS", "1:http://a"),
             ("CLUSTER_PEERS", "1=ftp://a"),
             ("CLUSTER_SECRET", "short"),
-            ("CLUSTER_LEASE_TTL_MS", "3000"),
+            ("CLUSTER_LEASE_TTL_MS", "2000"),
             ("NODE_ADVERTISE_URL", "localhost:3000"),
         ] {
             assert_eq!(parse(&[(k, v)], true).unwrap_err().var, k, "{k}={v}");
