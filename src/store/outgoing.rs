@@ -110,16 +110,15 @@ macro_rules! impl_outgoing_store {
             ) -> $crate::store::StoreResult<()> {
                 let e = |e| $crate::store::StoreError::from_sqlx(e, String::new);
                 for chunk in ids.chunks($crate::store::outgoing::FORGET_CHUNK) {
-                    let marks = (1..=chunk.len())
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let sql = format!("DELETE FROM outgoing_messages WHERE id IN ({marks})");
-                    // Not prepared and kept: each batch size would be a statement of its own.
-                    let mut q = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql)).persistent(false);
+                    let mut qb =
+                        sqlx::QueryBuilder::<$db>::new("DELETE FROM outgoing_messages WHERE id IN (");
+                    let mut list = qb.separated(", ");
                     for id in chunk {
-                        q = q.bind(*id);
+                        list.push_bind(*id);
                     }
+                    qb.push(")");
+                    // Not prepared and kept: each batch size would be a statement of its own.
+                    let q = qb.build().persistent(false);
                     q.execute(&self.pool).await.map_err(e)?;
                 }
                 Ok(())
