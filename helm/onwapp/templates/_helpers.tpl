@@ -1,0 +1,72 @@
+{{- define "onwapp.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "onwapp.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "onwapp.peers" -}}
+{{- printf "%s-peers" (include "onwapp.fullname" .) -}}
+{{- end -}}
+
+{{- define "onwapp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "onwapp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "onwapp.labels" -}}
+{{ include "onwapp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* A cluster needs Postgres: without a database the chart runs one node on SQLite. */}}
+{{- define "onwapp.hasDatabase" -}}
+{{- if or .Values.database.url .Values.database.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- define "onwapp.replicas" -}}
+{{- if include "onwapp.hasDatabase" . -}}{{ int .Values.replicaCount }}{{- else -}}1{{- end -}}
+{{- end -}}
+
+{{- define "onwapp.voters" -}}
+{{- min (int .Values.cluster.voters) (int (include "onwapp.replicas" .)) -}}
+{{- end -}}
+
+{{/* 1=http://<pod>.<peers>.<ns>.svc.<domain>:<port>,2=... : node ids are ordinals plus one. */}}
+{{- define "onwapp.clusterPeers" -}}
+{{- $full := include "onwapp.fullname" . -}}
+{{- $peers := include "onwapp.peers" . -}}
+{{- $out := list -}}
+{{- range $i := until (int (include "onwapp.replicas" .)) -}}
+{{- $out = append $out (printf "%d=http://%s-%d.%s.%s.svc.%s:%d" (add1 $i) $full $i $peers $.Release.Namespace $.Values.cluster.clusterDomain (int $.Values.containerPort)) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{/* A value kept in the chart's Secret: the given one, else the one already stored, else new. */}}
+{{- define "onwapp.secretValue" -}}
+{{- $given := index . 0 -}}
+{{- $ctx := index . 1 -}}
+{{- $key := index . 2 -}}
+{{- if $given -}}
+{{- $given -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" $ctx.Release.Namespace (include "onwapp.fullname" $ctx) -}}
+{{- if and $existing (index ($existing.data | default dict) $key) -}}
+{{- index $existing.data $key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "onwapp.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
