@@ -31,6 +31,8 @@ pub enum AllowedOrigins {
 #[derive(Clone)]
 pub struct Config {
     pub port: u16,
+    /// The address to listen on (`BIND_ADDRESS`, default every IPv4 interface).
+    pub bind_address: std::net::IpAddr,
     pub data_dir: PathBuf,
     /// `None` means: the default SQLite file under `data_dir`.
     pub database_url: Option<String>,
@@ -64,6 +66,8 @@ pub struct Config {
     pub webhooks: crate::webhooks::WebhookSettings,
     /// The node in its cluster (`NODE_*`, `CLUSTER_*`).
     pub cluster: crate::shards::settings::ClusterSettings,
+    /// Traces over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`); `None`: no traces exported.
+    pub otel: Option<crate::observability::otel::OtelSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for Config {
         // Secrets are never printed.
         f.debug_struct("Config")
             .field("port", &self.port)
+            .field("bind_address", &self.bind_address)
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_kind())
             .field(
@@ -89,6 +94,7 @@ impl std::fmt::Debug for Config {
             .field("media_allow_private_urls", &self.media_allow_private_urls)
             .field("webhooks", &self.webhooks)
             .field("cluster", &self.cluster)
+            .field("otel", &self.otel)
             .finish()
     }
 }
@@ -100,6 +106,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             port: 3000,
+            bind_address: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             data_dir: PathBuf::from("./data"),
             database_url: None,
             global_api_key: None,
@@ -121,6 +128,7 @@ impl Default for Config {
             media_allow_private_urls: false,
             webhooks: crate::webhooks::WebhookSettings::default(),
             cluster: Default::default(),
+            otel: None,
         }
     }
 }
@@ -141,6 +149,15 @@ impl Config {
         let mut c = Config::default();
         if let Some(v) = get("PORT") {
             c.port = parse_num("PORT", &v)?;
+        }
+        if let Some(v) = get("BIND_ADDRESS") {
+            c.bind_address = v.parse().map_err(|_| {
+                err(
+                    "BIND_ADDRESS",
+                    &v,
+                    "must be an IP address (0.0.0.0: every IPv4 interface, ::: every interface)",
+                )
+            })?;
         }
         if let Some(v) = get("DATA_DIR") {
             c.data_dir = PathBuf::from(v);
@@ -293,6 +310,7 @@ impl Config {
             &get,
             c.database_kind() == "postgres",
         )?;
+        c.otel = crate::observability::otel::settings_from(&get)?;
         Ok(c)
     }
 
@@ -428,6 +446,10 @@ mod tests {
         for (k, v) in [
             ("PORT", "http"),
             ("PORT", "70000"),
+            ("BIND_ADDRESS", "localhost"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_TRACES_EXPORTER", "jaeger"),
             ("RATE_LIMIT_BURST", "0"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
             ("LOG_FORMAT", "xml"),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use onwapp::{
     app::{App, shutdown_signal},
     auth::keys_file_hint,
+    cli::{self, Command},
     config::Config,
     observability,
 };
@@ -15,6 +16,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match Command::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("onwapp: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -22,8 +31,27 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    observability::init_tracing(&config);
-    let port = config.port;
+    if let Command::Drain { timeout_seconds } = command {
+        return match cli::drain(&config, timeout_seconds).await {
+            Ok(answer) => {
+                println!("{answer}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("onwapp drain: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    // Flushes the spans still queued when it drops, at the end of `main`.
+    let _traces = match observability::init_tracing(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("onwapp: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (bind, port) = (config.bind_address, config.port);
     let app = match App::build(config).await {
         Ok(a) => a,
         Err(e) => {
@@ -47,10 +75,10 @@ async fn main() -> ExitCode {
             keys_file_hint(&app.state.config.data_dir)
         );
     }
-    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+    let listener = match tokio::net::TcpListener::bind((bind, port)).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("onwapp: PORT={port}: cannot listen: {e}");
+            eprintln!("onwapp: BIND_ADDRESS={bind} PORT={port}: cannot listen: {e}");
             return ExitCode::from(1);
         }
     };

@@ -26,5 +26,5 @@ pub use ownership::OwnershipEvent;
 pub use rpc::{RPC_PREFIX, RpcKind, WriteReply, WriteRequest};
 pub use shard_map::{Command, CommandResponse, NodeInfo, Reject, Shard, ShardMap, ShardState};
 pub use state_machine::MapView;
-pub use status::{ClusterStatus, DrainReport, NodeStatus, Owner};
+pub use status::{ClusterStatus, DrainReport, NodeStatus, Owner, Readiness};
 pub use types::{ClusterNode, NodeId, Raft, SHARDS, TypeConfig, shard_of};

@@ -24,7 +24,7 @@ use crate::placement::{PlanInput, plan};
 use crate::rpc::{RpcKind, WriteReply, WriteRequest};
 use crate::shard_map::{Command, CommandResponse, Reject, ShardMap, ShardState};
 use crate::state_machine::{MapView, StateMachineStore};
-use crate::status::{ClusterStatus, DrainReport, NodeStatus, Owner};
+use crate::status::{ClusterStatus, DrainReport, NodeStatus, Owner, Readiness};
 use crate::types::{ClusterNode, NodeId, Raft, TypeConfig, now_ms};
 
 /// A running cluster node. Cheap to clone; all clones drive the same node.
@@ -283,6 +283,7 @@ impl Node {
             term: m.current_term,
             role: role.to_string(),
             last_applied: view.applied_index,
+            last_log_index: m.last_log_index.unwrap_or(0),
             lease: self.inner.lease.check(),
             lease_left_ms: self.inner.lease.remaining().as_millis() as u64,
             lease_losses: self.inner.lease.losses(),
@@ -291,6 +292,31 @@ impl Node {
             unassigned: map.unassigned_count(),
             moves_in_flight: map.draining_count(),
             nodes,
+        }
+    }
+
+    /// Whether this node should take client traffic now (see [`Readiness`]).
+    pub fn readiness(&self) -> Readiness {
+        // Entries received but not applied yet that still count as caught up: a follower is
+        // always a few appends behind while writes flow.
+        const SLACK: u64 = 16;
+        let me = self.inner.id;
+        let m = self.inner.raft.metrics().borrow().clone();
+        let view = self.inner.map_rx.borrow().clone();
+        let membership = m.membership_config.membership();
+        let member = membership
+            .voter_ids()
+            .chain(membership.learner_ids())
+            .any(|id| id == me);
+        let in_map = view.map.nodes.get(&me);
+        let received = m.last_log_index.unwrap_or(0);
+        Readiness {
+            joined: member && in_map.is_some(),
+            leader: m.current_leader,
+            caught_up: view.applied_index + SLACK >= received,
+            lease_valid: self.lease_valid(),
+            draining: self.inner.drain_requested.load(Ordering::SeqCst)
+                || in_map.is_some_and(|n| n.draining),
         }
     }
 

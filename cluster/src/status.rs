@@ -30,6 +30,45 @@ pub struct DrainReport {
     pub elapsed: Duration,
 }
 
+/// Whether this node should take client traffic (a load balancer's readiness check): it is a
+/// member of the map and of the Raft group, knows a leader, has applied what it received, holds
+/// a valid lease (its renewals reach a quorum) and is not draining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub joined: bool,
+    pub leader: Option<NodeId>,
+    pub caught_up: bool,
+    pub lease_valid: bool,
+    pub draining: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.joined && self.leader.is_some() && self.caught_up && self.lease_valid && !self.draining
+    }
+
+    /// What keeps the node from being ready, in words.
+    pub fn reasons(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.joined {
+            out.push("not a member of the cluster yet");
+        }
+        if self.leader.is_none() {
+            out.push("no Raft leader known");
+        }
+        if !self.caught_up {
+            out.push("applying the Raft log");
+        }
+        if !self.lease_valid {
+            out.push("no valid lease");
+        }
+        if self.draining {
+            out.push("draining");
+        }
+        out
+    }
+}
+
 /// One member as seen in [`ClusterStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -54,6 +93,9 @@ pub struct ClusterStatus {
     /// `leader`, `follower`, `candidate` or `learner`.
     pub role: String,
     pub last_applied: u64,
+    /// Index of the last Raft log entry this node received.
+    #[serde(default)]
+    pub last_log_index: u64,
     pub lease: LeaseState,
     /// Local lease validity left (ms).
     pub lease_left_ms: u64,

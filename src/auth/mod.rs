@@ -16,7 +16,7 @@ use crate::{
     store::{Store, StoreError},
 };
 
-pub use keys::{ensure_global_key, generate_key, hash_key, keys_file_hint};
+pub use keys::{GLOBAL_KEY_FILE, ensure_global_key, generate_key, hash_key, keys_file_hint};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

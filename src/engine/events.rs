@@ -28,7 +28,7 @@ pub struct Envelope<'a> {
 }
 
 /// `type` and `mediaType` of a message, as the chat endpoints report them.
-fn kind(m: &wa::Message) -> (&'static str, Option<&'static str>) {
+pub(crate) fn kind(m: &wa::Message) -> (&'static str, Option<&'static str>) {
     let media = [
         (m.image_message.is_set(), "image"),
         (m.video_message.is_set(), "video"),

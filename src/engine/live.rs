@@ -225,6 +225,7 @@ impl Live {
             }
             Event::Connected(_) => {
                 tracing::info!(session = %self.name, "connected");
+                super::metrics::connection(super::metrics::Connection::Connected);
                 self.set_qr(None);
                 // Stored first, so whoever sees `connected` also sees the device's JID.
                 self.persist_as(store, State::Connected).await;
@@ -239,6 +240,7 @@ impl Live {
             // The client reconnects by itself (with backoff) unless it was told to stop.
             Event::Disconnected(d) => {
                 tracing::info!(session = %self.name, reason = %d.reason, "disconnected");
+                super::metrics::connection(super::metrics::Connection::Disconnected);
                 if self.state() == State::Connected {
                     self.set_state(State::Connecting);
                     self.persist_as(store, State::Connecting).await;
@@ -246,6 +248,7 @@ impl Live {
             }
             Event::LoggedOut(l) => {
                 tracing::warn!(session = %self.name, reason = ?l.reason, "logged out");
+                super::metrics::connection(super::metrics::Connection::LoggedOut);
                 self.finish(store, true).await;
                 if let Err(e) = store.delete_device_store(self.id).await {
                     tracing::error!(session = %self.name, error = %e, "deleting device keys");
@@ -254,6 +257,7 @@ impl Live {
             }
             Event::PairingQrCodesExhausted(_) => {
                 tracing::info!(session = %self.name, "QR codes ran out; session disconnected");
+                super::metrics::connection(super::metrics::Connection::QrExhausted);
                 self.finish(store, false).await;
                 if let Some(h) = self.handle.lock().await.take() {
                     h.abort();
@@ -262,6 +266,7 @@ impl Live {
             }
             Event::StreamReplaced(_) | Event::TemporaryBan(_) | Event::ClientOutdated(_) => {
                 tracing::warn!(session = %self.name, ?event, "session stopped by WhatsApp");
+                super::metrics::connection(super::metrics::Connection::Stopped);
                 self.finish(store, false).await;
                 over = true;
             }

@@ -14,6 +14,7 @@ mod http_client;
 mod inbound;
 pub mod jid;
 mod live;
+pub mod metrics;
 pub mod media;
 pub mod newsletters;
 mod outgoing;
@@ -167,6 +168,25 @@ impl Engine {
     /// The live state of a session (`Disconnected` when no client runs).
     pub fn state(&self, name: &str) -> State {
         self.get(name).map_or(State::Disconnected, |l| l.state())
+    }
+
+    /// How many sessions run a client here, by state (`connecting`, `connected`,
+    /// `disconnected`).
+    pub fn state_counts(&self) -> [(State, usize); 3] {
+        let mut out = [
+            (State::Connecting, 0),
+            (State::Connected, 0),
+            (State::Disconnected, 0),
+        ];
+        if let Ok(live) = self.live.lock() {
+            for l in live.values() {
+                let st = l.state();
+                if let Some(slot) = out.iter_mut().find(|(s, _)| *s == st) {
+                    slot.1 += 1;
+                }
+            }
+        }
+        out
     }
 
     /// The QR text currently offered for pairing, if any.

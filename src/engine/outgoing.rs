@@ -33,9 +33,14 @@ use std::{
 };
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use whatsapp_rust::{Jid, waproto::whatsapp as wa};
 
-use super::{EngineError, Live, events::poll_vote::PollVote};
+use super::{
+    EngineError, Live,
+    events::poll_vote::PollVote,
+    metrics::{self, SendOutcome},
+};
 use crate::store::{
     Store, StoreError,
     outgoing::{FORGET_CHUNK, OutgoingRow, SENDING, SENT},
@@ -92,13 +97,27 @@ impl Live {
             state: SENDING.into(),
             created_at: now_ms(),
         };
-        store
-            .journal_send(session, &journal)
-            .await
-            .map_err(store_error)?;
-        let id = match wire().await {
+        let kind = super::events::kind(record).0;
+        if let Err(e) = store.journal_send(session, &journal).await {
+            metrics::sent(kind, SendOutcome::Failed);
+            return Err(store_error(e));
+        }
+        let span = tracing::info_span!(
+            "whatsapp.send",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            session = %self.name(),
+            message.id = tracing::field::Empty,
+        );
+        let sent = wire().instrument(span.clone()).await;
+        match &sent {
+            Ok(id) => span.record("message.id", id.as_str()),
+            Err(_) => span.record("otel.status_code", "ERROR"),
+        };
+        let id = match sent {
             Ok(id) => id,
             Err(e) => {
+                metrics::sent(kind, SendOutcome::Failed);
                 self.forget_send(journal.id);
                 return Err(e);
             }
@@ -110,6 +129,7 @@ impl Live {
             }
             match self.record_sent_as(&id, chat, record, vote.clone()).await {
                 Ok(()) => {
+                    metrics::sent(kind, SendOutcome::Sent);
                     self.forget_send(journal.id);
                     return Ok(id);
                 }
@@ -120,6 +140,7 @@ impl Live {
                 Err(e) => last = Some(e),
             }
         }
+        metrics::sent(kind, SendOutcome::NotRecorded);
         let why = last.map_or_else(String::new, |e| e.to_string());
         tracing::error!(session = %self.name(), %id, error = %why, "sent, but not recorded; retrying in the background");
         if let Err(e) = store.mark_sent(session, journal.id, &id).await {

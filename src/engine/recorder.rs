@@ -70,6 +70,9 @@ impl Recorder {
             out.insert("pollVote".into(), v.payload());
         }
         store.record_message(self.id, &row, event, &payload).await?;
+        if !e.from_me {
+            super::metrics::received(&row.kind, e.timestamp);
+        }
         // The latest vote per voter, upserted after the message's transaction (again on a
         // redelivery: the same row).
         if let Some(v) = &vote {

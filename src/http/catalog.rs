@@ -33,7 +33,7 @@ pub struct Endpoint {
     /// Contract heading, e.g. `Send Text Message`.
     pub summary: &'static str,
     pub status: Status,
-    /// `false` only for `GET /`, `GET /health` and `POST /chatwoot/webhook/:sessionId`.
+    /// `false` only for `GET /`, `GET /health`, the probes and `POST /chatwoot/webhook/:sessionId`.
     pub auth: bool,
     /// DTO component of the JSON body.
     pub request_body: Option<&'static str>,
@@ -966,7 +966,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
     .public()
     .body("ChatwootWebhookPayload")
     .res("MessageResponse"),
-    // Extensions to the contract: the operator's cluster routes (global key only).
+    // Extensions to the contract: the probes of a load balancer or Kubernetes (no key) and the
+    // operator's cluster routes (global key only).
+    Endpoint::new(GET, "/health/live", HEALTH, "Liveness Probe (extension)")
+        .public()
+        .done()
+        .res("LiveResponse"),
+    Endpoint::new(GET, "/health/ready", HEALTH, "Readiness Probe (extension)")
+        .public()
+        .done()
+        .res("ReadyResponse"),
     Endpoint::new(GET, "/admin/cluster", CLUSTER, "Cluster Status (extension)")
         .done()
         .res("ClusterStatusResponse"),
@@ -1137,6 +1146,8 @@ mod tests {
             ("GET", "/:session/webhook/failed"),
             ("POST", "/:session/webhook/replay"),
             ("GET", "/events"),
+            ("GET", "/health/live"),
+            ("GET", "/health/ready"),
             ("GET", "/admin/cluster"),
             ("POST", "/admin/drain"),
             ("POST", "/admin/undrain"),
@@ -1154,7 +1165,9 @@ mod tests {
             [
                 ("GET", "/"),
                 ("GET", "/health"),
-                ("POST", "/chatwoot/webhook/:sessionId")
+                ("POST", "/chatwoot/webhook/:sessionId"),
+                ("GET", "/health/live"),
+                ("GET", "/health/ready"),
             ]
         );
     }

@@ -1,4 +1,11 @@
 //! `GET /` and `GET /health`: 200 while the database answers, 503 while it does not.
+//!
+//! The probes a load balancer or Kubernetes uses (extensions to the contract, no key):
+//! - `GET /health/live`: 200 while the process serves requests (liveness: restarting it would
+//!   not fix a database that is down, so the database is not asked).
+//! - `GET /health/ready`: 200 while this node should take client traffic: a member of the
+//!   cluster, a Raft leader known, its log applied, its lease valid, not draining; else 503 with
+//!   the reasons (readiness).
 
 use std::{
     sync::{
@@ -12,12 +19,43 @@ use axum::{Json, Router, extract::State, http::StatusCode, response::IntoRespons
 use chrono::{SubsecRound, Utc};
 use tokio::sync::Mutex;
 
-use crate::{app::AppState, http::dto::HealthResponse, observability::Metrics, store::Store};
+use crate::{
+    app::AppState,
+    http::dto::{HealthResponse, LiveResponse, ReadyResponse},
+    observability::Metrics,
+    store::Store,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(health))
         .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+}
+
+async fn live() -> Json<LiveResponse> {
+    Json(LiveResponse {
+        status: "alive".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+async fn ready(State(s): State<AppState>) -> impl IntoResponse {
+    let r = s.shards.node().readiness();
+    let ready = r.ready();
+    let body = ReadyResponse {
+        status: if ready { "ready" } else { "not ready" }.into(),
+        node_id: s.shards.node_id(),
+        leader: r.leader,
+        reasons: r.reasons().into_iter().map(String::from).collect(),
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
 }
 
 async fn health(State(s): State<AppState>) -> impl IntoResponse {

@@ -49,7 +49,7 @@ use crate::{
     app::AppState,
     config::AllowedOrigins,
     error::ApiError,
-    observability::trace_context::{TraceContext, trace_context},
+    observability::trace_context::trace_context,
 };
 
 /// The whole router with every middleware, as served.
@@ -98,7 +98,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(make_span)
+                .make_span_with(current_span)
                 // Internal errors are logged where they happen; 5xx here is only a warning.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
@@ -108,18 +108,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // Formatted only if the span is recorded (no allocation per request otherwise).
-    let (trace, span) = req
-        .extensions()
-        .get::<TraceContext>()
-        .map_or((0, 0), |cx| (cx.trace_id, cx.span_id));
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %format_args!("{trace:032x}"), span_id = %format_args!("{span:016x}"))
+/// The span `trace_context` opened (TraceLayer logs failures in it).
+fn current_span(_: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::Span::current()
 }
 
 fn cors(origins: &AllowedOrigins) -> CorsLayer {
@@ -159,7 +150,10 @@ async fn method_not_allowed() -> ApiError {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    s.metrics.cluster.observe(&s.shards.node().status());
+    s.metrics
+        .observe(s.shards.node(), &s.engine.state_counts());
+    // `onwapp_database_up` is fresh at every scrape, not only when `/health` is asked.
+    s.health.database_up(&*s.store).await;
     (
         StatusCode::OK,
         [(

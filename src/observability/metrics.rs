@@ -31,6 +31,8 @@ pub struct Metrics {
     pub cluster_member_requests: IntCounterVec,
     /// Ownership events this node handled (acquired, releasing, lost).
     pub cluster_shard_events: IntCounterVec,
+    /// Sessions whose client runs on this node, by state (set at each scrape).
+    pub sessions: prometheus::IntGaugeVec,
 }
 
 /// Gauges read off the cluster node when `/metrics` is scraped.
@@ -50,6 +52,11 @@ pub struct ClusterGauges {
     pub moves_in_flight: IntGauge,
     pub node_shards: prometheus::IntGaugeVec,
     pub node_lease_remaining: prometheus::GaugeVec,
+    /// 1 while this node passes its readiness check (`GET /health/ready`).
+    pub ready: IntGauge,
+    pub last_log_index: IntGauge,
+    pub members: IntGauge,
+    pub voters: IntGauge,
 }
 
 impl Metrics {
@@ -147,7 +154,22 @@ impl Metrics {
             &["event"],
         )
         .expect("static metric definition");
+        let sessions = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "sessions",
+                "Sessions whose WhatsApp client runs on this node, by state (connecting, \
+                 connected, disconnected)",
+            ),
+            &["state"],
+        )
+        .expect("static metric definition");
+        let engine = &crate::engine::metrics::ENGINE;
+        engine.touch();
+        for c in engine.collectors() {
+            registry.register(c).expect("metric registered once");
+        }
         for c in cluster.collectors().into_iter().chain([
+            Box::new(sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cluster_forwards.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cluster_member_requests.clone()),
             Box::new(cluster_shard_events.clone()),
@@ -168,6 +190,13 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        // Series dashboards and alerts read exist from the start, at zero.
+        for o in ["delivered", "retried", "dead", "skipped"] {
+            webhook_attempts.with_label_values(&[o]);
+        }
+        for e in ["acquired", "releasing", "lost"] {
+            cluster_shard_events.with_label_values(&[e]);
+        }
         Metrics {
             registry,
             http_requests,
@@ -184,6 +213,23 @@ impl Metrics {
             cluster_forwards,
             cluster_member_requests,
             cluster_shard_events,
+            sessions,
+        }
+    }
+
+    /// Sets the gauges read at scrape time: the cluster as this node sees it, its readiness
+    /// and the sessions by state.
+    pub fn observe(
+        &self,
+        node: &onwapp_cluster::Node,
+        sessions: &[(crate::engine::State, usize)],
+    ) {
+        self.cluster.observe(&node.status());
+        self.cluster.ready.set(i64::from(node.readiness().ready()));
+        for (state, n) in sessions {
+            self.sessions
+                .with_label_values(&[state.as_str()])
+                .set(*n as i64);
         }
     }
 
@@ -257,6 +303,20 @@ impl ClusterGauges {
                 &["node"],
             )
             .expect("static metric"),
+            ready: int(
+                "cluster_node_ready",
+                "1 while this node passes its readiness check (member, leader known, caught \
+                 up, lease valid, not draining)",
+            ),
+            last_log_index: int(
+                "cluster_raft_last_log_index",
+                "Index of the last Raft log entry this node received",
+            ),
+            members: int(
+                "cluster_members",
+                "Members in this node's shard map (alive or not)",
+            ),
+            voters: int("cluster_raft_voters", "Raft voters in the membership"),
         }
     }
 
@@ -274,6 +334,10 @@ impl ClusterGauges {
             Box::new(self.moves_in_flight.clone()),
             Box::new(self.node_shards.clone()),
             Box::new(self.node_lease_remaining.clone()),
+            Box::new(self.ready.clone()),
+            Box::new(self.last_log_index.clone()),
+            Box::new(self.members.clone()),
+            Box::new(self.voters.clone()),
         ]
     }
 
@@ -302,6 +366,9 @@ impl ClusterGauges {
         self.shards_owned.set(st.owned_shards as i64);
         self.shards_unassigned.set(st.unassigned as i64);
         self.moves_in_flight.set(st.moves_in_flight as i64);
+        self.last_log_index.set(int(st.last_log_index));
+        self.members.set(st.nodes.len() as i64);
+        self.voters.set(st.nodes.iter().filter(|n| n.voter).count() as i64);
         // Members that left the map leave the metric too.
         self.node_shards.reset();
         self.node_lease_remaining.reset();

@@ -1,31 +1,48 @@
-//! Logs (console or JSON), the Prometheus metric catalogue and W3C trace context.
+//! Logs (console or JSON), the Prometheus metric catalogue, W3C trace context and
+//! OpenTelemetry traces.
 
 mod metrics;
+pub mod otel;
 pub mod trace_context;
 
 pub use metrics::{ClusterGauges, Metrics};
+pub use otel::Traces;
 
 use std::io::IsTerminal;
 
 use crate::config::{Config, LogFormat};
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, filter::Targets, fmt, prelude::*};
 
-/// Installs the global subscriber. `RUST_LOG`, when set, refines `LOG_LEVEL`.
-pub fn init_tracing(cfg: &Config) {
+/// Installs the global subscriber: logs filtered by `LOG_LEVEL` (`RUST_LOG`, when set, refines
+/// it) and, when an OTLP endpoint is configured, the server's own spans exported whatever the
+/// log level. Keep the answer for the life of the process: dropping it flushes the traces.
+pub fn init_tracing(cfg: &Config) -> Result<Traces, String> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", cfg.log_level)));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match cfg.log_format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
-            .try_init(),
-        LogFormat::Console => registry
-            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
-            .try_init(),
+    let logs = match cfg.log_format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Console => fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(filter)
+            .boxed(),
     };
+    let provider = match &cfg.otel {
+        Some(_) => Some(otel::provider(cfg.cluster.node_id).map_err(|e| format!("traces: {e}"))?),
+        None => None,
+    };
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(otel::tracer(p))
+            .with_filter(Targets::new().with_target("onwapp", tracing::Level::INFO))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init();
+    Ok(Traces::new(provider))
 }

@@ -9,6 +9,10 @@
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use http::HeaderValue;
+use tracing::{Instrument, field::display};
+
+use super::otel;
+use crate::http::middleware::RouteTemplate;
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACERESPONSE: &str = "traceresponse";
@@ -51,8 +55,14 @@ impl TraceContext {
 
     /// The context of a request that arrived with `traceparent` (or without one).
     pub fn continue_from(traceparent: Option<&str>) -> Self {
+        Self::from_parent(traceparent.and_then(Self::parse_parent))
+    }
+
+    /// The context of a request whose caller's span is `parent` (from [`Self::parse_parent`]),
+    /// with ids of our own (traces not exported).
+    pub fn from_parent(parent: Option<(u128, u64, u8)>) -> Self {
         let span_id = nonzero_u64();
-        match traceparent.and_then(Self::parse_parent) {
+        match parent {
             Some((trace_id, parent, flags)) => TraceContext {
                 trace_id,
                 span_id,
@@ -90,19 +100,79 @@ fn nonzero_u64() -> u64 {
     }
 }
 
-/// The outermost layer: gives the request its [`TraceContext`] (an extension the log span and
-/// the forwarder read) and the answer its `traceresponse`, unless a forwarded answer has one.
+/// The outermost layer: opens the request's log span (the span OpenTelemetry exports, when
+/// traces are on), gives the request its [`TraceContext`] (an extension the forwarder reads) and
+/// an `X-Request-Id` when it came without one, and the answer its `traceresponse`, unless a
+/// forwarded answer has one.
 pub async fn trace_context(mut req: Request, next: Next) -> Response {
-    let cx =
-        TraceContext::continue_from(req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+    let parent = req
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse_parent);
+    if !req.headers().contains_key(REQUEST_ID) {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            req.headers_mut().insert(REQUEST_ID, v);
+        }
+    }
+    let span = request_span(&req);
+    let cx = match otel::adopt(&span, parent) {
+        Some((trace_id, span_id, flags)) => TraceContext {
+            trace_id,
+            span_id,
+            parent_id: parent.map(|(_, p, _)| p),
+            flags,
+        },
+        None => TraceContext::from_parent(parent),
+    };
+    span.record("trace_id", display(format_args!("{:032x}", cx.trace_id)));
+    span.record("span_id", display(format_args!("{:016x}", cx.span_id)));
     req.extensions_mut().insert(cx);
-    let mut resp = next.run(req).await;
+    let method = req.method().clone();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if !span.is_disabled() {
+        let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
+        if let Some(RouteTemplate(route)) = resp.extensions().get::<RouteTemplate>() {
+            span.record("http.route", route.as_str());
+            span.record("otel.name", display(format_args!("{method} {route}")));
+        }
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
     if !resp.headers().contains_key(TRACERESPONSE)
         && let Ok(v) = HeaderValue::from_str(&cx.child_traceparent())
     {
         resp.headers_mut().insert(TRACERESPONSE, v);
     }
     resp
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The request's span; the ids are recorded once known.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        otel.name = %req.method(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 #[cfg(test)]

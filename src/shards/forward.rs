@@ -25,6 +25,7 @@ use onwapp_cluster::{Owner, shard_of};
 use serde_json::json;
 
 use crate::observability::trace_context::{TRACEPARENT, TraceContext};
+use tracing::Instrument;
 
 use super::peer::{self, Payload, PeerError};
 use super::{CLUSTER_AUTH, FORWARDED_BY, OWNER, ROUTE, Route, SERVED_EPOCH, SHARD_EPOCH, Shards};
@@ -333,11 +334,24 @@ async fn send(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    // The owner's span is a child of this node's (W3C trace context across the hop).
-    let traceparent = parts
-        .extensions
-        .get::<TraceContext>()
-        .map(TraceContext::child_traceparent);
+    // The hop's own span (exported when traces are on); the owner's span is its child, or the
+    // request span's when traces are off (W3C trace context across the hop).
+    let span = tracing::info_span!(
+        "forward",
+        otel.kind = "client",
+        otel.name = "forward",
+        owner = owner.node,
+        shard.epoch = owner.epoch,
+        server.address = %owner.addr,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = match crate::observability::otel::ids(&span) {
+        Some((trace, id, flags)) => Some(format!("00-{trace:032x}-{id:016x}-{flags:02x}")),
+        None => parts
+            .extensions
+            .get::<TraceContext>()
+            .map(TraceContext::child_traceparent),
+    };
     let epoch = owner.epoch.to_string();
     let client = parts
         .headers
@@ -354,7 +368,7 @@ async fn send(
     let trace = traceparent
         .as_deref()
         .map(|t| (TRACEPARENT.as_bytes(), t.as_bytes()));
-    shards
+    let answer = shards
         .peers()
         .send(
             &owner.addr,
@@ -363,7 +377,12 @@ async fn send(
             client.chain(trace).chain(ours),
             payload,
         )
-        .await
+        .instrument(span.clone())
+        .await;
+    if let Ok(r) = &answer {
+        span.record("http.response.status_code", r.status().as_u16());
+    }
+    answer
 }
 
 /// Marks an answer relayed from the owner.

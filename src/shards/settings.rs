@@ -1,6 +1,11 @@
-//! The cluster's variables: `NODE_ID`, `NODE_ADVERTISE_URL`, `CLUSTER_PEERS`, `CLUSTER_SECRET`,
-//! `CLUSTER_VOTERS`, `CLUSTER_LEASE_RENEW_MS`, `CLUSTER_LEASE_TTL_MS`. With none of them set the
-//! node is a one-voter cluster of itself (the default single-node mode).
+//! The cluster's variables: `NODE_ID` (or `NODE_ID_FROM_HOSTNAME`), `NODE_ADVERTISE_URL`,
+//! `CLUSTER_PEERS`, `CLUSTER_SECRET`, `CLUSTER_VOTERS`, `CLUSTER_LEASE_RENEW_MS`,
+//! `CLUSTER_LEASE_TTL_MS`. With none of them set the node is a one-voter cluster of itself (the
+//! default single-node mode).
+//!
+//! In a Kubernetes StatefulSet every pod has the same environment; `NODE_ID_FROM_HOSTNAME=true`
+//! gives each its own id from its stable name: `onwapp-0` is node 1, `onwapp-1` node 2, and so on
+//! (ids start at 1; the ordinal is the number after the last `-` of the host name).
 
 use std::time::Duration;
 
@@ -76,6 +81,23 @@ fn http_url(var: &'static str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// The node id of a StatefulSet pod named `host` (`<name>-<ordinal>`): the ordinal plus one.
+pub fn node_id_of_host(host: &str) -> Result<u64, ConfigError> {
+    // A fully qualified name counts by its first label (`onwapp-2.onwapp-peers...`).
+    let short = host.split('.').next().unwrap_or("");
+    short
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(|| {
+            err(
+                "NODE_ID_FROM_HOSTNAME",
+                host,
+                "the host name must end with -<ordinal> (a StatefulSet pod, e.g. onwapp-0)",
+            )
+        })
+}
+
 impl ClusterSettings {
     /// Reads the variables through `get` (trimmed, empty = unset); `postgres` says whether
     /// `DATABASE_URL` names Postgres (a cluster of several nodes needs it).
@@ -84,8 +106,29 @@ impl ClusterSettings {
         postgres: bool,
     ) -> Result<Self, ConfigError> {
         let mut s = ClusterSettings::default();
-        if let Some(v) = get("NODE_ID") {
-            s.node_id = whole("NODE_ID", &v)?;
+        let from_host = match get("NODE_ID_FROM_HOSTNAME").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => return Err(err("NODE_ID_FROM_HOSTNAME", v, "must be true or false")),
+        };
+        match (get("NODE_ID"), from_host) {
+            (Some(_), true) => {
+                return Err(err(
+                    "NODE_ID_FROM_HOSTNAME",
+                    "true",
+                    "cannot be used together with NODE_ID: set one of them",
+                ));
+            }
+            (Some(v), false) => s.node_id = whole("NODE_ID", &v)?,
+            (None, true) => {
+                let host = get("HOSTNAME").or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                });
+                s.node_id = node_id_of_host(host.as_deref().unwrap_or(""))?;
+            }
+            (None, false) => {}
         }
         if let Some(v) = get("NODE_ADVERTISE_URL") {
             s.advertise_url = Some(http_url("NODE_ADVERTISE_URL", &v)?);
@@ -185,6 +228,23 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         ClusterSettings::from_lookup(&|k| map.get(k).cloned(), postgres)
+    }
+
+    #[test]
+    fn a_statefulset_pod_takes_its_ordinal_plus_one() {
+        let id = |vars: &[(&str, &str)]| parse(vars, false).map(|s| s.node_id);
+        let on = ("NODE_ID_FROM_HOSTNAME", "true");
+        assert_eq!(id(&[on, ("HOSTNAME", "onwapp-0")]).unwrap(), 1);
+        assert_eq!(id(&[on, ("HOSTNAME", "my-release-onwapp-12")]).unwrap(), 13);
+        assert_eq!(id(&[on, ("HOSTNAME", "onwapp-2.onwapp-peers.ns.svc")]).unwrap(), 3);
+        for bad in ["onwapp", "onwapp-", "onwapp-x", ""] {
+            let e = id(&[on, ("HOSTNAME", bad)]).unwrap_err();
+            assert_eq!(e.var, "NODE_ID_FROM_HOSTNAME", "{bad}");
+        }
+        let both = id(&[on, ("HOSTNAME", "onwapp-0"), ("NODE_ID", "4")]).unwrap_err();
+        assert_eq!(both.var, "NODE_ID_FROM_HOSTNAME");
+        assert_eq!(id(&[("NODE_ID_FROM_HOSTNAME", "false"), ("HOSTNAME", "x")]).unwrap(), 1);
+        assert!(id(&[("NODE_ID_FROM_HOSTNAME", "yes")]).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     WebhookSettings,
@@ -253,10 +254,34 @@ impl Dispatcher {
             &body,
         );
         let started = Instant::now();
+        // Its own trace per attempt; the URL's host only (a path or query can hold a token).
+        let span = tracing::info_span!(
+            parent: None,
+            "webhook.deliver",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            event = %ev.event,
+            event.id = %ev.id,
+            attempt = ev.attempts + 1,
+            server.address = url::Url::parse(&hook.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+        );
         let attempt = self
             .client
             .post(&hook.url, &headers, body, self.settings.timeout)
+            .instrument(span.clone())
             .await;
+        match &attempt {
+            Attempt::Answered { status, .. } => {
+                span.record("http.response.status_code", *status);
+                if *status >= 300 {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Attempt::Failed(_) | Attempt::BadUrl(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         let attempts = ev.attempts + 1;
         let (status, verdict, error) = match attempt {
             Attempt::Answered {

@@ -29,7 +29,7 @@ fn services_required() -> bool {
 }
 
 /// Skips (returns `None`) or fails, as `ONWAPP_TEST_REQUIRE_SERVICES` says, when a service is down.
-fn unavailable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {
+pub fn unavailable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {
     if services_required() {
         panic!("{what} is required (ONWAPP_TEST_REQUIRE_SERVICES=1) but unreachable: {err}");
     }

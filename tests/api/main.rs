@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, real Postgres/SQLite/Redis, spoken to over HTTP.
 
+mod deploy_tools;
 mod helpers;
 mod wa;
 
@@ -24,10 +25,13 @@ mod fence;
 mod fenced_connect;
 mod groups;
 mod health;
+mod helm_chart;
 mod inbound_crash;
 mod incoming_events;
 mod media;
 mod newsletters;
+mod observability;
+mod otel;
 mod openapi;
 mod process;
 mod profile;

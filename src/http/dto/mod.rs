@@ -128,8 +128,8 @@ fn register_all(out: &mut Vec<NamedSchema>) {
         ChatwootMessagesOverview, ChatwootOverviewData, WhatsAppOverview,
         ChatwootOverviewResponse, ChatwootResolveAllResponse, ChatwootConversationStatsResponse,
         ChatwootResetCounts, ChatwootResetResponse, ChatwootWebhookPayload,
-        // cluster (extension)
-        ClusterStatusResponse, ClusterNodeResponse, DrainRequest, DrainResponse, UndrainResponse,
+        // probes and cluster (extensions)
+        LiveResponse, ReadyResponse, ClusterStatusResponse, ClusterNodeResponse, DrainRequest, DrainResponse, UndrainResponse,
     );
     out.append(&mut v);
 }

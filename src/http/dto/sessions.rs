@@ -18,6 +18,28 @@ pub struct HealthResponse {
     pub time: DateTime<Utc>,
 }
 
+/// Answer of `GET /health/live` (liveness probe).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveResponse {
+    /// Always `alive`.
+    pub status: String,
+    pub version: String,
+}
+
+/// Answer of `GET /health/ready` (readiness probe): 200 when ready, 503 with the reasons.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyResponse {
+    /// `ready` or `not ready`.
+    pub status: String,
+    pub node_id: u64,
+    /// The Raft leader this node knows.
+    pub leader: Option<u64>,
+    /// What keeps the node from being ready (empty when ready).
+    pub reasons: Vec<String>,
+}
+
 /// Message and chat counters of a connected session.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -11,11 +11,9 @@
 
 use std::time::Instant;
 
-use tracing::Instrument;
-
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, Method},
+    http::Method,
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -28,8 +26,6 @@ use crate::{
     ratelimit::Decision,
     shards::{FORWARDED_BY, Route, forward},
 };
-
-const REQUEST_ID: &str = "x-request-id";
 
 pub async fn forward_first(
     State(state): State<AppState>,
@@ -48,19 +44,12 @@ pub async fn forward_first(
     if matches!(decision, Decision::Deny { .. }) {
         return next.run(req).await;
     }
-    // The id the owner logs and answers with.
-    if !req.headers().contains_key(REQUEST_ID) {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            req.headers_mut().insert(REQUEST_ID, v);
-        }
-    }
-    // The same log span as the full path's (`tracing` builds it only where it is recorded).
-    let span = crate::http::make_span(&req);
+    // The request id the owner logs and answers with, and the log span, are the request's own
+    // (`trace_context`, outside this layer).
     let limit = state.config.request_timeout;
     let mut resp = match tokio::time::timeout(
         limit,
-        forward::serve_or_forward(&state.shards, &name, req, next).instrument(span),
+        forward::serve_or_forward(&state.shards, &name, req, next),
     )
     .await
     {

@@ -1,0 +1,441 @@
+//! The Helm chart (`helm/onwapp`), rendered by the real helm and checked the way Kubernetes
+//! would take it: every object valid against the Kubernetes schemas (`kubernetes-validate
+//! --strict`), and the StatefulSet's pods booted as three real nodes on loopback with exactly
+//! the environment, arguments, probes and `preStop` command it gives them. Two things differ
+//! from a cluster, and only because three pods share one machine here: each node binds a
+//! loopback address of its own (`BIND_ADDRESS`; a pod has its own network namespace) and keeps
+//! its data in a directory of its own (`DATA_DIR`; a pod mounts its own volume at `/data`).
+//! The pods' DNS names map to those addresses in `/etc/hosts`.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::{
+    cluster::services,
+    deploy_tools::{HostNames, chart_dir, find, objects, render, run, tool},
+    helpers::{GLOBAL_KEY, eventually, test_redis_url},
+    process::free_port,
+};
+
+fn validate(kubernetes_validate: &Path, yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered.yaml");
+    // The Prometheus Operator's kinds are not Kubernetes' own: checked by the tests below.
+    let core: Vec<&str> = yaml
+        .split("\n---")
+        .filter(|doc| {
+            !doc.contains("apiVersion: monitoring.coreos.com/")
+                && doc.lines().any(|l| l.starts_with("kind:"))
+        })
+        .collect();
+    std::fs::write(&file, core.join("\n---")).unwrap();
+    let out = run(Command::new(kubernetes_validate)
+        .arg("--strict")
+        .arg("--no-warn")
+        .arg(&file));
+    assert!(!out.contains("ERROR"), "{out}");
+}
+
+fn production_values(db: &str, port: u16) -> Vec<String> {
+    vec![
+        format!("database.url={db}"),
+        format!("redis.url={}", test_redis_url()),
+        format!("auth.globalApiKey={GLOBAL_KEY}"),
+        format!("containerPort={port}"),
+        "metrics.serviceMonitor.enabled=true".into(),
+        "metrics.prometheusRule.enabled=true".into(),
+        "metrics.dashboards.enabled=true".into(),
+        "otel.endpoint=http://otel-collector.monitoring:4318".into(),
+    ]
+}
+
+fn container(sts: &Value) -> &Value {
+    &sts["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn env_names(c: &Value) -> Vec<String> {
+    c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_chart_renders_valid_objects_with_default_and_production_values() {
+    let (Some(helm), Some(kv)) = (tool("helm"), tool("kubernetes-validate")) else {
+        return;
+    };
+    run(Command::new(&helm).arg("lint").arg(chart_dir()));
+
+    // Defaults: one node on SQLite (a cluster needs Postgres), still a valid install.
+    let yaml = render(&helm, "onwapp", "default", &[]);
+    validate(&kv, &yaml);
+    let objs = objects(&yaml);
+    let sts = find(&objs, "StatefulSet", "onwapp");
+    assert_eq!(sts["spec"]["replicas"], 1);
+    let names = env_names(container(sts));
+    assert!(!names.contains(&"CLUSTER_PEERS".to_string()), "{names:?}");
+    assert!(!names.contains(&"DATABASE_URL".to_string()), "{names:?}");
+
+    // Production-like: a database, Redis, a key, monitoring and traces.
+    let yaml = render(
+        &helm,
+        "gw",
+        "prod",
+        &production_values("postgres://u:p@db:5432/onwapp", 3000),
+    );
+    validate(&kv, &yaml);
+    let objs = objects(&yaml);
+    let sts = find(&objs, "StatefulSet", "gw-onwapp");
+    let spec = &sts["spec"];
+    assert_eq!(spec["replicas"], 3);
+    assert_eq!(spec["podManagementPolicy"], "Parallel");
+    assert_eq!(spec["serviceName"], "gw-onwapp-peers");
+    assert_eq!(spec["volumeClaimTemplates"][0]["metadata"]["name"], "data");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let c = container(sts);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health/live");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health/ready");
+    let pre_stop: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&pre_stop[..2], ["/usr/local/bin/onwapp", "drain"]);
+    let drain_secs: u64 = pre_stop[3].parse().unwrap();
+    assert!(grace > drain_secs + 10, "grace {grace} s for a {drain_secs} s drain");
+    let names = env_names(c);
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "GLOBAL_API_KEY",
+        "CLUSTER_SECRET",
+        "CLUSTER_PEERS",
+        "NODE_ID_FROM_HOSTNAME",
+        "NODE_ADVERTISE_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        assert!(names.contains(&var.to_string()), "{var} missing: {names:?}");
+    }
+    let peers = find(&objs, "Service", "gw-onwapp-peers");
+    assert_eq!(peers["spec"]["clusterIP"], "None");
+    assert_eq!(peers["spec"]["publishNotReadyAddresses"], true);
+    let pdb = find(&objs, "PodDisruptionBudget", "gw-onwapp");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    // Secrets: the key given, the cluster secret generated (48 characters).
+    let secret = find(&objs, "Secret", "gw-onwapp");
+    let data = |k: &str| {
+        let b = secret["data"][k].as_str().unwrap_or_else(|| panic!("{k}"));
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+    };
+    assert_eq!(data("global-api-key"), GLOBAL_KEY);
+    assert_eq!(data("cluster-secret").len(), 48);
+    assert!(data("database-url").starts_with("postgres://"));
+
+    // Monitoring: the rule file as is, every dashboard as a sidecar ConfigMap.
+    let rule = find(&objs, "PrometheusRule", "gw-onwapp");
+    let alerts: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("files/alerts.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule["spec"], alerts);
+    let monitor = find(&objs, "ServiceMonitor", "gw-onwapp");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    let boards: Vec<&Value> = objs
+        .iter()
+        .filter(|o| o["kind"] == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .collect();
+    assert_eq!(boards.len(), 5);
+    for b in boards {
+        for json in b["data"].as_object().unwrap().values() {
+            let d: Value = serde_json::from_str(json.as_str().unwrap()).unwrap();
+            assert_eq!(d["templating"]["list"][0]["name"], "datasource");
+            assert!(json.as_str().unwrap().contains("${datasource}"));
+        }
+    }
+}
+
+/// The environment Kubernetes gives pod `pod`: field references (the pod's name and namespace)
+/// and secret keys resolved, `$(VAR)` references to earlier variables expanded.
+fn pod_env(c: &Value, pod: &str, ns: &str, objs: &[Value]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in c["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_string();
+        let value = if let Some(v) = e["value"].as_str() {
+            let known: BTreeMap<&str, &str> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            expand(v, &known)
+        } else if let Some(f) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            match f {
+                "metadata.name" => pod.to_string(),
+                "metadata.namespace" => ns.to_string(),
+                other => panic!("field {other} not known here"),
+            }
+        } else if let Some(s) = e["valueFrom"]["secretKeyRef"].as_object() {
+            let secret = find(objs, "Secret", s["name"].as_str().unwrap());
+            let b64 = secret["data"][s["key"].as_str().unwrap()]
+                .as_str()
+                .unwrap_or_else(|| panic!("secret key {s:?}"));
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
+                .unwrap()
+        } else {
+            panic!("env {e} not understood");
+        };
+        env.push((name, value));
+    }
+    env
+}
+
+/// Kubernetes' `$(VAR)` expansion (`$$` is a literal `$`).
+fn expand(v: &str, known: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+            && let Some(val) = known.get(&inner[..end])
+        {
+            out.push_str(val);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+struct Pod {
+    child: Child,
+    ip: String,
+    env: Vec<(String, String)>,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `argv` (the image's binary replaced by the one under test) with `env` only.
+fn command(argv: &[&str], env: &[(String, String)]) -> Command {
+    let bin = env!("CARGO_BIN_EXE_onwapp");
+    let program = match argv[0] {
+        "/usr/local/bin/onwapp" => bin,
+        other => panic!("the chart runs {other}, not the image's binary"),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+async fn probe(ip: &str, port: u16, path: &str) -> Option<(u16, Value)> {
+    let r = reqwest::Client::new()
+        .get(format!("http://{ip}:{port}{path}"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    let code = r.status().as_u16();
+    Some((code, r.json().await.unwrap_or(Value::Null)))
+}
+
+async fn cluster_status(ip: &str, port: u16) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://{ip}:{port}/admin/cluster"))
+        .header("Authorization", GLOBAL_KEY)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn shards_of(st: &Value, id: u64) -> u64 {
+    st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .and_then(|n| n["shards"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_statefulset_boots_a_cluster_that_turns_ready_and_drains_through_pre_stop() {
+    let Some(helm) = tool("helm") else {
+        return;
+    };
+    let Some(pg) = services().await else {
+        return;
+    };
+    let port = free_port();
+    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let yaml = render(&helm, "ow", &ns, &production_values(&pg.url, port));
+    let objs = objects(&yaml);
+    let sts = find(&objs, "StatefulSet", "ow-onwapp");
+    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
+    assert_eq!(replicas, 3);
+    let c = container(sts);
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let domain = format!("ow-onwapp-peers.{ns}.svc.cluster.local");
+    // 127.x.y.1..3: loopback addresses no other test uses.
+    let (x, y) = (rand::random::<u8>() % 200 + 20, rand::random::<u8>() % 250 + 1);
+    let pods: Vec<(String, String)> = (0..replicas)
+        .map(|i| (format!("ow-onwapp-{i}"), format!("127.{x}.{y}.{}", i + 1)))
+        .collect();
+    let Some(_hosts) = HostNames::map(
+        &pods
+            .iter()
+            .map(|(pod, ip)| (format!("{pod}.{domain}"), ip.clone()))
+            .collect::<Vec<_>>(),
+    ) else {
+        return;
+    };
+    let logs = std::env::var("PROCESS_TEST_LOGS").ok();
+    let mut running = Vec::new();
+    for (pod, ip) in &pods {
+        let data = tempfile::tempdir().unwrap();
+        let mut env = pod_env(c, pod, &ns, &objs);
+        for (k, v) in [
+            ("BIND_ADDRESS", ip.clone()),
+            ("DATA_DIR", data.path().display().to_string()),
+        ] {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v));
+        }
+        let mut argv = vec!["/usr/local/bin/onwapp"];
+        argv.extend(&args);
+        let mut cmd = command(&argv, &env);
+        match &logs {
+            Some(level) => cmd.env("LOG_LEVEL", level).env("LOG_FORMAT", "console"),
+            None => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+        };
+        running.push(Pod {
+            child: cmd.spawn().expect("spawn onwapp"),
+            ip: ip.clone(),
+            env,
+            _data: data,
+        });
+    }
+
+    // The probes the kubelet would run: liveness at once, readiness when the cluster formed.
+    let live = c["livenessProbe"]["httpGet"]["path"].as_str().unwrap();
+    let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+    for p in &running {
+        let up = eventually(Duration::from_secs(30), || async {
+            matches!(probe(&p.ip, port, live).await, Some((200, _)))
+        })
+        .await;
+        assert!(up, "{} never answered its liveness probe", p.ip);
+    }
+    for p in &running {
+        let turned = eventually(Duration::from_secs(60), || async {
+            matches!(probe(&p.ip, port, ready).await, Some((200, _)))
+        })
+        .await;
+        assert!(
+            turned,
+            "{} never turned ready: {:?}",
+            p.ip,
+            probe(&p.ip, port, ready).await
+        );
+    }
+    // Node ids follow the ordinals; every shard has an owner among the three.
+    let st = cluster_status(&running[0].ip, port).await;
+    let mut ids: Vec<u64> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3], "{st}");
+    for (i, p) in running.iter().enumerate() {
+        let (_, body) = probe(&p.ip, port, ready).await.unwrap();
+        assert_eq!(body["nodeId"], i as u64 + 1, "{body}");
+    }
+    let settled = eventually(Duration::from_secs(30), || async {
+        let st = cluster_status(&running[0].ip, port).await;
+        st["unassigned"] == 0 && (1..=3).all(|id| shards_of(&st, id) > 0)
+    })
+    .await;
+    assert!(settled, "{}", cluster_status(&running[0].ip, port).await);
+
+    // The preStop hook of the last pod, as the kubelet runs it (in the container, with its
+    // environment): every shard moves to the other two, and the node stops being ready.
+    let last = &running[2];
+    let pre_stop: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let before = shards_of(&cluster_status(&last.ip, port).await, 3);
+    assert!(before > 0);
+    let out = command(&pre_stop, &last.env)
+        .output()
+        .expect("run the preStop command");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "preStop failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(answer["done"], true, "{answer}");
+    assert_eq!(answer["shardsBefore"], before, "{answer}");
+    let st = cluster_status(&running[0].ip, port).await;
+    assert_eq!(shards_of(&st, 3), 0, "{st}");
+    assert_eq!(shards_of(&st, 1) + shards_of(&st, 2), 1024, "{st}");
+    let (code, body) = probe(&last.ip, port, ready).await.unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body["reasons"].to_string().contains("draining"), "{body}");
+    // Still alive: the kubelet stops it, not the probe.
+    assert_eq!(probe(&last.ip, port, live).await.map(|r| r.0), Some(200));
+}
+
+#[test]
+fn kubernetes_variable_references_expand_like_the_kubelet() {
+    let known: BTreeMap<&str, &str> = [("POD_NAME", "ow-onwapp-1"), ("NS", "prod")].into();
+    assert_eq!(
+        expand("http://$(POD_NAME).peers.$(NS).svc:3000", &known),
+        "http://ow-onwapp-1.peers.prod.svc:3000"
+    );
+    assert_eq!(expand("$$(POD_NAME) $(UNKNOWN)", &known), "$(POD_NAME) $(UNKNOWN)");
+}
