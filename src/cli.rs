@@ -46,10 +46,11 @@ impl Command {
                 while let Some(a) = rest.next() {
                     let value = match a.split_once('=') {
                         Some(("--timeout-seconds", v)) => v.to_string(),
-                        None if a == "--timeout-seconds" => rest
-                            .next()
-                            .cloned()
-                            .ok_or_else(|| CliError::Usage("--timeout-seconds needs a value".into()))?,
+                        None if a == "--timeout-seconds" => {
+                            rest.next().cloned().ok_or_else(|| {
+                                CliError::Usage("--timeout-seconds needs a value".into())
+                            })?
+                        }
                         _ => return Err(CliError::Usage(format!("unknown argument {a}"))),
                     };
                     timeout_seconds = match value.parse::<u64>() {
@@ -111,7 +112,11 @@ pub async fn drain(config: &Config, timeout_seconds: u64) -> Result<String, CliE
         .ok()
         .and_then(|v| v.get("done").and_then(serde_json::Value::as_bool))
         .unwrap_or(false);
-    if done { Ok(body) } else { Err(CliError::Incomplete(body)) }
+    if done {
+        Ok(body)
+    } else {
+        Err(CliError::Incomplete(body))
+    }
 }
 
 #[cfg(test)]
@@ -128,11 +133,15 @@ mod tests {
         assert_eq!(parse(&["serve"]).unwrap(), Command::Serve);
         assert_eq!(
             parse(&["drain"]).unwrap(),
-            Command::Drain { timeout_seconds: 60 }
+            Command::Drain {
+                timeout_seconds: 60
+            }
         );
         assert_eq!(
             parse(&["drain", "--timeout-seconds", "90"]).unwrap(),
-            Command::Drain { timeout_seconds: 90 }
+            Command::Drain {
+                timeout_seconds: 90
+            }
         );
         assert_eq!(
             parse(&["drain", "--timeout-seconds=5"]).unwrap(),

@@ -110,7 +110,11 @@ impl EngineMetrics {
         ] {
             self.connection_events.with_label_values(&[c.label()]);
         }
-        for o in [SendOutcome::Sent, SendOutcome::Failed, SendOutcome::NotRecorded] {
+        for o in [
+            SendOutcome::Sent,
+            SendOutcome::Failed,
+            SendOutcome::NotRecorded,
+        ] {
             self.sent.with_label_values(&["text", o.label()]);
         }
         self.received.with_label_values(&["text"]);

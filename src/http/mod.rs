@@ -46,9 +46,7 @@ use tower_http::{
 };
 
 use crate::{
-    app::AppState,
-    config::AllowedOrigins,
-    error::ApiError,
+    app::AppState, config::AllowedOrigins, error::ApiError,
     observability::trace_context::trace_context,
 };
 
@@ -150,8 +148,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    s.metrics
-        .observe(s.shards.node(), &s.engine.state_counts());
+    s.metrics.observe(s.shards.node(), &s.engine.state_counts());
     // `onwapp_database_up` is fresh at every scrape, not only when `/health` is asked.
     s.health.database_up(&*s.store).await;
     (

@@ -197,6 +197,21 @@ impl Metrics {
         for e in ["acquired", "releasing", "lost"] {
             cluster_shard_events.with_label_values(&[e]);
         }
+        for o in [
+            "relayed",
+            "misdirected",
+            "unreachable",
+            "owner_gone",
+            "outcome_unknown",
+            "served_here",
+            "no_owner",
+            "gave_up",
+        ] {
+            cluster_forwards.with_label_values(&[o]);
+        }
+        for o in ["served", "misdirected"] {
+            cluster_member_requests.with_label_values(&[o]);
+        }
         Metrics {
             registry,
             http_requests,
@@ -219,11 +234,7 @@ impl Metrics {
 
     /// Sets the gauges read at scrape time: the cluster as this node sees it, its readiness
     /// and the sessions by state.
-    pub fn observe(
-        &self,
-        node: &onwapp_cluster::Node,
-        sessions: &[(crate::engine::State, usize)],
-    ) {
+    pub fn observe(&self, node: &onwapp_cluster::Node, sessions: &[(crate::engine::State, usize)]) {
         self.cluster.observe(&node.status());
         self.cluster.ready.set(i64::from(node.readiness().ready()));
         for (state, n) in sessions {
@@ -368,7 +379,8 @@ impl ClusterGauges {
         self.moves_in_flight.set(st.moves_in_flight as i64);
         self.last_log_index.set(int(st.last_log_index));
         self.members.set(st.nodes.len() as i64);
-        self.voters.set(st.nodes.iter().filter(|n| n.voter).count() as i64);
+        self.voters
+            .set(st.nodes.iter().filter(|n| n.voter).count() as i64);
         // Members that left the map leave the metric too.
         self.node_shards.reset();
         self.node_lease_remaining.reset();

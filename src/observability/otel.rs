@@ -25,7 +25,9 @@ use std::{
 use bytes::Bytes;
 use opentelemetry::{
     KeyValue,
-    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider},
+    trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
+    },
 };
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -172,6 +174,13 @@ pub fn adopt(span: &tracing::Span, parent: Option<(u128, u64, u8)>) -> Option<(u
     ids(span)
 }
 
+/// Names the exported span of `span` (once started, its `otel.name` field no longer renames it).
+pub fn rename(span: &tracing::Span, name: String) {
+    if enabled() {
+        span.context().span().update_name(name);
+    }
+}
+
 /// The OpenTelemetry ids of `span`: `(trace_id, span_id, flags)`.
 pub fn ids(span: &tracing::Span) -> Option<(u128, u64, u8)> {
     if !enabled() {
@@ -217,7 +226,9 @@ impl HttpClient for Exporter {
         let client = self.client.clone();
         let task = self.runtime.spawn(async move {
             let (parts, body) = request.into_parts();
-            let mut req = client.request(parts.method, parts.uri.to_string()).body(body);
+            let mut req = client
+                .request(parts.method, parts.uri.to_string())
+                .body(body);
             for (k, v) in &parts.headers {
                 req = req.header(k, v);
             }

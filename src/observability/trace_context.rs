@@ -136,7 +136,7 @@ pub async fn trace_context(mut req: Request, next: Next) -> Response {
         span.record("http.response.status_code", status.as_u16());
         if let Some(RouteTemplate(route)) = resp.extensions().get::<RouteTemplate>() {
             span.record("http.route", route.as_str());
-            span.record("otel.name", display(format_args!("{method} {route}")));
+            otel::rename(&span, format!("{method} {route}"));
         }
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");

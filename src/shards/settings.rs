@@ -236,14 +236,20 @@ mod tests {
         let on = ("NODE_ID_FROM_HOSTNAME", "true");
         assert_eq!(id(&[on, ("HOSTNAME", "onwapp-0")]).unwrap(), 1);
         assert_eq!(id(&[on, ("HOSTNAME", "my-release-onwapp-12")]).unwrap(), 13);
-        assert_eq!(id(&[on, ("HOSTNAME", "onwapp-2.onwapp-peers.ns.svc")]).unwrap(), 3);
+        assert_eq!(
+            id(&[on, ("HOSTNAME", "onwapp-2.onwapp-peers.ns.svc")]).unwrap(),
+            3
+        );
         for bad in ["onwapp", "onwapp-", "onwapp-x", ""] {
             let e = id(&[on, ("HOSTNAME", bad)]).unwrap_err();
             assert_eq!(e.var, "NODE_ID_FROM_HOSTNAME", "{bad}");
         }
         let both = id(&[on, ("HOSTNAME", "onwapp-0"), ("NODE_ID", "4")]).unwrap_err();
         assert_eq!(both.var, "NODE_ID_FROM_HOSTNAME");
-        assert_eq!(id(&[("NODE_ID_FROM_HOSTNAME", "false"), ("HOSTNAME", "x")]).unwrap(), 1);
+        assert_eq!(
+            id(&[("NODE_ID_FROM_HOSTNAME", "false"), ("HOSTNAME", "x")]).unwrap(),
+            1
+        );
         assert!(id(&[("NODE_ID_FROM_HOSTNAME", "yes")]).is_err());
     }
 

@@ -118,7 +118,10 @@ fn the_chart_renders_valid_objects_with_default_and_production_values() {
         .collect();
     assert_eq!(&pre_stop[..2], ["/usr/local/bin/onwapp", "drain"]);
     let drain_secs: u64 = pre_stop[3].parse().unwrap();
-    assert!(grace > drain_secs + 10, "grace {grace} s for a {drain_secs} s drain");
+    assert!(
+        grace > drain_secs + 10,
+        "grace {grace} s for a {drain_secs} s drain"
+    );
     let names = env_names(c);
     for var in [
         "DATABASE_URL",
@@ -191,8 +194,12 @@ fn pod_env(c: &Value, pod: &str, ns: &str, objs: &[Value]) -> Vec<(String, Strin
             let b64 = secret["data"][s["key"].as_str().unwrap()]
                 .as_str()
                 .unwrap_or_else(|| panic!("secret key {s:?}"));
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
-                .unwrap()
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap()
         } else {
             panic!("env {e} not understood");
         };
@@ -315,7 +322,10 @@ async fn the_rendered_statefulset_boots_a_cluster_that_turns_ready_and_drains_th
         .collect();
     let domain = format!("ow-onwapp-peers.{ns}.svc.cluster.local");
     // 127.x.y.1..3: loopback addresses no other test uses.
-    let (x, y) = (rand::random::<u8>() % 200 + 20, rand::random::<u8>() % 250 + 1);
+    let (x, y) = (
+        rand::random::<u8>() % 200 + 20,
+        rand::random::<u8>() % 250 + 1,
+    );
     let pods: Vec<(String, String)> = (0..replicas)
         .map(|i| (format!("ow-onwapp-{i}"), format!("127.{x}.{y}.{}", i + 1)))
         .collect();
@@ -437,5 +447,8 @@ fn kubernetes_variable_references_expand_like_the_kubelet() {
         expand("http://$(POD_NAME).peers.$(NS).svc:3000", &known),
         "http://ow-onwapp-1.peers.prod.svc:3000"
     );
-    assert_eq!(expand("$$(POD_NAME) $(UNKNOWN)", &known), "$(POD_NAME) $(UNKNOWN)");
+    assert_eq!(
+        expand("$$(POD_NAME) $(UNKNOWN)", &known),
+        "$(POD_NAME) $(UNKNOWN)"
+    );
 }

@@ -50,7 +50,10 @@ fn dashboard_queries() -> Vec<(String, Vec<String>)> {
             .flat_map(|p| p["targets"].as_array().unwrap().iter())
             .map(|t| t["expr"].as_str().unwrap().to_string())
             .collect();
-        out.push((path.file_name().unwrap().to_string_lossy().into_owned(), queries));
+        out.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            queries,
+        ));
     }
     out.sort();
     out
@@ -147,7 +150,10 @@ impl Prometheus {
         let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -170,9 +176,11 @@ impl Prometheus {
 
     /// `GET /api/v1/query`: the answer's `data.result` (the query must succeed).
     async fn query(&self, q: &str) -> Vec<Value> {
+        let url =
+            url::Url::parse_with_params(&format!("{}/api/v1/query", self.base), [("query", q)])
+                .unwrap();
         let r: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", q)])
+            .get(url)
             .send()
             .await
             .unwrap()
@@ -208,9 +216,8 @@ async fn prometheus_scrapes_a_three_node_cluster_and_every_dashboard_query_evalu
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
         .collect();
-    let mut named = metric_names(
-        &std::fs::read_to_string(chart_dir().join("files/alerts.yaml")).unwrap(),
-    );
+    let mut named =
+        metric_names(&std::fs::read_to_string(chart_dir().join("files/alerts.yaml")).unwrap());
     for (_, queries) in dashboard_queries() {
         for q in queries {
             named.extend(metric_names(&q));
@@ -268,12 +275,18 @@ async fn prometheus_scrapes_a_three_node_cluster_and_every_dashboard_query_evalu
             .and_then(|v| v.parse().ok())
             .unwrap_or(f64::NAN)
     };
-    assert_eq!(value(&prom.query("sum(onwapp_cluster_is_leader)").await), 1.0);
+    assert_eq!(
+        value(&prom.query("sum(onwapp_cluster_is_leader)").await),
+        1.0
+    );
     assert_eq!(
         value(&prom.query("max(onwapp_cluster_shards_unassigned)").await),
         0.0
     );
-    assert_eq!(value(&prom.query("sum(onwapp_cluster_node_ready)").await), 3.0);
+    assert_eq!(
+        value(&prom.query("sum(onwapp_cluster_node_ready)").await),
+        3.0
+    );
     let per_node = prom
         .query("max by (node) (onwapp_cluster_node_shards)")
         .await;

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, body::Bytes, extract::State, http::header, routing::post};
+use axum::{Router, body::Bytes, extract::State, http::header, routing};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
     common::v1::any_value,
@@ -63,9 +63,15 @@ fn text(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String 
 }
 
 /// The OTLP/HTTP traces endpoint: decodes, keeps, answers an empty success as a collector does.
-async fn traces(State(c): State<Collector>, headers: axum::http::HeaderMap, body: Bytes) -> impl axum::response::IntoResponse {
+async fn traces(
+    State(c): State<Collector>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> impl axum::response::IntoResponse {
     assert_eq!(
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some("application/x-protobuf")
     );
     let req = ExportTraceServiceRequest::decode(body).expect("a valid ExportTraceServiceRequest");
@@ -117,8 +123,8 @@ async fn hook(State(c): State<Collector>, body: Bytes) -> &'static str {
 async fn start_collector() -> (Collector, String) {
     let c = Collector::default();
     let app = Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/hook", post(hook))
+        .route("/v1/traces", routing::post(traces))
+        .route("/hook", routing::post(hook))
         .with_state(c.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -186,7 +192,11 @@ async fn a_forwarded_send_is_one_trace_across_both_nodes_exported_over_otlp() {
     };
     let complete = eventually(Duration::from_secs(20), || async {
         let spans = of_trace();
-        spans.iter().filter(|s| s.kind == SpanKind::Server as i32).count() >= 2
+        spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count()
+            >= 2
             && ["forward", "whatsapp.send"]
                 .iter()
                 .all(|n| spans.iter().any(|s| s.name == *n))
@@ -199,7 +209,10 @@ async fn a_forwarded_send_is_one_trace_across_both_nodes_exported_over_otlp() {
         .iter()
         .find(|s| s.kind == SpanKind::Server as i32 && s.node == via_id)
         .expect("the entry node's request span");
-    assert_eq!(entry.parent, caller, "the entry span continues the caller's");
+    assert_eq!(
+        entry.parent, caller,
+        "the entry span continues the caller's"
+    );
     assert_eq!(entry.service, "onwapp");
     assert_eq!(entry.attr("http.request.method"), Some("POST"));
     let hop = spans
@@ -237,12 +250,13 @@ async fn a_forwarded_send_is_one_trace_across_both_nodes_exported_over_otlp() {
             .any(|s| s.name == "webhook.deliver" && s.attr("event") == Some("message.sent"))
     })
     .await;
-    assert!(delivered, "no webhook.deliver span; hook got {:?}", collector.posts.lock().unwrap());
+    assert!(
+        delivered,
+        "no webhook.deliver span; hook got {:?}",
+        collector.posts.lock().unwrap()
+    );
     let spans = collector.spans.lock().unwrap().clone();
-    let d = spans
-        .iter()
-        .find(|s| s.name == "webhook.deliver")
-        .unwrap();
+    let d = spans.iter().find(|s| s.name == "webhook.deliver").unwrap();
     assert_eq!(d.node, owner_id);
     assert_eq!(d.kind, SpanKind::Client as i32);
     assert_eq!(d.attr("http.response.status_code"), Some("200"));

@@ -39,12 +39,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- min (int .Values.cluster.voters) (int (include "onwapp.replicas" .)) -}}
 {{- end -}}
 
-{{/* 1=http://<pod>.<peers>.<ns>.svc.<domain>:<port>,2=... : node ids are ordinals plus one. */}}
+{{/* The voters, 1=http://<pod>.<peers>.<ns>.svc.<domain>:<port>,2=... (node ids are ordinals
+plus one). Only the voters: more nodes join through them as learners, so scaling the replicas
+changes no pod's environment and restarts none. */}}
 {{- define "onwapp.clusterPeers" -}}
 {{- $full := include "onwapp.fullname" . -}}
 {{- $peers := include "onwapp.peers" . -}}
 {{- $out := list -}}
-{{- range $i := until (int (include "onwapp.replicas" .)) -}}
+{{- range $i := until (int (include "onwapp.voters" .)) -}}
 {{- $out = append $out (printf "%d=http://%s-%d.%s.%s.svc.%s:%d" (add1 $i) $full $i $peers $.Release.Namespace $.Values.cluster.clusterDomain (int $.Values.containerPort)) -}}
 {{- end -}}
 {{- join "," $out -}}
