@@ -308,7 +308,8 @@ async fn prometheus_scrapes_a_three_node_cluster_and_every_dashboard_query_evalu
     ] {
         assert!(!prom.query(q).await.is_empty(), "{q} returned no series");
     }
-    // A healthy cluster fires no alert (pending or firing) of its own.
-    let alerts = prom.query("ALERTS").await;
+    // A healthy cluster fires no alert of its own (one can be pending for a moment: a leader
+    // change under load is not yet trouble, which is what the rules' `for` is about).
+    let alerts = prom.query("ALERTS{alertstate=\"firing\"}").await;
     assert!(alerts.is_empty(), "{alerts:?}");
 }
