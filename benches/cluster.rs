@@ -20,6 +20,12 @@
 //!
 //! Each phase also reports the lease losses of the nodes that stayed up
 //! (`cluster_lease_losses_total`): a healthy node, however busy, must lose none.
+//!
+//! `cargo bench --bench cluster -- --tracing [--seconds 10] [--concurrency 16]` measures instead
+//! what OpenTelemetry tracing costs on the forwarded path: two clusters of two nodes side by side,
+//! one exporting every span (`OTEL_EXPORTER_OTLP_ENDPOINT`, to an OTLP/HTTP sink in this process
+//! that reads and drops each batch), one without; the same forwarded `GET /{session}/status`
+//! against both in alternating slices.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -36,6 +42,7 @@ const SECRET: &str = "bench-cluster-secret-0123456789";
 /// The wamock user every failover send goes to.
 const RECIPIENT: &str = "5521977770000";
 
+#[derive(Clone, Copy)]
 struct Args {
     seconds: u64,
     concurrency: usize,
@@ -85,6 +92,8 @@ struct Cluster {
     /// wamock's WebSocket URL (WhatsApp for the nodes).
     wa: String,
     a: Args,
+    /// Where the nodes export their spans (`None`: no tracing).
+    otel: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -119,6 +128,11 @@ impl Cluster {
             .env("WHATSAPP_SERVER_URL", &self.wa)
             .env("RATE_LIMIT_PER_SECOND", "10000000")
             .env("RATE_LIMIT_BURST", "10000000")
+            .envs(
+                self.otel
+                    .iter()
+                    .map(|url| ("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str())),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -426,9 +440,156 @@ fn cpu_row(name: &str, s: &Sample, cpu: &common::Cpu, ids: &[u64]) {
     );
 }
 
+/// `n` nodes on free ports over their own fresh database, formed and settled; `otel`: where
+/// they export spans. `None` without Postgres.
+async fn cluster_of(
+    n: usize,
+    a: Args,
+    wa: &str,
+    otel: Option<String>,
+) -> Option<(Cluster, common::FreshPostgres)> {
+    let pg = common::FreshPostgres::create().await?;
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Node {
+            id: i as u64 + 1,
+            port: *p,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        })
+        .collect();
+    let mut c = Cluster {
+        nodes,
+        peers,
+        db: pg.url.clone(),
+        wa: wa.to_string(),
+        a,
+        otel,
+    };
+    for i in 0..n {
+        c.spawn(i);
+    }
+    let http = reqwest::Client::new();
+    assert!(
+        c.settled(&http, 1, Duration::from_secs(90)).await,
+        "the cluster did not form"
+    );
+    Some((c, pg))
+}
+
+/// A session on `c` and the URL of its status through a node that does not own it.
+async fn forwarded_url(http: &reqwest::Client, c: &Cluster, name: &str) -> String {
+    let r = http
+        .post(format!("{}/sessions", c.nodes[0].base()))
+        .header("Authorization", KEY)
+        .json(&json!({ "session": name }))
+        .send()
+        .await
+        .expect("create session");
+    assert_eq!(r.status(), 201, "create session {name}");
+    let (_, owner, _) = served_json(http, &format!("{}/{name}/status", c.nodes[0].base()))
+        .await
+        .expect("status");
+    let owner = owner.expect("x-onwapp-served-by");
+    let other = c.nodes.iter().find(|n| n.id != owner).expect("other");
+    format!("{}/{name}/status", other.base())
+}
+
+/// An OTLP/HTTP traces endpoint that reads each batch and answers success; counts the bytes.
+async fn otlp_sink() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("sink port");
+    let url = format!("http://{}", listener.local_addr().expect("sink address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// What tracing costs on the forwarded path (see the header).
+async fn tracing_cost(a: &Args, wa: &str) {
+    let (sink, exported) = otlp_sink().await;
+    let Some((off, pg_off)) = cluster_of(2, *a, wa, None).await else {
+        eprintln!("cluster bench: no Postgres at TEST_DATABASE_URL; nothing measured");
+        return;
+    };
+    let Some((on, pg_on)) = cluster_of(2, *a, wa, Some(sink)).await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let (off_url, on_url) = (
+        forwarded_url(&http, &off, "plain0").await,
+        forwarded_url(&http, &on, "traced0").await,
+    );
+    let pids: Vec<u32> = off
+        .nodes
+        .iter()
+        .chain(&on.nodes)
+        .map(|n| n.child.as_ref().map_or(0, |ch| ch.id()))
+        .collect();
+    let ids = [1, 2, 1, 2];
+    println!(
+        "tracing: two clusters of 2 nodes, forwarded GET /{{session}}/status, {} clients, {} s per side",
+        a.concurrency, a.seconds
+    );
+    let secs = Duration::from_secs(a.seconds);
+    let ((p, pcpu), (t, tcpu)) = alternate(&off_url, &on_url, a.concurrency, secs, &pids).await;
+    for (name, s) in [("untraced", &p), ("traced", &t)] {
+        println!(
+            "{name:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+            s.rps(),
+            common::pct_ms(&s.lat, 0.5),
+            common::pct_ms(&s.lat, 0.99),
+            s.errors
+        );
+    }
+    // CPU per request: the untraced cluster's nodes are the first two columns, the traced one's
+    // the last two.
+    cpu_row("untraced", &p, &pcpu, &ids);
+    cpu_row("traced", &t, &tcpu, &ids);
+    println!(
+        "tracing keeps {:.0}% of untraced throughput and adds {:.2} ms at p50; {} KiB of spans exported",
+        100.0 * t.rps() / p.rps().max(1.0),
+        common::pct_ms(&t.lat, 0.5) - common::pct_ms(&p.lat, 0.5),
+        exported.load(std::sync::atomic::Ordering::Relaxed) / 1024
+    );
+    drop((off, on));
+    pg_off.drop_db().await;
+    pg_on.drop_db().await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
+    if std::env::args().any(|x| x == "--tracing") {
+        let wa = wamock::Server::start("127.0.0.1:0")
+            .await
+            .expect("wamock starts");
+        tracing_cost(&a, &wa.ws_url()).await;
+        return;
+    }
     let Some(pg) = common::FreshPostgres::create().await else {
         eprintln!("cluster bench: no Postgres at TEST_DATABASE_URL; nothing measured");
         return;
@@ -470,6 +631,7 @@ async fn main() {
         db: pg.url.clone(),
         wa: wa.ws_url(),
         a,
+        otel: None,
     };
     for i in 0..3 {
         c.spawn(i);
