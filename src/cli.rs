@@ -89,7 +89,9 @@ pub async fn drain(config: &Config, timeout_seconds: u64) -> Result<String, CliE
         a => a.to_string(),
     };
     let url = format!("http://{host}:{}/admin/drain", config.port);
+    // Never through HTTP_PROXY: the node is on this host.
     let client = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(timeout_seconds + 10))
         .build()
         .map_err(|e| CliError::Unreachable(e.to_string()))?;

@@ -31,8 +31,10 @@ pub struct DrainReport {
 }
 
 /// Whether this node should take client traffic (a load balancer's readiness check): it is a
-/// member of the map and of the Raft group, knows a leader, has applied what it received, holds
-/// a valid lease (its renewals reach a quorum) and is not draining.
+/// member of the map and of the Raft group, has applied what it received and is not draining.
+/// Local on purpose: the leader and the lease are reported, not required. Without a quorum
+/// every node would turn unready at once and a Service would have no endpoint left to answer
+/// even a 503; a node that lost its lease still forwards and answers from the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     pub joined: bool,
@@ -44,7 +46,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.joined && self.leader.is_some() && self.caught_up && self.lease_valid && !self.draining
+        self.joined && self.caught_up && !self.draining
     }
 
     /// What keeps the node from being ready, in words.
@@ -53,14 +55,8 @@ impl Readiness {
         if !self.joined {
             out.push("not a member of the cluster yet");
         }
-        if self.leader.is_none() {
-            out.push("no Raft leader known");
-        }
         if !self.caught_up {
             out.push("applying the Raft log");
-        }
-        if !self.lease_valid {
-            out.push("no valid lease");
         }
         if self.draining {
             out.push("draining");

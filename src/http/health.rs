@@ -4,8 +4,8 @@
 //! - `GET /health/live`: 200 while the process serves requests (liveness: restarting it would
 //!   not fix a database that is down, so the database is not asked).
 //! - `GET /health/ready`: 200 while this node should take client traffic: a member of the
-//!   cluster, a Raft leader known, its log applied, its lease valid, not draining; else 503 with
-//!   the reasons (readiness).
+//!   cluster, its Raft log applied, not draining; else 503 with the reasons (readiness). The
+//!   leader and the lease are reported, not required (`onwapp_cluster::Readiness`).
 
 use std::{
     sync::{
@@ -48,6 +48,7 @@ async fn ready(State(s): State<AppState>) -> impl IntoResponse {
         status: if ready { "ready" } else { "not ready" }.into(),
         node_id: s.shards.node_id(),
         leader: r.leader,
+        lease_valid: r.lease_valid,
         reasons: r.reasons().into_iter().map(String::from).collect(),
     };
     let code = if ready {

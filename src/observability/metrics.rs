@@ -316,8 +316,8 @@ impl ClusterGauges {
             .expect("static metric"),
             ready: int(
                 "cluster_node_ready",
-                "1 while this node passes its readiness check (member, leader known, caught \
-                 up, lease valid, not draining)",
+                "1 while this node passes its readiness check (member, caught up, not \
+                 draining)",
             ),
             last_log_index: int(
                 "cluster_raft_last_log_index",

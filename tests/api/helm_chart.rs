@@ -11,6 +11,10 @@ use std::{
     collections::BTreeMap,
     path::Path,
     process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -36,11 +40,13 @@ fn validate(kubernetes_validate: &Path, yaml: &str) {
         })
         .collect();
     std::fs::write(&file, core.join("\n---")).unwrap();
-    let out = run(Command::new(kubernetes_validate)
-        .arg("--strict")
-        .arg("--no-warn")
-        .arg(&file));
-    assert!(!out.contains("ERROR"), "{out}");
+    // The oldest Kubernetes the chart accepts (Chart.yaml's kubeVersion) and the newest known.
+    for version in ["1.27.0", "1.37.0"] {
+        let out = run(Command::new(kubernetes_validate)
+            .args(["--strict", "--no-warn", "-k", version])
+            .arg(&file));
+        assert!(!out.contains("ERROR"), "{version}: {out}");
+    }
 }
 
 fn production_values(db: &str, port: u16) -> Vec<String> {
@@ -118,9 +124,16 @@ fn the_chart_renders_valid_objects_with_default_and_production_values() {
         .collect();
     assert_eq!(&pre_stop[..2], ["/usr/local/bin/onwapp", "drain"]);
     let drain_secs: u64 = pre_stop[3].parse().unwrap();
+    let shutdown_secs: u64 = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SHUTDOWN_TIMEOUT_SECONDS")
+        .and_then(|e| e["value"].as_str()?.parse().ok())
+        .unwrap();
     assert!(
-        grace > drain_secs + 10,
-        "grace {grace} s for a {drain_secs} s drain"
+        grace >= drain_secs + shutdown_secs + 10,
+        "grace {grace} s for a {drain_secs} s drain and a {shutdown_secs} s shutdown"
     );
     let names = env_names(c);
     for var in [
@@ -157,8 +170,31 @@ fn the_chart_renders_valid_objects_with_default_and_production_values() {
     )
     .unwrap();
     assert_eq!(rule["spec"], alerts);
+    // The monitor scrapes every node through the peers Service's port named http.
     let monitor = find(&objs, "ServiceMonitor", "gw-onwapp");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    let wanted = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    let selected: Vec<&Value> = objs
+        .iter()
+        .filter(|o| {
+            o["kind"] == "Service"
+                && wanted
+                    .iter()
+                    .all(|(k, v)| o["metadata"]["labels"][k.as_str()] == *v)
+        })
+        .collect();
+    assert_eq!(selected.len(), 1, "{selected:?}");
+    assert_eq!(selected[0]["metadata"]["name"], "gw-onwapp-peers");
+    assert!(
+        selected[0]["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "http")
+    );
     let boards: Vec<&Value> = objs
         .iter()
         .filter(|o| o["kind"] == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1")
@@ -171,6 +207,41 @@ fn the_chart_renders_valid_objects_with_default_and_production_values() {
             assert!(json.as_str().unwrap().contains("${datasource}"));
         }
     }
+}
+
+#[test]
+fn values_that_would_break_a_cluster_are_refused_at_render_time() {
+    let Some(helm) = tool("helm") else {
+        return;
+    };
+    let db = "database.url=postgres://u:p@db:5432/onwapp".to_string();
+    for (extra, says) in [
+        ("replicaCount=2", "below cluster.voters"),
+        ("cluster.voters=4", "odd number"),
+        ("terminationGracePeriodSeconds=30", "killed mid-drain"),
+    ] {
+        let out = Command::new(&helm)
+            .arg("template")
+            .arg("x")
+            .arg(chart_dir())
+            .args(["--set", &db, "--set", extra])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra} rendered");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{extra}: {err}");
+    }
+    // Scaling up changes nothing the running pods see.
+    let three = objects(&render(&helm, "x", "ns", std::slice::from_ref(&db)));
+    let five = objects(&render(&helm, "x", "ns", &[db, "replicaCount=5".into()]));
+    let env = |objs: &[Value]| {
+        let mut e = container(find(objs, "StatefulSet", "x-onwapp"))["env"].clone();
+        for v in e.as_array_mut().unwrap() {
+            v.as_object_mut().unwrap().remove("valueFrom");
+        }
+        e
+    };
+    assert_eq!(env(&three), env(&five));
 }
 
 /// The environment Kubernetes gives pod `pod`: field references (the pod's name and namespace)
@@ -298,8 +369,152 @@ fn shards_of(st: &Value, id: u64) -> u64 {
         .unwrap_or(0)
 }
 
+/// The StatefulSet's pod `pod` as the kubelet would start it, on `ip` with a data directory
+/// of its own.
+fn start_pod(c: &Value, pod: &str, ip: &str, ns: &str, objs: &[Value]) -> Pod {
+    let data = tempfile::tempdir().unwrap();
+    let mut env = pod_env(c, pod, ns, objs);
+    for (k, v) in [
+        ("BIND_ADDRESS", ip.to_string()),
+        ("DATA_DIR", data.path().display().to_string()),
+    ] {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v));
+    }
+    let mut argv = vec!["/usr/local/bin/onwapp"];
+    argv.extend(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap()),
+    );
+    let mut cmd = command(&argv, &env);
+    match std::env::var("PROCESS_TEST_LOGS").ok() {
+        Some(level) => cmd.env("LOG_LEVEL", level).env("LOG_FORMAT", "console"),
+        None => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+    };
+    Pod {
+        child: cmd.spawn().expect("spawn onwapp"),
+        ip: ip.to_string(),
+        env,
+        _data: data,
+    }
+}
+
+/// Runs the container's `preStop` command in pod `p` (its environment): the drain's answer.
+fn pre_stop(c: &Value, p: &Pod) -> Value {
+    let argv: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let out = command(&argv, &p.env)
+        .output()
+        .expect("run the preStop command");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "preStop failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+async fn wait_ready(p: &Pod, port: u16, live: &str, ready: &str) {
+    let up = eventually(Duration::from_secs(30), || async {
+        matches!(probe(&p.ip, port, live).await, Some((200, _)))
+    })
+    .await;
+    assert!(up, "{} never answered its liveness probe", p.ip);
+    let turned = eventually(Duration::from_secs(60), || async {
+        matches!(probe(&p.ip, port, ready).await, Some((200, _)))
+    })
+    .await;
+    assert!(
+        turned,
+        "{} never turned ready: {:?}",
+        p.ip,
+        probe(&p.ip, port, ready).await
+    );
+}
+
+/// Every shard placed, none moving, and each of `ids` serving some.
+async fn settled_on(ip: &str, port: u16, ids: &[u64]) -> bool {
+    eventually(Duration::from_secs(60), || async {
+        let st = cluster_status(ip, port).await;
+        st["unassigned"] == 0
+            && st["movesInFlight"] == 0
+            && ids.iter().all(|id| shards_of(&st, *id) > 0)
+    })
+    .await
+}
+
+/// Clients asking every ready node about `names` until stopped, as a client behind the
+/// Service would: a 503 is retried at most three times after its `Retry-After`. What failed
+/// even so.
+fn clients(
+    port: u16,
+    ips: Arc<Mutex<Vec<String>>>,
+    names: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let (mut done, mut failed) = (0, Vec::new());
+        let mut i = 0usize;
+        while !stop.load(Ordering::SeqCst) {
+            let ip = {
+                let ips = ips.lock().unwrap();
+                ips[i % ips.len()].clone()
+            };
+            let name = &names[i % names.len()];
+            i += 1;
+            let mut last = String::new();
+            let mut ok = false;
+            // Up to ten tries a second apart: longer than a lease's lifetime (7 s).
+            for _ in 0..10 {
+                match http
+                    .get(format!("http://{ip}:{port}/{name}/status"))
+                    .header("Authorization", GLOBAL_KEY)
+                    .timeout(Duration::from_secs(20))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        ok = true;
+                        break;
+                    }
+                    Ok(r) if r.status() == 503 => {
+                        last = format!("503 from {ip}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Ok(r) => {
+                        last = format!(
+                            "{} from {ip}: {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        last = format!("{ip}: {e}");
+                        break;
+                    }
+                }
+            }
+            done += 1;
+            if !ok {
+                failed.push(format!("{name}: {last}"));
+            }
+        }
+        (done, failed)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rendered_statefulset_boots_a_cluster_that_turns_ready_and_drains_through_pre_stop() {
+async fn the_rendered_statefulset_boots_a_cluster_that_scales_and_drains_through_pre_stop() {
     let Some(helm) = tool("helm") else {
         return;
     };
@@ -311,22 +526,15 @@ async fn the_rendered_statefulset_boots_a_cluster_that_turns_ready_and_drains_th
     let yaml = render(&helm, "ow", &ns, &production_values(&pg.url, port));
     let objs = objects(&yaml);
     let sts = find(&objs, "StatefulSet", "ow-onwapp");
-    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
-    assert_eq!(replicas, 3);
+    assert_eq!(sts["spec"]["replicas"], 3);
     let c = container(sts);
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
     let domain = format!("ow-onwapp-peers.{ns}.svc.cluster.local");
-    // 127.x.y.1..3: loopback addresses no other test uses.
+    // 127.x.y.1..4: loopback addresses no other test uses; the fourth for the scale-up.
     let (x, y) = (
         rand::random::<u8>() % 200 + 20,
         rand::random::<u8>() % 250 + 1,
     );
-    let pods: Vec<(String, String)> = (0..replicas)
+    let pods: Vec<(String, String)> = (0..4)
         .map(|i| (format!("ow-onwapp-{i}"), format!("127.{x}.{y}.{}", i + 1)))
         .collect();
     let Some(_hosts) = HostNames::map(
@@ -337,54 +545,16 @@ async fn the_rendered_statefulset_boots_a_cluster_that_turns_ready_and_drains_th
     ) else {
         return;
     };
-    let logs = std::env::var("PROCESS_TEST_LOGS").ok();
-    let mut running = Vec::new();
-    for (pod, ip) in &pods {
-        let data = tempfile::tempdir().unwrap();
-        let mut env = pod_env(c, pod, &ns, &objs);
-        for (k, v) in [
-            ("BIND_ADDRESS", ip.clone()),
-            ("DATA_DIR", data.path().display().to_string()),
-        ] {
-            env.retain(|(name, _)| name != k);
-            env.push((k.to_string(), v));
-        }
-        let mut argv = vec!["/usr/local/bin/onwapp"];
-        argv.extend(&args);
-        let mut cmd = command(&argv, &env);
-        match &logs {
-            Some(level) => cmd.env("LOG_LEVEL", level).env("LOG_FORMAT", "console"),
-            None => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
-        };
-        running.push(Pod {
-            child: cmd.spawn().expect("spawn onwapp"),
-            ip: ip.clone(),
-            env,
-            _data: data,
-        });
-    }
+    let mut running: Vec<Pod> = pods[..3]
+        .iter()
+        .map(|(pod, ip)| start_pod(c, pod, ip, &ns, &objs))
+        .collect();
 
     // The probes the kubelet would run: liveness at once, readiness when the cluster formed.
     let live = c["livenessProbe"]["httpGet"]["path"].as_str().unwrap();
     let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
     for p in &running {
-        let up = eventually(Duration::from_secs(30), || async {
-            matches!(probe(&p.ip, port, live).await, Some((200, _)))
-        })
-        .await;
-        assert!(up, "{} never answered its liveness probe", p.ip);
-    }
-    for p in &running {
-        let turned = eventually(Duration::from_secs(60), || async {
-            matches!(probe(&p.ip, port, ready).await, Some((200, _)))
-        })
-        .await;
-        assert!(
-            turned,
-            "{} never turned ready: {:?}",
-            p.ip,
-            probe(&p.ip, port, ready).await
-        );
+        wait_ready(p, port, live, ready).await;
     }
     // Node ids follow the ordinals; every shard has an owner among the three.
     let st = cluster_status(&running[0].ip, port).await;
@@ -400,43 +570,103 @@ async fn the_rendered_statefulset_boots_a_cluster_that_turns_ready_and_drains_th
         let (_, body) = probe(&p.ip, port, ready).await.unwrap();
         assert_eq!(body["nodeId"], i as u64 + 1, "{body}");
     }
-    let settled = eventually(Duration::from_secs(30), || async {
+    assert!(
+        settled_on(&running[0].ip, port, &[1, 2, 3]).await,
+        "{}",
+        cluster_status(&running[0].ip, port).await
+    );
+
+    // Clients through the ready nodes for the rest of the test.
+    let names: Vec<String> = (0..12).map(|i| format!("k8s-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}:{port}/sessions", running[i % 3].ip))
+            .header("Authorization", GLOBAL_KEY)
+            .json(&serde_json::json!({ "session": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let ips = Arc::new(Mutex::new(
+        running.iter().map(|p| p.ip.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| clients(port, ips.clone(), names.clone(), stop.clone()))
+        .collect();
+
+    // Scale up to four: the pods that run keep their environment (no restart), the new one
+    // joins as a learner, turns ready, and the leader gives it shards.
+    let mut sets = production_values(&pg.url, port);
+    sets.push("replicaCount=4".into());
+    let objs4 = objects(&render(&helm, "ow", &ns, &sets));
+    let sts4 = find(&objs4, "StatefulSet", "ow-onwapp");
+    assert_eq!(sts4["spec"]["replicas"], 4);
+    let c4 = container(sts4);
+    assert_eq!(
+        pod_env(c4, "ow-onwapp-0", &ns, &objs4)
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("SECRET") && k != "GLOBAL_API_KEY")
+            .collect::<Vec<_>>(),
+        pod_env(c, "ow-onwapp-0", &ns, &objs)
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("SECRET") && k != "GLOBAL_API_KEY")
+            .collect::<Vec<_>>(),
+        "scaling changes a running pod's environment (it would restart)"
+    );
+    let fourth = start_pod(c4, &pods[3].0, &pods[3].1, &ns, &objs);
+    wait_ready(&fourth, port, live, ready).await;
+    ips.lock().unwrap().push(fourth.ip.clone());
+    assert!(
+        settled_on(&running[0].ip, port, &[1, 2, 3, 4]).await,
+        "{}",
+        cluster_status(&running[0].ip, port).await
+    );
+
+    // Scale back down: the kubelet runs the fourth pod's preStop (its shards go to the
+    // others), the Service stops sending it clients, then it stops.
+    let answer = pre_stop(c4, &fourth);
+    assert_eq!(answer["done"], true, "{answer}");
+    ips.lock().unwrap().retain(|ip| *ip != fourth.ip);
+    drop(fourth);
+    let moved = eventually(Duration::from_secs(10), || async {
         let st = cluster_status(&running[0].ip, port).await;
-        st["unassigned"] == 0 && (1..=3).all(|id| shards_of(&st, id) > 0)
+        shards_of(&st, 4) == 0 && (1..=3).map(|id| shards_of(&st, id)).sum::<u64>() == 1024
     })
     .await;
-    assert!(settled, "{}", cluster_status(&running[0].ip, port).await);
+    assert!(moved, "{}", cluster_status(&running[0].ip, port).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut asked = 0;
+    for l in load {
+        let (done, failed) = l.await.unwrap();
+        asked += done;
+        assert!(
+            failed.is_empty(),
+            "{} of {done} failed: {failed:?}",
+            failed.len()
+        );
+    }
+    assert!(asked > 30, "only {asked} requests while scaling");
 
-    // The preStop hook of the last pod, as the kubelet runs it (in the container, with its
-    // environment): every shard moves to the other two, and the node stops being ready.
-    let last = &running[2];
-    let pre_stop: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    // The preStop hook of the last of the three: every shard moves to the other two, and the
+    // node stops being ready (but stays alive: the kubelet stops it, not the probe).
+    let last = running.pop().unwrap();
     let before = shards_of(&cluster_status(&last.ip, port).await, 3);
     assert!(before > 0);
-    let out = command(&pre_stop, &last.env)
-        .output()
-        .expect("run the preStop command");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "preStop failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let answer = pre_stop(c, &last);
     assert_eq!(answer["done"], true, "{answer}");
     assert_eq!(answer["shardsBefore"], before, "{answer}");
-    let st = cluster_status(&running[0].ip, port).await;
-    assert_eq!(shards_of(&st, 3), 0, "{st}");
-    assert_eq!(shards_of(&st, 1) + shards_of(&st, 2), 1024, "{st}");
+    let moved = eventually(Duration::from_secs(10), || async {
+        let st = cluster_status(&running[0].ip, port).await;
+        shards_of(&st, 3) == 0 && shards_of(&st, 1) + shards_of(&st, 2) == 1024
+    })
+    .await;
+    assert!(moved, "{}", cluster_status(&running[0].ip, port).await);
     let (code, body) = probe(&last.ip, port, ready).await.unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body["reasons"].to_string().contains("draining"), "{body}");
-    // Still alive: the kubelet stops it, not the probe.
     assert_eq!(probe(&last.ip, port, live).await.map(|r| r.0), Some(200));
 }
 

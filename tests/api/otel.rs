@@ -257,7 +257,8 @@ async fn a_forwarded_send_is_one_trace_across_both_nodes_exported_over_otlp() {
     );
     let spans = collector.spans.lock().unwrap().clone();
     let d = spans.iter().find(|s| s.name == "webhook.deliver").unwrap();
-    assert_eq!(d.node, owner_id);
+    // Whichever node's delivery worker claimed the session's queue.
+    assert!(nodes.iter().any(|n| n.id.to_string() == d.node), "{d:?}");
     assert_eq!(d.kind, SpanKind::Client as i32);
     assert_eq!(d.attr("http.response.status_code"), Some("200"));
     assert_eq!(d.attr("server.address"), Some("127.0.0.1"));

@@ -35,8 +35,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if include "onwapp.hasDatabase" . -}}{{ int .Values.replicaCount }}{{- else -}}1{{- end -}}
 {{- end -}}
 
+{{/* The Raft voters are fixed at install: changing them later would let new voters form a
+group of their own. A cluster needs at least as many nodes as voters, and an odd number of
+voters (an even one tolerates no more failures than one fewer). */}}
 {{- define "onwapp.voters" -}}
-{{- min (int .Values.cluster.voters) (int (include "onwapp.replicas" .)) -}}
+{{- if include "onwapp.hasDatabase" . -}}
+{{- $voters := int .Values.cluster.voters -}}
+{{- if lt $voters 1 -}}{{- fail "cluster.voters must be at least 1" -}}{{- end -}}
+{{- if eq (mod $voters 2) 0 -}}{{- fail (printf "cluster.voters=%d: use an odd number (3 or 5)" $voters) -}}{{- end -}}
+{{- if lt (int .Values.replicaCount) $voters -}}{{- fail (printf "replicaCount=%d is below cluster.voters=%d: a cluster needs at least as many nodes as Raft voters" (int .Values.replicaCount) $voters) -}}{{- end -}}
+{{- $voters -}}
+{{- else -}}1{{- end -}}
+{{- end -}}
+
+{{/* Long enough for the drain, its client's margin and the shutdown after it. */}}
+{{- define "onwapp.terminationGrace" -}}
+{{- $least := add (int .Values.drain.timeoutSeconds) (int .Values.shutdownTimeoutSeconds) 20 -}}
+{{- if .Values.terminationGracePeriodSeconds -}}
+{{- if lt (int .Values.terminationGracePeriodSeconds) $least -}}
+{{- fail (printf "terminationGracePeriodSeconds=%d is below drain.timeoutSeconds + shutdownTimeoutSeconds + 20 = %d: the pod would be killed mid-drain" (int .Values.terminationGracePeriodSeconds) $least) -}}
+{{- end -}}
+{{- int .Values.terminationGracePeriodSeconds -}}
+{{- else -}}{{- $least -}}{{- end -}}
 {{- end -}}
 
 {{/* The voters, 1=http://<pod>.<peers>.<ns>.svc.<domain>:<port>,2=... (node ids are ordinals

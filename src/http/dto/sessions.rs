@@ -36,6 +36,8 @@ pub struct ReadyResponse {
     pub node_id: u64,
     /// The Raft leader this node knows.
     pub leader: Option<u64>,
+    /// Whether this node's lease is valid (it may run WhatsApp connections).
+    pub lease_valid: bool,
     /// What keeps the node from being ready (empty when ready).
     pub reasons: Vec<String>,
 }

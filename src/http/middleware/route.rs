@@ -35,8 +35,9 @@ pub struct Charged(pub Decision);
 #[derive(Clone, Copy)]
 pub struct Counted;
 
-/// Routes the scraper must always reach.
-const UNLIMITED: &[&str] = &["/metrics"];
+/// Routes the scraper and the kubelet's probes must always reach (probes come from the node's
+/// address, which a load balancer's SNAT may share with clients).
+const UNLIMITED: &[&str] = &["/metrics", "/health/live", "/health/ready"];
 
 pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let template = req
