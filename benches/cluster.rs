@@ -21,9 +21,9 @@
 //! Each phase also reports the lease losses of the nodes that stayed up
 //! (`cluster_lease_losses_total`): a healthy node, however busy, must lose none.
 //!
-//! `cargo bench --bench cluster -- --tracing [--seconds 10] [--concurrency 16]` measures instead
-//! what OpenTelemetry tracing costs on the forwarded path: two clusters of two nodes side by side,
-//! one exporting every span (`OTEL_EXPORTER_OTLP_ENDPOINT`, to an OTLP/HTTP sink in this process
+//! `cargo bench --bench cluster -- --tracing [--sample-percent N] [--seconds 10] [--concurrency 16]`
+//! measures instead what OpenTelemetry tracing costs on the forwarded path: two clusters of two
+//! nodes side by side, one exporting spans (every trace, or N% of them) (`OTEL_EXPORTER_OTLP_ENDPOINT`, to an OTLP/HTTP sink in this process
 //! that reads and drops each batch), one without; the same forwarded `GET /{session}/status`
 //! against both in alternating slices.
 
@@ -132,6 +132,22 @@ impl Cluster {
                 self.otel
                     .iter()
                     .map(|url| ("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str())),
+            )
+            // `--sample-percent N`: the traced nodes keep N% of the traces.
+            .envs(
+                self.otel
+                    .as_ref()
+                    .and(common::flag("--sample-percent"))
+                    .into_iter()
+                    .flat_map(|pct| {
+                        [
+                            (
+                                "OTEL_TRACES_SAMPLER",
+                                "parentbased_traceidratio".to_string(),
+                            ),
+                            ("OTEL_TRACES_SAMPLER_ARG", format!("{}", pct as f64 / 100.0)),
+                        ]
+                    }),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::null())

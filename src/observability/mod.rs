@@ -36,8 +36,16 @@ pub fn init_tracing(cfg: &Config) -> Result<Traces, String> {
         None => None,
     };
     let traces = provider.as_ref().map(|p| {
+        // What the request path pays per span, trimmed: no source location, thread, target or
+        // busy/idle timing attributes, and no OpenTelemetry context entered with each span (no
+        // other OpenTelemetry instrumentation reads it); `docs/benchmarks.md` has the cost.
         tracing_opentelemetry::layer()
             .with_tracer(otel::tracer(p))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(Targets::new().with_target("onwapp", tracing::Level::INFO))
     });
     let _ = tracing_subscriber::registry()

@@ -117,6 +117,13 @@ pub async fn trace_context(mut req: Request, next: Next) -> Response {
         }
     }
     let span = request_span(&req);
+    let traced = otel::enabled() && !span.is_disabled();
+    if traced {
+        // Before the span starts (`adopt`), while its kind and name can still be set.
+        span.record("otel.kind", "server");
+        span.record("otel.name", display(req.method()));
+        span.record("http.request.method", display(req.method()));
+    }
     let cx = match otel::adopt(&span, parent) {
         Some((trace_id, span_id, flags)) => TraceContext {
             trace_id,
@@ -131,7 +138,7 @@ pub async fn trace_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(cx);
     let method = req.method().clone();
     let mut resp = next.run(req).instrument(span.clone()).await;
-    if !span.is_disabled() {
+    if traced {
         let status = resp.status();
         span.record("http.response.status_code", status.as_u16());
         if let Some(RouteTemplate(route)) = resp.extensions().get::<RouteTemplate>() {
@@ -166,10 +173,11 @@ fn request_span(req: &Request) -> tracing::Span {
         request_id = %id,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
-        otel.name = %req.method(),
-        otel.kind = "server",
+        // Recorded only when traces are exported (the log lines need none of them).
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
-        http.request.method = %req.method(),
+        http.request.method = tracing::field::Empty,
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     )

@@ -336,15 +336,20 @@ async fn send(
         .unwrap_or("/");
     // The hop's own span (exported when traces are on); the owner's span is its child, or the
     // request span's when traces are off (W3C trace context across the hop).
-    let span = tracing::info_span!(
-        "forward",
-        otel.kind = "client",
-        otel.name = "forward",
-        owner = owner.node,
-        shard.epoch = owner.epoch,
-        server.address = %owner.addr,
-        http.response.status_code = tracing::field::Empty,
-    );
+    let span = if crate::observability::otel::enabled() {
+        tracing::info_span!(
+            "forward",
+            otel.kind = "client",
+            otel.name = "forward",
+            owner = owner.node,
+            shard.epoch = owner.epoch,
+            server.address = %owner.addr,
+            http.response.status_code = tracing::field::Empty,
+        )
+    } else {
+        // Not exported: the request's log span says enough, and costs nothing more.
+        tracing::Span::none()
+    };
     let traceparent = match crate::observability::otel::ids(&span) {
         Some((trace, id, flags)) => Some(format!("00-{trace:032x}-{id:016x}-{flags:02x}")),
         None => parts

@@ -402,6 +402,35 @@ fn start_pod(c: &Value, pod: &str, ip: &str, ns: &str, objs: &[Value]) -> Pod {
     }
 }
 
+/// The pod's termination grace period.
+fn grace_of(sts: &Value) -> u64 {
+    sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap()
+}
+
+/// SIGTERM, as the kubelet sends after `preStop`: the node must exit cleanly within `grace`.
+async fn terminate(mut p: Pod, grace: Duration) {
+    crate::process::send_signal(p.child.id(), "TERM");
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "{} exited with {status} after SIGTERM",
+                p.ip
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} still running {grace:?} after SIGTERM",
+            p.ip
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs the container's `preStop` command in pod `p` (its environment): the drain's answer.
 fn pre_stop(c: &Value, p: &Pod) -> Value {
     let argv: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
@@ -452,8 +481,8 @@ async fn settled_on(ip: &str, port: u16, ids: &[u64]) -> bool {
 }
 
 /// Clients asking every ready node about `names` until stopped, as a client behind the
-/// Service would: a 503 is retried at most three times after its `Retry-After`. What failed
-/// even so.
+/// Service would: a 503 is retried, a second apart, for at most ten seconds. What failed even
+/// so.
 fn clients(
     port: u16,
     ips: Arc<Mutex<Vec<String>>>,
@@ -508,6 +537,9 @@ fn clients(
             if !ok {
                 failed.push(format!("{name}: {last}"));
             }
+            // Within the chart's default rate limit (200 requests/s per client address, shared
+            // through Redis): three clients at most ~40/s each.
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         (done, failed)
     })
@@ -624,12 +656,13 @@ async fn the_rendered_statefulset_boots_a_cluster_that_scales_and_drains_through
         cluster_status(&running[0].ip, port).await
     );
 
-    // Scale back down: the kubelet runs the fourth pod's preStop (its shards go to the
-    // others), the Service stops sending it clients, then it stops.
+    // Scale back down as Kubernetes does: the terminating pod leaves the Service's endpoints,
+    // the kubelet runs its preStop (its shards go to the others), then sends SIGTERM, and the
+    // node finishes what is in flight and exits within the grace period.
+    ips.lock().unwrap().retain(|ip| *ip != fourth.ip);
     let answer = pre_stop(c4, &fourth);
     assert_eq!(answer["done"], true, "{answer}");
-    ips.lock().unwrap().retain(|ip| *ip != fourth.ip);
-    drop(fourth);
+    terminate(fourth, Duration::from_secs(grace_of(sts4))).await;
     let moved = eventually(Duration::from_secs(10), || async {
         let st = cluster_status(&running[0].ip, port).await;
         shards_of(&st, 4) == 0 && (1..=3).map(|id| shards_of(&st, id)).sum::<u64>() == 1024
