@@ -437,6 +437,17 @@ async fn alternate(
     ((sa, ca), (sb, cb))
 }
 
+/// One line of a load phase: throughput, p50/p99 and errors.
+fn sample_row(name: &str, s: &Sample) {
+    println!(
+        "{name:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+        s.rps(),
+        common::pct_ms(&s.lat, 0.5),
+        common::pct_ms(&s.lat, 0.99),
+        s.errors
+    )
+}
+
 /// One line of CPU microseconds per request: each node, the load generator, everything else on
 /// the machine (Redis, Postgres, the kernel's share not charged to a process), and the total.
 fn cpu_row(name: &str, s: &Sample, cpu: &common::Cpu, ids: &[u64]) {
@@ -572,15 +583,8 @@ async fn tracing_cost(a: &Args, wa: &str) {
     );
     let secs = Duration::from_secs(a.seconds);
     let ((p, pcpu), (t, tcpu)) = alternate(&off_url, &on_url, a.concurrency, secs, &pids).await;
-    for (name, s) in [("untraced", &p), ("traced", &t)] {
-        println!(
-            "{name:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
-            s.rps(),
-            common::pct_ms(&s.lat, 0.5),
-            common::pct_ms(&s.lat, 0.99),
-            s.errors
-        );
-    }
+    sample_row("untraced", &p);
+    sample_row("traced", &t);
     // CPU per request: the untraced cluster's nodes are the first two columns, the traced one's
     // the last two.
     cpu_row("untraced", &p, &pcpu, &ids);
@@ -606,27 +610,6 @@ async fn main() {
         tracing_cost(&a, &wa.ws_url()).await;
         return;
     }
-    let Some(pg) = common::FreshPostgres::create().await else {
-        eprintln!("cluster bench: no Postgres at TEST_DATABASE_URL; nothing measured");
-        return;
-    };
-    let ports = [free_port(), free_port(), free_port()];
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Node {
-            id: i as u64 + 1,
-            port: *p,
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        })
-        .collect();
     let wa = wamock::Server::start("127.0.0.1:0")
         .await
         .expect("wamock starts");
@@ -641,22 +624,11 @@ async fn main() {
                 .insert(a.id, a.at);
         }
     });
-    let mut c = Cluster {
-        nodes,
-        peers,
-        db: pg.url.clone(),
-        wa: wa.ws_url(),
-        a,
-        otel: None,
+    let Some((mut c, pg)) = cluster_of(3, a, &wa.ws_url(), None).await else {
+        eprintln!("cluster bench: no Postgres at TEST_DATABASE_URL; nothing measured");
+        return;
     };
-    for i in 0..3 {
-        c.spawn(i);
-    }
     let http = reqwest::Client::new();
-    assert!(
-        c.settled(&http, 1, Duration::from_secs(90)).await,
-        "the cluster did not form"
-    );
     println!(
         "3 nodes, lease renew {} ms / TTL {} ms, {} sessions, {} clients, {} s per load phase",
         c.a.renew_ms, c.a.ttl_ms, c.a.sessions, c.a.concurrency, c.a.seconds
@@ -705,15 +677,7 @@ async fn main() {
     println!("session bench0: owner node {owner}, forwarded through {other}");
     let ((l, lcpu), (f, fcpu)) =
         alternate(&local_url, &other_url, c.a.concurrency, secs, &pids).await;
-    let row = |name: &str, s: &Sample| {
-        println!(
-            "{name:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
-            s.rps(),
-            common::pct_ms(&s.lat, 0.5),
-            common::pct_ms(&s.lat, 0.99),
-            s.errors
-        )
-    };
+    let row = sample_row;
     row("local", &l);
     row("forwarded", &f);
     cpu_row("local", &l, &lcpu, &ids);
