@@ -82,9 +82,10 @@ pub static ENGINE: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
     received: IntCounterVec::new(
         Opts::new(
             "whatsapp_messages_received_total",
-            "Messages received from WhatsApp and stored, by type (a redelivery counts again)",
+            "Messages received from WhatsApp by type and outcome (stored; failed: not stored, \
+             left unacknowledged for WhatsApp to deliver again; a redelivery counts again)",
         ),
-        &["type"],
+        &["type", "outcome"],
     )
     .expect("static metric definition"),
     receive_lag: Histogram::with_opts(
@@ -117,7 +118,9 @@ impl EngineMetrics {
         ] {
             self.sent.with_label_values(&["text", o.label()]);
         }
-        self.received.with_label_values(&["text"]);
+        for o in ["stored", "failed"] {
+            self.received.with_label_values(&["text", o]);
+        }
     }
 
     pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
@@ -144,11 +147,13 @@ pub(crate) fn sent(kind: &str, outcome: SendOutcome) {
         .inc();
 }
 
-/// A received message of `kind` recorded; `timestamp` is WhatsApp's (Unix seconds).
-pub(crate) fn received(kind: &str, timestamp: i64) {
-    ENGINE.received.with_label_values(&[kind]).inc();
+/// A received message of `kind` recorded (`stored`) or not; `timestamp` is WhatsApp's (Unix
+/// seconds).
+pub(crate) fn received(kind: &str, timestamp: i64, stored: bool) {
+    let outcome = if stored { "stored" } else { "failed" };
+    ENGINE.received.with_label_values(&[kind, outcome]).inc();
     let lag = chrono::Utc::now().timestamp_millis() - timestamp.saturating_mul(1000);
-    if timestamp > 0 {
+    if stored && timestamp > 0 {
         ENGINE.receive_lag.observe(lag.max(0) as f64 / 1000.0);
     }
 }

@@ -36,6 +36,21 @@ impl Recorder {
         e: &Envelope<'_>,
         known: Option<poll_vote::PollVote>,
     ) -> StoreResult<()> {
+        let recorded = self.record_message(client, message, e, known).await;
+        if !e.from_me && recorded.is_err() {
+            // Not acknowledged: WhatsApp delivers it again (`engine::inbound`).
+            super::metrics::received(super::events::kind(message).0, e.timestamp, false);
+        }
+        recorded
+    }
+
+    async fn record_message(
+        &self,
+        client: &Arc<Client>,
+        message: &wa::Message,
+        e: &Envelope<'_>,
+        known: Option<poll_vote::PollVote>,
+    ) -> StoreResult<()> {
         let store = &*self.store;
         super::rich::remember_poll(store, self.id, message, e).await?;
         // Reactions, edits and revokes change the message they name (`events::updates`).
@@ -71,7 +86,7 @@ impl Recorder {
         }
         store.record_message(self.id, &row, event, &payload).await?;
         if !e.from_me {
-            super::metrics::received(&row.kind, e.timestamp);
+            super::metrics::received(&row.kind, e.timestamp, true);
         }
         // The latest vote per voter, upserted after the message's transaction (again on a
         // redelivery: the same row).
