@@ -32,6 +32,8 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     /// This node's place in the cluster: who serves which session.
     pub shards: Arc<Shards>,
+    /// Wrong cluster secrets by address (`/cluster/*` refuses a guesser with 429).
+    pub cluster_auth_failures: crate::auth::FailedAttempts,
 }
 
 impl std::ops::Deref for AppState {
@@ -147,6 +149,7 @@ impl App {
             store,
             limiter,
             metrics,
+            cluster_auth_failures: Default::default(),
         }));
         Ok(App {
             state,

@@ -3,6 +3,7 @@
 //! Keys are compared in constant time. Session keys are found by their SHA-256 hash, so the
 //! database lookup itself never compares secrets.
 
+mod attempts;
 mod keys;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::{
     store::{Store, StoreError},
 };
 
+pub use attempts::FailedAttempts;
 pub use keys::{GLOBAL_KEY_FILE, ensure_global_key, generate_key, hash_key, keys_file_hint};
 
 /// Who is calling.

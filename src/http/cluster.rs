@@ -14,11 +14,13 @@
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode, Uri, header},
+    extract::{ConnectInfo, Request, State},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -26,7 +28,7 @@ use serde_json::json;
 
 use crate::{
     app::AppState,
-    auth::Principal,
+    auth::{FailedAttempts, Principal},
     error::{ApiError, ApiResult},
     http::{
         dto::{ClusterStatusResponse, DrainRequest, DrainResponse, UndrainResponse},
@@ -47,16 +49,48 @@ pub fn admin_router() -> Router<AppState> {
         .route("/admin/undrain", post(undrain))
 }
 
-async fn rpc(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// The largest node-to-node body: Raft appends, votes, writes sent to the leader and snapshots
+/// of the shard map (1,024 shards and the members: well under a megabyte).
+pub const MAX_RPC_BODY: usize = 16 * 1024 * 1024;
+
+/// Checks the secret from the headers before reading a byte of the body (a stranger's upload
+/// is refused at once, whatever its size), refuses an address that keeps failing (429), and
+/// reads at most [`MAX_RPC_BODY`].
+async fn rpc(State(s): State<AppState>, req: Request) -> Response {
     let node = s.shards.node();
-    let auth = headers
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(left) = peer.and_then(|ip| s.cluster_auth_failures.refused(ip)) {
+        return ApiError::RateLimited {
+            retry_after_secs: left.as_secs().max(1),
+            limit: FailedAttempts::LIMIT,
+        }
+        .into_response();
+    }
+    let auth = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !node.verify_secret(auth) {
+        if let Some(ip) = peer {
+            s.cluster_auth_failures.failed(ip);
+        }
         return ApiError::Unauthorized("cluster secret required").into_response();
     }
-    let Some(kind) = onwapp_cluster::RpcKind::from_path(uri.path()) else {
-        return ApiError::NotFound(format!("no cluster endpoint {}", uri.path())).into_response();
+    let Some(kind) = onwapp_cluster::RpcKind::from_path(req.uri().path()) else {
+        return ApiError::NotFound(format!("no cluster endpoint {}", req.uri().path()))
+            .into_response();
+    };
+    let body = match axum::body::to_bytes(req.into_body(), MAX_RPC_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::PayloadTooLarge {
+                limit: MAX_RPC_BODY,
+            }
+            .into_response();
+        }
     };
     match node.handle_rpc(kind, &body).await {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),

@@ -12,6 +12,7 @@ mod cluster_cache;
 mod cluster_drain;
 mod cluster_join;
 mod cluster_ratelimit;
+mod cluster_rpc_guard;
 mod cluster_sigstop;
 mod cluster_stream;
 mod communities;
