@@ -169,7 +169,7 @@ impl Config {
             {
                 return Err(err(
                     "DATABASE_URL",
-                    &v,
+                    &redact_url(&v),
                     "must start with postgres://, postgresql:// or sqlite:",
                 ));
             }
@@ -189,7 +189,7 @@ impl Config {
             if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
                 return Err(err(
                     "REDIS_URL",
-                    &v,
+                    &redact_url(&v),
                     "must start with redis:// or rediss://",
                 ));
             }
@@ -235,11 +235,12 @@ impl Config {
             c.max_body_bytes = parse_positive::<usize>("MAX_BODY_BYTES", &v)?;
         }
         if let Some(v) = get("REQUEST_TIMEOUT_SECONDS") {
-            c.request_timeout = Duration::from_secs(parse_positive("REQUEST_TIMEOUT_SECONDS", &v)?);
+            c.request_timeout =
+                Duration::from_secs(parse_bounded("REQUEST_TIMEOUT_SECONDS", &v, DAY)?);
         }
         if let Some(v) = get("SHUTDOWN_TIMEOUT_SECONDS") {
             c.shutdown_timeout =
-                Duration::from_secs(parse_positive("SHUTDOWN_TIMEOUT_SECONDS", &v)?);
+                Duration::from_secs(parse_bounded("SHUTDOWN_TIMEOUT_SECONDS", &v, HOUR)?);
         }
         if let Some(v) = get("DATABASE_MAX_CONNECTIONS") {
             c.db_max_connections = parse_positive("DATABASE_MAX_CONNECTIONS", &v)?;
@@ -287,24 +288,26 @@ impl Config {
                 .map_err(|_| err("WEBHOOK_WORKERS", &v, "must be a whole number"))?;
         }
         if let Some(v) = get("WEBHOOK_TIMEOUT") {
-            c.webhooks.timeout = Duration::from_secs(parse_positive("WEBHOOK_TIMEOUT", &v)?);
+            c.webhooks.timeout = Duration::from_secs(parse_bounded("WEBHOOK_TIMEOUT", &v, HOUR)?);
         }
         if let Some(v) = get("WEBHOOK_MAX_ATTEMPTS") {
             c.webhooks.max_attempts = parse_positive("WEBHOOK_MAX_ATTEMPTS", &v)?;
         }
         if let Some(v) = get("WEBHOOK_BASE_DELAY_MS") {
             c.webhooks.base_delay =
-                Duration::from_millis(parse_positive("WEBHOOK_BASE_DELAY_MS", &v)?);
+                Duration::from_millis(parse_bounded("WEBHOOK_BASE_DELAY_MS", &v, HOUR * 1000)?);
         }
         if let Some(v) = get("WEBHOOK_MAX_DELAY") {
-            c.webhooks.max_delay = Duration::from_secs(parse_positive("WEBHOOK_MAX_DELAY", &v)?);
+            c.webhooks.max_delay =
+                Duration::from_secs(parse_bounded("WEBHOOK_MAX_DELAY", &v, 7 * DAY)?);
         }
         if let Some(v) = get("WEBHOOK_RETENTION") {
-            c.webhooks.retention = Duration::from_secs(parse_positive("WEBHOOK_RETENTION", &v)?);
+            c.webhooks.retention =
+                Duration::from_secs(parse_bounded("WEBHOOK_RETENTION", &v, 3650 * DAY)?);
         }
         if let Some(v) = get("WEBHOOK_POLL_MS") {
             c.webhooks.poll_interval =
-                Duration::from_millis(parse_positive("WEBHOOK_POLL_MS", &v)?);
+                Duration::from_millis(parse_bounded("WEBHOOK_POLL_MS", &v, 60_000)?);
         }
         c.cluster = crate::shards::settings::ClusterSettings::from_lookup(
             &get,
@@ -344,6 +347,35 @@ fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {
 fn parse_num<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError> {
     v.parse::<T>()
         .map_err(|_| err(var, v, "must be a whole number in range"))
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// A whole number from 1 to `max`: durations stay far from what date arithmetic overflows on.
+fn parse_bounded(var: &'static str, v: &str, max: u64) -> Result<u64, ConfigError> {
+    let n: u64 = parse_positive(var, v)?;
+    if n > max {
+        return Err(err(var, v, &format!("must be at most {max}")));
+    }
+    Ok(n)
+}
+
+/// `v` with the password of a URL (`scheme://user:password@host`) hidden, for messages.
+pub fn redact_url(v: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(v)
+        && u.password().is_some()
+        && u.set_password(Some("***")).is_ok()
+    {
+        return u.to_string();
+    }
+    // Not a URL the parser takes: hide whatever sits between `://` and the last `@`.
+    match (v.find("://"), v.rfind('@')) {
+        (Some(start), Some(at)) if at > start + 3 => {
+            format!("{}***{}", &v[..start + 3], &v[at..])
+        }
+        _ => v.to_string(),
+    }
 }
 
 fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(
@@ -439,6 +471,36 @@ mod tests {
                 .rate_limit_per_second,
             9
         );
+    }
+
+    #[test]
+    fn a_urls_password_never_appears_in_an_error() {
+        for (k, v) in [
+            ("DATABASE_URL", "mysql://root:hunter2-secret@db:3306/x"),
+            ("REDIS_URL", "http://user:hunter2-secret@cache:6379"),
+            ("DATABASE_URL", "my sql://root:hunter2-secret@db"),
+        ] {
+            let e = cfg(&[(k, v)]).err().unwrap();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(e.to_string().contains("***"), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        for (k, v) in [
+            ("WEBHOOK_RETENTION", "18446744073709551615"),
+            ("WEBHOOK_RETENTION", "9999999999"),
+            ("WEBHOOK_MAX_DELAY", "99999999"),
+            ("REQUEST_TIMEOUT_SECONDS", "99999999"),
+            ("WEBHOOK_POLL_MS", "99999999"),
+        ] {
+            let e = cfg(&[(k, v)])
+                .err()
+                .unwrap_or_else(|| panic!("{k}={v} accepted"));
+            assert_eq!(e.var, k);
+        }
+        assert!(cfg(&[("WEBHOOK_RETENTION", "315360000")]).is_ok());
     }
 
     #[test]

@@ -82,11 +82,17 @@ pub fn settings_from(
         Ok(u) if u.scheme() == "https" => {
             return Err(err(
                 var,
-                &endpoint,
+                &crate::config::redact_url(&endpoint),
                 "https is not supported: export over http to a collector beside the node",
             ));
         }
-        _ => return Err(err(var, &endpoint, "must be an http:// URL with a host")),
+        _ => {
+            return Err(err(
+                var,
+                &crate::config::redact_url(&endpoint),
+                "must be an http:// URL with a host",
+            ));
+        }
     }
     for var in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",

@@ -72,12 +72,25 @@ fn whole(var: &'static str, v: &str) -> Result<u64, ConfigError> {
     }
 }
 
+/// [`whole`], at most `max` (a lease of days would keep a dead node's sessions down for days).
+fn at_most(var: &'static str, v: &str, max: u64) -> Result<u64, ConfigError> {
+    let n = whole(var, v)?;
+    if n > max {
+        return Err(err(var, v, &format!("must be at most {max}")));
+    }
+    Ok(n)
+}
+
 fn http_url(var: &'static str, v: &str) -> Result<String, ConfigError> {
     match url::Url::parse(v) {
         Ok(u) if u.scheme() == "http" && u.host().is_some() => {
             Ok(v.trim_end_matches('/').to_string())
         }
-        _ => Err(err(var, v, "must be an http:// URL with a host")),
+        _ => Err(err(
+            var,
+            &crate::config::redact_url(v),
+            "must be an http:// URL with a host",
+        )),
     }
 }
 
@@ -170,10 +183,10 @@ impl ClusterSettings {
             s.voters = whole("CLUSTER_VOTERS", &v)? as usize;
         }
         if let Some(v) = get("CLUSTER_LEASE_RENEW_MS") {
-            s.lease_renew = Duration::from_millis(whole("CLUSTER_LEASE_RENEW_MS", &v)?);
+            s.lease_renew = Duration::from_millis(at_most("CLUSTER_LEASE_RENEW_MS", &v, 60_000)?);
         }
         if let Some(v) = get("CLUSTER_LEASE_TTL_MS") {
-            s.lease_ttl = Duration::from_millis(whole("CLUSTER_LEASE_TTL_MS", &v)?);
+            s.lease_ttl = Duration::from_millis(at_most("CLUSTER_LEASE_TTL_MS", &v, 600_000)?);
         }
         if s.lease_ttl < s.lease_renew * 5 / 2 {
             return Err(err(
