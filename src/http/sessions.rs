@@ -54,10 +54,13 @@ pub fn validate_session_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A client-chosen key must be hard to guess: at least this long.
+pub const MIN_API_KEY_LEN: usize = 16;
+
 fn validate_api_key(key: &str, global: &str) -> Result<(), ApiError> {
-    if key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !(MIN_API_KEY_LEN..=128).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(
-            "invalid apiKey: use up to 128 printable ASCII characters without spaces",
+            "invalid apiKey: use 16 to 128 printable ASCII characters without spaces",
         ));
     }
     if bool::from(key.as_bytes().ct_eq(global.as_bytes())) {

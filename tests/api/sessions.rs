@@ -77,6 +77,10 @@ async fn bad_create_bodies_are_400_naming_the_field(app: TestApp) {
         (r#"{"session": "Metrics"}"#, "reserved"),
         (r#"{"session": "admin"}"#, "reserved"),
         (r#"{"session": "ok", "apiKey": "has space"}"#, "apiKey"),
+        (
+            r#"{"session": "ok", "apiKey": "short-key-15chr"}"#,
+            "apiKey",
+        ),
         (r#"{"session": "ok", "apiKey": 7}"#, "'apiKey'"),
         (r#"["session"]"#, "invalid request body"),
     ];
