@@ -69,6 +69,18 @@ impl App {
                     config.data_dir.display()
                 )
             })?;
+        // Installs from before files were created private (umask 077 in `main`): the data
+        // directory, which holds the SQLite file, the Raft log and the generated key, is closed
+        // to other users.
+        #[cfg(unix)]
+        if config.data_dir.is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) =
+                std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            {
+                tracing::warn!(dir = %config.data_dir.display(), error = %e, "cannot make the data directory private");
+            }
+        }
         let store = store::connect(&store::ConnectOptions {
             url: config.effective_database_url(),
             max_connections: config.db_max_connections,

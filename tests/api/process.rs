@@ -247,6 +247,48 @@ async fn the_default_database_is_an_sqlite_file_under_the_data_dir() {
     assert!(p._dir.path().join("onwapp.db").exists());
 }
 
+/// What the server writes holds session keys and device keys: its user's alone (issue 17).
+#[tokio::test]
+async fn the_data_directory_and_everything_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // A data directory the server creates (under a temporary one it does not).
+    let outer = tempfile::tempdir().unwrap();
+    let data = outer.path().join("data");
+    let port = free_port();
+    let mut cmd = ServerProcess::command(&[], &data, port);
+    cmd.env_remove("GLOBAL_API_KEY").stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn onwapp");
+    let up = eventually(Duration::from_secs(30), || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    let seen: Vec<(String, std::io::Result<u32>)> = [
+        data.clone(),
+        data.join("onwapp.db"),
+        data.join("global_api_key"),
+        data.join("raft"),
+        data.join("raft/raft.redb"),
+    ]
+    .iter()
+    .map(|p| (p.display().to_string(), mode(p)))
+    .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "onwapp did not come up");
+    for (path, m) in seen {
+        let m = m.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let wanted = if path.ends_with("data") || path.ends_with("raft") {
+            0o700
+        } else {
+            0o600
+        };
+        assert_eq!(m, wanted, "{path} is {m:o}");
+    }
+}
+
 /// `kill -SIG pid` (TERM, STOP, CONT, ...); panics when `kill` fails.
 pub fn send_signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
