@@ -187,26 +187,33 @@ async fn drained_node_ends_with_no_shards() {
     assert_eq!(report.shards_remaining, 0);
     assert!(wait_until(Duration::from_secs(5), || d.owned() == 0 && settled(&refs)).await);
     // The drained node saw Releasing for each shard; the others acquired them.
-    let releasing = d
-        .events()
-        .iter()
-        .filter(|e| matches!(e, OwnershipEvent::Releasing { .. }))
-        .count();
-    assert_eq!(releasing, had.len());
-    let acquired: std::collections::BTreeSet<u32> = nodes[..2]
-        .iter()
-        .flat_map(|n| n.events())
-        .filter_map(|e| match e {
-            OwnershipEvent::Acquired { shard, .. } => Some(shard),
-            _ => None,
-        })
-        .collect();
-    for s in &had {
-        assert!(
-            acquired.contains(s),
-            "shard {s} not acquired by another node"
-        );
-    }
+    let releasing = || {
+        d.events()
+            .iter()
+            .filter(|e| matches!(e, OwnershipEvent::Releasing { .. }))
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(10), || releasing() >= had.len()).await);
+    assert_eq!(releasing(), had.len());
+    // Ownership events reach the test through a task of each node: polled, not read once.
+    let acquired = || -> std::collections::BTreeSet<u32> {
+        nodes[..2]
+            .iter()
+            .flat_map(|n| n.events())
+            .filter_map(|e| match e {
+                OwnershipEvent::Acquired { shard, .. } => Some(shard),
+                _ => None,
+            })
+            .collect()
+    };
+    let all = wait_until(Duration::from_secs(10), || {
+        let got = acquired();
+        had.iter().all(|s| got.contains(s))
+    })
+    .await;
+    let got = acquired();
+    let missing: Vec<&u32> = had.iter().filter(|s| !got.contains(s)).collect();
+    assert!(all, "shards not acquired by another node: {missing:?}");
     assert!(
         wait_until(Duration::from_secs(5), || nodes[0].owned()
             + nodes[1].owned()

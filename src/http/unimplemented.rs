@@ -1,9 +1,9 @@
 //! Every route of the contract that is not built yet: registered, authenticated, the session
-//! looked up, then 501 `{"error": "not implemented"}`. Driven by [`catalog::ENDPOINTS`].
+//! looked up, then 501 `{"error": "not implemented"}`; an open route answers 501 without a
+//! lookup (a stranger learns nothing of session names). Driven by [`catalog::ENDPOINTS`].
 
 use axum::{
     Router,
-    extract::State,
     routing::{MethodFilter, on},
 };
 
@@ -12,7 +12,7 @@ use crate::{
     error::ApiError,
     http::{
         catalog::{ENDPOINTS, Status},
-        extract::{SessionCtx, load_session},
+        extract::SessionCtx,
     },
 };
 
@@ -64,14 +64,10 @@ async fn not_implemented(SessionCtx(_): SessionCtx) -> ApiError {
     ApiError::NotImplemented
 }
 
-async fn open_not_implemented(
-    State(s): State<AppState>,
-    axum::extract::Path(session): axum::extract::Path<String>,
-) -> ApiError {
-    match load_session(&s, &session).await {
-        Ok(_) => ApiError::NotImplemented,
-        Err(e) => e,
-    }
+/// The open routes (the Chatwoot inbound webhook) answer a stranger the same whether the
+/// session exists or not: no lookup, so no oracle of session names (issue 17).
+async fn open_not_implemented() -> ApiError {
+    ApiError::NotImplemented
 }
 
 #[cfg(test)]
