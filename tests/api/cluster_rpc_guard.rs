@@ -11,9 +11,24 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{Db, spawn_with};
+use crate::helpers::{Db, TestApp, spawn_with};
 
 const SECRET: &str = "rpc-guard-secret-0123456789";
+
+/// One node on SQLite with [`SECRET`] as its cluster secret.
+async fn node() -> Option<TestApp> {
+    spawn_with(Db::Sqlite, |c| c.cluster.secret = Some(SECRET.into())).await
+}
+
+/// `POST /cluster/raft/vote` with `secret`.
+async fn vote(http: &reqwest::Client, base: &str, secret: &str) -> reqwest::Response {
+    http.post(format!("{base}/cluster/raft/vote"))
+        .header("Authorization", format!("Bearer {secret}"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+}
 
 /// Sends the head of a POST declaring `length` bytes and only `sent` of them, then reads what
 /// the server answers within `wait` (empty if nothing).
@@ -42,48 +57,40 @@ async fn head_only(
 
 #[tokio::test]
 async fn a_strangers_upload_is_refused_before_its_body_is_read() {
-    let Some(app) = spawn_with(Db::Sqlite, |c| c.cluster.secret = Some(SECRET.into())).await else {
+    let Some(app) = node().await else {
         return;
     };
-    // 100 MB declared, 1 KB sent: the answer comes without the rest.
-    let answer = head_only(
-        &app.base,
-        "/cluster/raft/append",
-        "Bearer wrong-secret-0123456789",
-        100 * 1024 * 1024,
-        1024,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
-    // No secret at all: the same.
-    let answer = head_only(
-        &app.base,
-        "/cluster/write",
-        "",
-        100 * 1024 * 1024,
-        10,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    // 100 MB declared, little sent (a wrong secret, or none): the answer comes without the rest.
+    for (path, auth, sent) in [
+        (
+            "/cluster/raft/append",
+            "Bearer wrong-secret-0123456789",
+            1024,
+        ),
+        ("/cluster/write", "", 10),
+    ] {
+        let answer = head_only(
+            &app.base,
+            path,
+            auth,
+            100 * 1024 * 1024,
+            sent,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer:?}");
+    }
 }
 
 #[tokio::test]
 async fn wrong_secrets_from_one_address_are_refused_after_twenty() {
-    let Some(app) = spawn_with(Db::Sqlite, |c| c.cluster.secret = Some(SECRET.into())).await else {
+    let Some(app) = node().await else {
         return;
     };
     let http = reqwest::Client::new();
     let mut codes = Vec::new();
     for i in 0..25 {
-        let r = http
-            .post(format!("{}/cluster/raft/vote", app.base))
-            .header("Authorization", format!("Bearer guess-{i:020}"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let r = vote(&http, &app.base, &format!("guess-{i:020}")).await;
         codes.push(r.status().as_u16());
         if r.status() == 429 {
             let after: u64 = r.headers()["retry-after"]
@@ -97,19 +104,12 @@ async fn wrong_secrets_from_one_address_are_refused_after_twenty() {
     assert!(codes[..20].iter().all(|c| *c == 401), "{codes:?}");
     assert!(codes[20..].iter().all(|c| *c == 429), "{codes:?}");
     // Even the right secret waits out the window from that address: a guesser cannot tell.
-    let r = http
-        .post(format!("{}/cluster/raft/vote", app.base))
-        .header("Authorization", format!("Bearer {SECRET}"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429);
+    assert_eq!(vote(&http, &app.base, SECRET).await.status(), 429);
 }
 
 #[tokio::test]
 async fn a_members_body_has_a_limit_of_its_own() {
-    let Some(app) = spawn_with(Db::Sqlite, |c| c.cluster.secret = Some(SECRET.into())).await else {
+    let Some(app) = node().await else {
         return;
     };
     let too_big = onwapp::http::cluster::MAX_RPC_BODY + 1;
