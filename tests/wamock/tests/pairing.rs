@@ -182,9 +182,21 @@ async fn pairing_by_phone_code() -> anyhow::Result<()> {
             matches!(e, Event::Connected(_)).then_some(())
         })
         .await?;
-    assert_eq!(
-        devices(&http).await?,
-        json!([{ "jid": jid, "connected": true, "sockets": 1, "maxSockets": 1, "replaced": 0 }])
+    // One socket in the end. whatsapp-rust 0.7 has been seen to log in twice right after
+    // pairing's 515, its second login replacing its first (see faults.rs): at most that.
+    let listed = wait_devices(&http, Duration::from_secs(10), |d| {
+        d[0]["sockets"] == 1 && d[0]["connected"] == true
+    })
+    .await?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["jid"], jid.as_str(), "{listed}");
+    let (max, replaced) = (
+        listed[0]["maxSockets"].as_u64().unwrap_or(99),
+        listed[0]["replaced"].as_u64().unwrap_or(99),
+    );
+    assert!(
+        (max, replaced) == (1, 0) || (max, replaced) == (2, 1),
+        "{listed}"
     );
     client.shutdown().await;
     server.stop().await;
