@@ -9,7 +9,10 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use crate::{auth::GLOBAL_KEY_FILE, config::Config};
+use crate::{
+    auth::{GLOBAL_KEY_FILE, kept_global_key},
+    config::Config,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -71,17 +74,13 @@ impl Command {
 
 /// Drains the local node; returns its answer (JSON) when every shard moved.
 pub async fn drain(config: &Config, timeout_seconds: u64) -> Result<String, CliError> {
-    let key = match &config.global_api_key {
-        Some(k) => k.clone(),
-        None => {
-            let path = config.data_dir.join(GLOBAL_KEY_FILE);
-            std::fs::read_to_string(&path)
-                .ok()
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| CliError::NoKey(path.display().to_string()))?
-        }
-    };
+    let key = config
+        .global_api_key
+        .clone()
+        .or_else(|| kept_global_key(&config.data_dir))
+        .ok_or_else(|| {
+            CliError::NoKey(config.data_dir.join(GLOBAL_KEY_FILE).display().to_string())
+        })?;
     let host = match config.bind_address {
         IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".to_string(),
         IpAddr::V6(a) if a.is_unspecified() => "[::1]".to_string(),

@@ -20,6 +20,12 @@ pub fn hash_key(key: &str) -> String {
 /// The file under the data directory that keeps a generated global key.
 pub const GLOBAL_KEY_FILE: &str = "global_api_key";
 
+/// The generated key kept in `data_dir`, if there is one.
+pub fn kept_global_key(data_dir: &Path) -> Option<String> {
+    let kept = std::fs::read_to_string(data_dir.join(GLOBAL_KEY_FILE)).ok()?;
+    Some(kept.trim().to_string()).filter(|k| !k.is_empty())
+}
+
 /// Returns the configured key, or the one kept in `data_dir`, or a new one written there
 /// (readable by the owner only). The flag tells whether a key was generated now.
 pub fn ensure_global_key(
@@ -29,13 +35,10 @@ pub fn ensure_global_key(
     if let Some(k) = configured {
         return Ok((k.to_string(), false));
     }
-    let path = data_dir.join(GLOBAL_KEY_FILE);
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let k = existing.trim();
-        if !k.is_empty() {
-            return Ok((k.to_string(), false));
-        }
+    if let Some(k) = kept_global_key(data_dir) {
+        return Ok((k, false));
     }
+    let path = data_dir.join(GLOBAL_KEY_FILE);
     std::fs::create_dir_all(data_dir)?;
     let key = generate_key();
     let mut opts = std::fs::OpenOptions::new();

@@ -18,7 +18,9 @@ use crate::{
 };
 
 pub use attempts::FailedAttempts;
-pub use keys::{GLOBAL_KEY_FILE, ensure_global_key, generate_key, hash_key, keys_file_hint};
+pub use keys::{
+    GLOBAL_KEY_FILE, ensure_global_key, generate_key, hash_key, kept_global_key, keys_file_hint,
+};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,9 +12,7 @@
 //!
 //! The three operator routes are in the endpoint catalog, hence in the OpenAPI document.
 
-use std::time::Duration;
-
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     Json, Router,

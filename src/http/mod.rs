@@ -41,7 +41,7 @@ use axum::{
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, Any, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::PropagateRequestIdLayer,
     trace::{DefaultOnFailure, TraceLayer},
 };
 
@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::edge))
         .layer(cors(&state.config.allowed_origins))
         .layer(CatchPanicLayer::custom(on_panic))
+        // `trace_context` gives every request its `X-Request-Id`; this copies it to the answer.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -100,7 +101,6 @@ pub fn router(state: AppState) -> Router {
                 // Internal errors are logged where they happen; 5xx here is only a warning.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(from_fn_with_state(state.clone(), middleware::forward_first))
         .layer(axum::middleware::from_fn(trace_context))
         .with_state(state)
