@@ -8,14 +8,13 @@ use axum::{
     extract::{Query, State},
     routing::{get, post},
 };
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     app::AppState,
     error::{ApiError, ApiResult},
     http::{
-        dto::webhooks::{FailedEvent, FailedEventsResponse, ReplayResponse},
+        dto::webhooks::{FailedEvent, FailedEventsResponse, ReplayRequest, ReplayResponse},
         extract::{JsonBody, SessionCtx},
     },
 };
@@ -76,26 +75,17 @@ async fn failed(
 }
 
 /// `{"ids": [...]}` replays those; `{}` or `{"all": true}` replays every dead letter.
-fn ids(body: &Value) -> Result<Option<Vec<Uuid>>, ApiError> {
-    let Value::Object(m) = body else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
-    match m.get("all") {
-        None | Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) if m.contains_key("ids") => {}
-        Some(_) => {
+fn ids(body: ReplayRequest) -> Result<Option<Vec<Uuid>>, ApiError> {
+    match (body.all, &body.ids) {
+        (None | Some(true), _) | (Some(false), Some(_)) => {}
+        (Some(false), None) => {
             return Err(ApiError::bad_request(
                 "invalid value for field 'all': must be true, or give 'ids'",
             ));
         }
     }
-    let Some(list) = m.get("ids") else {
+    let Some(list) = body.ids else {
         return Ok(None);
-    };
-    let Value::Array(list) = list else {
-        return Err(ApiError::bad_request(
-            "invalid value for field 'ids': must be an array of event ids",
-        ));
     };
     if list.is_empty() {
         return Err(ApiError::bad_request(
@@ -104,13 +94,11 @@ fn ids(body: &Value) -> Result<Option<Vec<Uuid>>, ApiError> {
     }
     list.iter()
         .map(|v| {
-            v.as_str()
-                .and_then(|s| Uuid::parse_str(s.trim()).ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "invalid value {v} in field 'ids': not an event id"
-                    ))
-                })
+            Uuid::parse_str(v.trim()).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value {v:?} in field 'ids': not an event id"
+                ))
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -119,9 +107,9 @@ fn ids(body: &Value) -> Result<Option<Vec<Uuid>>, ApiError> {
 async fn replay(
     State(s): State<AppState>,
     SessionCtx(sess): SessionCtx,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<ReplayRequest>,
 ) -> ApiResult<Json<ReplayResponse>> {
-    let ids = ids(&body)?;
+    let ids = ids(body)?;
     let replayed = s.store.replay_dead_letters(sess.id, ids.as_deref()).await?;
     Ok(Json(ReplayResponse { replayed }))
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod wa;
 
 mod auth;
+mod body_bounds;
 mod calls;
 mod chat_actions;
 mod cluster;

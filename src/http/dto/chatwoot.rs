@@ -3,6 +3,7 @@
 //! 0.2.8 spellings `url`, `token`, `account` are accepted beside `baseUrl`, `apiAccessToken`,
 //! `accountId`.
 
+use super::bounded;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -55,6 +56,7 @@ pub struct ChatwootConfigRequest {
     pub sync_days: Option<i64>,
     /// Chat JIDs never mirrored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "bounded::opt_vec::<_, _, { bounded::IDS }>")]
     pub ignore_chats: Option<Vec<String>>,
     /// Create the bot contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -424,17 +426,17 @@ pub struct ChatwootWebhookPayload {
     /// Content attributes (`deleted`, `in_reply_to`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub content_attributes: Option<serde_json::Value>,
+    pub content_attributes: Option<Box<serde_json::value::RawValue>>,
     /// Conversation (with `meta.sender`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub conversation: Option<serde_json::Value>,
+    pub conversation: Option<Box<serde_json::value::RawValue>>,
     /// Sender (agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub sender: Option<serde_json::Value>,
+    pub sender: Option<Box<serde_json::value::RawValue>>,
     /// Attachments (`data_url`, `file_type`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
-    pub attachments: Option<Vec<serde_json::Value>>,
+    pub attachments: Option<Box<serde_json::value::RawValue>>,
 }

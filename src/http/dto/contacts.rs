@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::bounded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,6 +30,7 @@ pub struct ContactListResponse(pub BTreeMap<String, ContactEntry>);
 #[serde(rename_all = "camelCase")]
 pub struct CheckPhonesRequest {
     /// Phone numbers to check.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::LOOKUPS }>")]
     pub phones: Vec<String>,
 }
 
@@ -92,6 +94,7 @@ pub struct PhoneQuery {
 #[serde(rename_all = "camelCase")]
 pub struct ContactInfoRequest {
     /// Phone numbers to look up.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::LOOKUPS }>")]
     pub phones: Vec<String>,
 }
 

@@ -1,5 +1,6 @@
 //! Group shapes (`/:session/group/...`).
 
+use super::bounded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -12,6 +13,7 @@ pub struct CreateGroupRequest {
     /// Group name.
     pub name: String,
     /// Phone numbers of the initial members.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::PARTICIPANTS }>")]
     pub participants: Vec<String>,
 }
 
@@ -132,6 +134,7 @@ pub struct GroupParticipantsRequest {
     /// Group JID or bare group id.
     pub group_id: String,
     /// Phone numbers or JIDs of the participants.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::PARTICIPANTS }>")]
     pub participants: Vec<String>,
 }
 
@@ -222,6 +225,7 @@ pub struct GroupRequestActionRequest {
     /// Group JID or bare group id.
     pub group_id: String,
     /// Phone numbers or JIDs of the requesters.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::PARTICIPANTS }>")]
     pub participants: Vec<String>,
     /// `approve` or `reject`.
     pub action: String,

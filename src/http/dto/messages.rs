@@ -2,6 +2,7 @@
 //!
 //! Every send accepts an optional `quoted` object to reply to a message.
 
+use super::bounded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -157,6 +158,7 @@ pub struct SendPollRequest {
     /// Poll question.
     pub name: String,
     /// Poll options.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub options: Vec<String>,
     /// Max selectable options (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +187,7 @@ pub struct SendButtonsRequest {
     /// Message body.
     pub content_text: String,
     /// Buttons (1 to 3).
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub buttons: Vec<ButtonItem>,
     /// Header text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +221,7 @@ pub struct ListSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Rows of the section.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub rows: Vec<ListRow>,
 }
 
@@ -234,6 +238,7 @@ pub struct SendListRequest {
     /// Label of the button opening the list.
     pub button_text: String,
     /// Sections with rows (at least one).
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub sections: Vec<ListSection>,
     /// Footer text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,7 +257,7 @@ pub struct NativeFlowButton {
     /// Button parameters, depending on the kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub params: Option<serde_json::Value>,
+    pub params: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// Body of `POST /:session/message/send/interactive`.
@@ -270,6 +275,7 @@ pub struct SendInteractiveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub footer: Option<String>,
     /// Native flow buttons (at least one).
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub buttons: Vec<NativeFlowButton>,
     /// Header image as base64 or an http(s) URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +354,7 @@ pub struct SendTemplateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub footer: Option<String>,
     /// Template buttons (at least one).
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub buttons: Vec<TemplateButton>,
     /// Header image as base64 or an http(s) URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -402,6 +409,7 @@ pub struct CarouselCard {
     pub footer: Option<String>,
     /// Card buttons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "bounded::opt_vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub buttons: Option<Vec<NativeFlowButton>>,
 }
 
@@ -421,6 +429,7 @@ pub struct SendCarouselRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub footer: Option<String>,
     /// Cards (at least one).
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub cards: Vec<CarouselCard>,
     /// Message to reply to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -473,6 +482,7 @@ pub struct PollVoteRequest {
     /// Id of the poll message.
     pub poll_message_id: String,
     /// Names of the chosen options.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::MESSAGE_PARTS }>")]
     pub selected_options: Vec<String>,
 }
 

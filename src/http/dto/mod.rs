@@ -3,6 +3,7 @@
 //! Field names follow `api-reference.md`; 0.2.8 spellings are accepted through serde aliases.
 //! No validation happens here. [`schemas`] lists every type for the OpenAPI components.
 
+pub mod bounded;
 pub mod calls;
 pub mod chat;
 pub mod chatwoot;

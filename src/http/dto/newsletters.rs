@@ -2,6 +2,7 @@
 //!
 //! `newsletterJid` (0.2.8 spelling) is accepted beside `newsletterId` everywhere.
 
+use super::bounded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -96,6 +97,7 @@ pub struct NewsletterViewedRequest {
     #[serde(alias = "newsletterJid")]
     pub newsletter_id: String,
     /// Server ids of the viewed messages.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::IDS }>")]
     pub server_ids: Vec<i64>,
 }
 

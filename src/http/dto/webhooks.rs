@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::bounded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,6 +15,7 @@ pub struct WebhookRequest {
     pub url: Option<String>,
     /// Event names to deliver; empty, `*` or `all` = every event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "bounded::opt_vec::<_, _, { bounded::EVENTS }>")]
     pub events: Option<Vec<String>>,
     /// Deliver events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,7 @@ pub struct ReplayRequest {
     pub all: Option<bool>,
     /// Dead-letter ids from `GET /:session/webhook/failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "bounded::opt_vec::<_, _, { bounded::IDS }>")]
     pub ids: Option<Vec<String>>,
 }
 

@@ -254,7 +254,8 @@ fn native_flow(
         let name = required(&format!("{field}[{i}].name"), &b.name)?;
         let params = match &b.params {
             None => "{}".to_string(),
-            Some(p @ serde_json::Value::Object(_)) => p.to_string(),
+            // Kept as the client's text, never as a tree.
+            Some(p) if p.get().starts_with('{') => p.get().to_string(),
             Some(_) => {
                 return Err(ApiError::bad_request(format!(
                     "{field}[{i}].params must be a JSON object"
