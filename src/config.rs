@@ -276,11 +276,10 @@ impl Config {
             c.media_max_bytes = parse_positive("MEDIA_MAX_BYTES", &v)?;
         }
         if let Some(v) = get("MEDIA_ALLOW_PRIVATE_URLS") {
-            c.media_allow_private_urls = match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => return Err(err("MEDIA_ALLOW_PRIVATE_URLS", &v, "must be true or false")),
-            };
+            c.media_allow_private_urls = parse_bool("MEDIA_ALLOW_PRIVATE_URLS", &v)?;
+        }
+        if let Some(v) = get("WEBHOOK_ALLOW_PRIVATE_URLS") {
+            c.webhooks.allow_private_urls = parse_bool("WEBHOOK_ALLOW_PRIVATE_URLS", &v)?;
         }
         if let Some(v) = get("WEBHOOK_WORKERS") {
             c.webhooks.workers = v
@@ -347,6 +346,14 @@ fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {
 fn parse_num<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError> {
     v.parse::<T>()
         .map_err(|_| err(var, v, "must be a whole number in range"))
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(err(var, v, "must be true or false")),
+    }
 }
 
 const HOUR: u64 = 3600;
@@ -522,6 +529,7 @@ mod tests {
             ("ALLOWED_ORIGINS", "example.com"),
             ("MEDIA_MAX_BYTES", "0"),
             ("MEDIA_ALLOW_PRIVATE_URLS", "maybe"),
+            ("WEBHOOK_ALLOW_PRIVATE_URLS", "maybe"),
             ("GLOBAL_API_KEY", "has space"),
         ] {
             let e = cfg(&[(k, v)])

@@ -41,7 +41,7 @@ pub fn parse_every_body(data: &[u8]) {
         let _ = settings::validate(r);
     }
     if let Some(r) = try_parse::<WebhookRequest>(data) {
-        let _ = webhooks::config(r);
+        let _ = webhooks::config(r, false);
     }
 }
 

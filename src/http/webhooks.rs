@@ -10,8 +10,20 @@ use crate::{
         dto::{MessageResponse, WebhookRequest, WebhookResponse},
         extract::{JsonBody, SessionCtx},
     },
+    media::fetch::{is_local_target, is_localhost_name},
     store::{WebhookConfig, WebhookRecord},
 };
+
+/// A host this node must not call for a tenant: `localhost` or a local address literal.
+fn targets_this_host(url: &url::Url) -> bool {
+    use std::net::IpAddr;
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => is_local_target(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_local_target(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => is_localhost_name(name),
+        None => true,
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -20,8 +32,10 @@ pub fn router() -> Router<AppState> {
     )
 }
 
-/// Validates a request into the configuration to store.
-pub fn config(req: WebhookRequest) -> Result<WebhookConfig, ApiError> {
+/// Validates a request into the configuration to store. Unless `allow_private`, a URL whose
+/// host is a loopback, link-local, unspecified or multicast address (or `localhost`) is refused
+/// here; names are resolved, and every address checked, again at each delivery.
+pub fn config(req: WebhookRequest, allow_private: bool) -> Result<WebhookConfig, ApiError> {
     let url = req.url.map(|u| u.trim().to_string()).unwrap_or_default();
     if url.is_empty() {
         return Err(ApiError::bad_request("url is required"));
@@ -37,6 +51,12 @@ pub fn config(req: WebhookRequest) -> Result<WebhookConfig, ApiError> {
     if url.len() > 2048 {
         return Err(ApiError::bad_request(
             "invalid webhook URL: longer than 2048 characters",
+        ));
+    }
+    if !allow_private && targets_this_host(&parsed) {
+        return Err(ApiError::bad_request(
+            "invalid webhook URL: loopback, link-local, unspecified and multicast addresses are \
+             refused (set WEBHOOK_ALLOW_PRIVATE_URLS=true to allow them)",
         ));
     }
     let mut list: Vec<String> = Vec::new();
@@ -96,7 +116,7 @@ async fn upsert(
     SessionCtx(sess): SessionCtx,
     JsonBody(req): JsonBody<WebhookRequest>,
 ) -> ApiResult<Json<WebhookResponse>> {
-    let cfg = config(req)?;
+    let cfg = config(req, s.config.webhooks.allow_private_urls)?;
     Ok(Json(response(s.store.upsert_webhook(sess.id, &cfg).await?)))
 }
 
@@ -105,7 +125,7 @@ async fn replace(
     SessionCtx(sess): SessionCtx,
     JsonBody(req): JsonBody<WebhookRequest>,
 ) -> ApiResult<Json<WebhookResponse>> {
-    let cfg = config(req)?;
+    let cfg = config(req, s.config.webhooks.allow_private_urls)?;
     s.store
         .replace_webhook(sess.id, &cfg)
         .await?

@@ -146,9 +146,44 @@ impl Fetcher {
     }
 }
 
-fn is_localhost_name(host: &str) -> bool {
+/// A name that always means this machine.
+pub fn is_localhost_name(host: &str) -> bool {
     let h = host.trim_end_matches('.').to_ascii_lowercase();
     h == "localhost" || h.ends_with(".localhost") || h == "ip6-localhost" || h == "ip6-loopback"
+}
+
+/// An address that reaches this machine or its link rather than a network service: loopback,
+/// link-local (the cloud metadata address 169.254.169.254 among them), unspecified (and the
+/// rest of 0.0.0.0/8), broadcast or multicast; IPv4-mapped and IPv4-compatible IPv6 addresses
+/// are read as the IPv4 address they carry. Webhooks refuse these by default; private networks
+/// stay allowed (a Kubernetes service, a compose neighbour).
+pub fn is_local_target(ip: IpAddr) -> bool {
+    let local_v4 = |v4: Ipv4Addr| {
+        v4.is_loopback()
+            || v4.is_link_local()
+            || v4.is_unspecified()
+            || v4.octets()[0] == 0
+            || v4.is_broadcast()
+            || v4.is_multicast()
+    };
+    match ip {
+        IpAddr::V4(v4) => local_v4(v4),
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            let compatible =
+                v6.segments()[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
+            match v6.to_ipv4_mapped() {
+                Some(v4) => local_v4(v4),
+                None if compatible => local_v4(Ipv4Addr::from_bits(v6.to_bits() as u32)),
+                None => {
+                    v6.is_loopback()
+                        || v6.is_unspecified()
+                        || v6.is_multicast()
+                        || (first & 0xffc0) == 0xfe80
+                }
+            }
+        }
+    }
 }
 
 /// An address on the public internet: not loopback, private, link-local, shared (CGNAT),
@@ -189,6 +224,45 @@ fn public_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_targets_in_every_form() {
+        for ip in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::ffff:0.0.0.0",
+        ] {
+            assert!(is_local_target(ip.parse().unwrap()), "{ip} is local");
+        }
+        for ip in [
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "8.8.8.8",
+            "fd00::1",
+            "2001:db8::1",
+            "2606:4700::1111",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(
+                !is_local_target(ip.parse().unwrap()),
+                "{ip} may be a webhook"
+            );
+        }
+    }
 
     #[test]
     fn private_and_public_addresses() {

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use http::Method;
 use url::Url;
 
-use crate::media::web::{self, Exchange};
+use crate::media::{
+    fetch::is_local_target,
+    web::{self, Exchange},
+};
 
 /// What the receiver answered, or why there was no answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,14 +60,36 @@ const IDLE_FOR: Duration = Duration::from_secs(30);
 /// Idle connections kept per receiver (origin).
 const IDLE_PER_ORIGIN: usize = 32;
 
+/// What a delivery that got no answer records: the same for a refused, reset or filtered port,
+/// a TLS or HTTP failure and a timeout, so `webhook/failed` is no port scanner. The detail goes
+/// to the node's log (debug).
+pub const NO_ANSWER: &str = "no HTTP answer";
+
+/// Why a delivery to a local address was not attempted.
+pub const LOCAL_TARGET: &str = "refused: the URL resolves to a loopback, link-local, \
+     unspecified or multicast address (WEBHOOK_ALLOW_PRIVATE_URLS=true allows it)";
+
 /// Keep-alive connections to the receivers, by origin (`scheme://host:port`): a busy outbox
 /// does not open (and leave in TIME_WAIT) one TCP connection per event.
+///
+/// Unless `allow_private`, every address a name resolves to is checked before connecting, and
+/// only checked addresses are connected to: a name that resolves to a public address at
+/// configuration time and to 127.0.0.1 later (DNS rebinding) is refused then. Redirects are not
+/// followed (a 3xx is a dead letter).
 #[derive(Default)]
 pub struct Client {
     idle: Mutex<HashMap<String, Vec<(web::Sender, Instant)>>>,
+    allow_private: bool,
 }
 
 impl Client {
+    pub fn new(allow_private: bool) -> Client {
+        Client {
+            idle: Mutex::default(),
+            allow_private,
+        }
+    }
+
     /// POSTs `body` to `url`, within `timeout` (resolution, connection and response together).
     /// A kept connection that turns out closed is replaced by a new one once.
     pub async fn post(
@@ -77,7 +102,7 @@ impl Client {
         let url = match Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
             Ok(u) => return Attempt::BadUrl(format!("unsupported scheme {}", u.scheme())),
-            Err(e) => return Attempt::BadUrl(format!("invalid URL: {e}")),
+            Err(_) => return Attempt::BadUrl("invalid URL".into()),
         };
         let origin = url.origin().ascii_serialization();
         let req = Exchange {
@@ -95,6 +120,9 @@ impl Client {
                 return Ok(r);
             }
             let addrs = web::resolve(&url).await?;
+            if !self.allow_private && addrs.iter().any(|a| is_local_target(a.ip())) {
+                return Err(web::WebError::Url(LOCAL_TARGET.into()));
+            }
             let mut last = None;
             for addr in addrs {
                 let mut sender = match web::connect(addr, &url).await {
@@ -112,9 +140,15 @@ impl Client {
             Err(last.unwrap_or_else(|| web::WebError::Url("no address".into())))
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => Attempt::Failed(format!("timed out after {}s", timeout.as_secs_f64())),
+            Err(_) => {
+                tracing::debug!(%url, ?timeout, "webhook delivery timed out");
+                Attempt::Failed(NO_ANSWER.into())
+            }
             Ok(Err(web::WebError::Url(e))) => Attempt::BadUrl(e),
-            Ok(Err(e)) => Attempt::Failed(e.to_string()),
+            Ok(Err(e)) => {
+                tracing::debug!(%url, error = %e, "webhook delivery got no answer");
+                Attempt::Failed(NO_ANSWER.into())
+            }
             Ok(Ok(r)) => Attempt::Answered {
                 status: r.status,
                 retry_after: super::retry::parse_retry_after(

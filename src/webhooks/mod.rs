@@ -30,6 +30,9 @@ pub struct WebhookSettings {
     pub poll_interval: Duration,
     /// Events a worker takes from a session's queue per claim.
     pub batch: i64,
+    /// Lets webhooks reach loopback, link-local, unspecified and multicast addresses
+    /// (`WEBHOOK_ALLOW_PRIVATE_URLS`): a receiver on the same host, tests.
+    pub allow_private_urls: bool,
 }
 
 impl Default for WebhookSettings {
@@ -43,6 +46,7 @@ impl Default for WebhookSettings {
             retention: Duration::from_secs(24 * 3600),
             poll_interval: Duration::from_millis(200),
             batch: 100,
+            allow_private_urls: false,
         }
     }
 }

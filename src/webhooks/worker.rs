@@ -103,8 +103,8 @@ impl Dispatcher {
         Arc::new(Dispatcher {
             wake: store.outbox_signal(),
             store,
+            client: deliver::Client::new(settings.allow_private_urls),
             settings,
-            client: deliver::Client::default(),
             metrics,
         })
     }
@@ -290,7 +290,8 @@ impl Dispatcher {
             } => (
                 Some(i32::from(status)),
                 retry::classify(status, retry_after),
-                format!("HTTP {status}"),
+                // The class only: what a private service answers is not the tenant's to read.
+                format!("HTTP {}xx", status / 100),
             ),
             Attempt::Failed(e) => (None, Verdict::Retry(None), e),
             Attempt::BadUrl(e) => (None, Verdict::Dead, e),

@@ -265,6 +265,8 @@ pub fn base_config(data_dir: &std::path::Path) -> Config {
         // themselves (`webhook_delivery.rs`) or drive `Dispatcher::run_once`.
         webhooks: onwapp::webhooks::WebhookSettings {
             workers: 0,
+            // Test receivers listen on loopback.
+            allow_private_urls: true,
             ..Default::default()
         },
         ..Config::default()

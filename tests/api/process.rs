@@ -47,6 +47,8 @@ impl ServerProcess {
             .env("DATA_DIR", dir)
             .env("GLOBAL_API_KEY", GLOBAL_KEY)
             .env("LOG_LEVEL", "warn")
+            // Test receivers listen on loopback.
+            .env("WEBHOOK_ALLOW_PRIVATE_URLS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in envs {

@@ -96,6 +96,8 @@ fn fast(workers: usize) -> WebhookSettings {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_secs(2),
         poll_interval: Duration::from_millis(20),
+        // The receivers here listen on loopback.
+        allow_private_urls: true,
         ..WebhookSettings::default()
     }
 }
@@ -526,6 +528,10 @@ async fn dead_letters_over_http(db: Db) {
     let first = &page["events"][0];
     assert_eq!(first["event"], "message.received");
     assert_eq!(first["lastStatus"], 410);
+    assert_eq!(
+        first["lastError"], "HTTP 4xx",
+        "the status class, nothing more"
+    );
     assert_eq!(first["attempts"], 1);
     assert_eq!(first["payload"]["n"], 0);
     assert!(first["failedAt"].is_string() && first["createdAt"].is_string());
@@ -646,4 +652,132 @@ async fn wamock_text_reaches_the_webhook_sqlite() {
 #[tokio::test]
 async fn wamock_text_reaches_the_webhook_postgres() {
     a_users_text_arrives_at_the_webhook(Db::Postgres).await;
+}
+
+/// Webhooks cannot reach into the node (issue 17). By default a loopback, link-local,
+/// unspecified or multicast target is refused when configured (400 naming
+/// `WEBHOOK_ALLOW_PRIVATE_URLS`) and again at delivery, against the resolved address (a row
+/// stored before, or a name that resolves there later): nothing connects, the event is a dead
+/// letter saying why. Private networks stay allowed. A delivery with no answer records the same
+/// words whatever the port did, so `webhook/failed` is no port scanner.
+async fn local_targets_are_refused(db: Db) {
+    let Some(app) = spawn_with(db, |c| {
+        c.webhooks = WebhookSettings {
+            allow_private_urls: false,
+            ..fast(0)
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    app.create_session("ssrf").await;
+    for url in [
+        "http://127.0.0.1:3000/hook",
+        "http://127.1.2.3/",
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://localhost:8080/",
+        "http://LOCALHOST./",
+        "http://api.localhost/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0:3000/",
+        "http://[::]/",
+        "http://224.0.0.1/",
+        "http://255.255.255.255/",
+    ] {
+        let (code, err) = TestApp::call(app.post("/ssrf/webhook").json(&json!({"url": url}))).await;
+        assert_eq!(code, 400, "{url}: {err}");
+        let msg = err["error"].as_str().unwrap_or_default();
+        assert!(msg.contains("WEBHOOK_ALLOW_PRIVATE_URLS"), "{url}: {msg}");
+    }
+    for url in [
+        "http://10.0.0.7:8080/hook",
+        "http://192.168.1.20/hook",
+        "http://onwapp-receiver.default.svc.cluster.local/hook",
+        "https://example.com/hook",
+    ] {
+        let (code, body) =
+            TestApp::call(app.post("/ssrf/webhook").json(&json!({"url": url}))).await;
+        assert_eq!(code, 200, "{url} is allowed: {body}");
+    }
+
+    // A loopback receiver behind a row the configuration check never saw.
+    let (rx, addr) = Receiver::start(Plan::default()).await;
+    let s = session(&app, "rebound", &format!("http://{addr}/hook"), &[], None).await;
+    append(&app, s, "message.received", 1).await;
+    let d = Dispatcher::new(
+        app.store(),
+        WebhookSettings {
+            allow_private_urls: false,
+            ..fast(0)
+        },
+    );
+    drain(&d, &*app.store(), 50).await;
+    assert!(rx.got().is_empty(), "nothing reached the loopback receiver");
+    let (code, page) = TestApp::call(app.get("/rebound/webhook/failed")).await;
+    assert_eq!((code, page["total"].clone()), (200, json!(1)), "{page}");
+    let dead = &page["events"][0];
+    assert_eq!(dead["attempts"], 1, "refused, not retried: {dead}");
+    assert!(dead["lastStatus"].is_null());
+    let why = dead["lastError"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("loopback")
+            && why.contains("WEBHOOK_ALLOW_PRIVATE_URLS")
+            && !why.contains(&addr.port().to_string()),
+        "{why}"
+    );
+
+    // No answer from a closed port and from a port that never answers: the same words.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let quick = WebhookSettings {
+        allow_private_urls: true,
+        max_attempts: 1,
+        timeout: Duration::from_millis(300),
+        ..fast(0)
+    };
+    let a = session(&app, "closed", &format!("http://{closed}/hook"), &[], None).await;
+    let b = session(
+        &app,
+        "silent",
+        &format!("http://{silent_addr}/hook"),
+        &[],
+        None,
+    )
+    .await;
+    append(&app, a, "message.received", 1).await;
+    append(&app, b, "message.received", 1).await;
+    drain(&Dispatcher::new(app.store(), quick), &*app.store(), 50).await;
+    drop(silent);
+    let mut errors = Vec::new();
+    for name in ["closed", "silent"] {
+        let (_, page) = TestApp::call(app.get(&format!("/{name}/webhook/failed"))).await;
+        errors.push(page["events"][0]["lastError"].clone());
+    }
+    assert_eq!(errors[0], errors[1], "{errors:?}");
+    let text = errors[0].as_str().unwrap_or_default();
+    assert!(text.starts_with("no HTTP answer"), "{text}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("refused"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn local_targets_are_refused_sqlite() {
+    local_targets_are_refused(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn local_targets_are_refused_postgres() {
+    local_targets_are_refused(Db::Postgres).await;
 }
