@@ -5,6 +5,7 @@
 
 mod attempts;
 mod keys;
+mod misses;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub use attempts::FailedAttempts;
 pub use keys::{
     GLOBAL_KEY_FILE, ensure_global_key, generate_key, hash_key, kept_global_key, keys_file_hint,
 };
+pub use misses::RecentMisses;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,11 +70,21 @@ impl From<AuthError> for ApiError {
 pub struct Authenticator {
     global_key: String,
     store: Arc<dyn Store>,
+    misses: RecentMisses,
 }
 
 impl Authenticator {
     pub fn new(global_key: String, store: Arc<dyn Store>) -> Self {
-        Authenticator { global_key, store }
+        Authenticator {
+            global_key,
+            store,
+            misses: RecentMisses::default(),
+        }
+    }
+
+    /// A session was just given the key with this hash: it must not be refused from memory.
+    pub fn key_created(&self, hash: &str) {
+        self.misses.remove(hash);
     }
 
     /// Resolves the `Authorization` header (a raw key; a `Bearer ` prefix is tolerated).
@@ -86,7 +98,12 @@ impl Authenticator {
         if bool::from(key.as_bytes().ct_eq(self.global_key.as_bytes())) {
             return Ok(Principal::Global);
         }
-        let Some(rec) = self.store.session_by_key_hash(&hash_key(key)).await? else {
+        let hash = hash_key(key);
+        if self.misses.contains(&hash) {
+            return Err(AuthError::Invalid);
+        }
+        let Some(rec) = self.store.session_by_key_hash(&hash).await? else {
+            self.misses.insert(hash);
             return Err(AuthError::Invalid);
         };
         if bool::from(key.as_bytes().ct_eq(rec.api_key.as_bytes())) {

@@ -120,14 +120,16 @@ async fn create(
     if s.store.get_session(&name).await?.is_some() {
         return Err(ApiError::Conflict(format!("session {name} already exists")));
     }
+    let api_key_hash = hash_key(&api_key);
     let rec = s
         .store
         .create_session(NewSession {
-            api_key_hash: hash_key(&api_key),
+            api_key_hash: api_key_hash.clone(),
             api_key,
             name,
         })
         .await?;
+    s.auth.key_created(&api_key_hash);
     tracing::info!(session = %rec.name, "session created");
     Ok((StatusCode::CREATED, Json(session_response(&s, rec))))
 }

@@ -132,8 +132,35 @@ async fn open_routes_need_no_key(app: TestApp) {
     }
 }
 
+/// A refused key is answered from memory for a moment (no database lookup per retry), and a
+/// session created with it makes it valid at once.
+async fn a_refused_key_works_as_soon_as_its_session_exists(app: TestApp) {
+    let key = "a-key-tried-before-its-session-0001";
+    let call = || async {
+        app.client
+            .get(app.url("/later/status"))
+            .header("Authorization", key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    for _ in 0..3 {
+        assert_eq!(call().await, 401);
+    }
+    let r = app
+        .post("/sessions")
+        .json(&json!({"session": "later", "apiKey": key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(call().await, 200);
+}
+
 crate::on_both_databases!(
     missing_and_wrong_keys_are_401,
+    a_refused_key_works_as_soon_as_its_session_exists,
     session_keys_reach_only_their_session,
     open_routes_need_no_key,
 );
