@@ -1,5 +1,6 @@
 //! Builds the application state and the router: the one place that wires parts together.
 
+use anyhow::Context;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
@@ -178,6 +179,22 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let deadline = self.state.config.shutdown_timeout;
+        if let Some(addr) = self.state.config.metrics_addr {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("METRICS_ADDR={addr}: cannot listen"))?;
+            let metrics = crate::http::metrics_router(self.state.clone());
+            let stop = self.cancel.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(l, metrics)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+            tracing::info!(%addr, "metrics on their own listener");
+        }
         let router = app(self.state.clone());
         let stop = self.cancel.clone();
         let graceful = async move {

@@ -2,7 +2,11 @@
 //!
 //! Every variable is validated at start-up; a bad value stops the process with one line naming it.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use ipnet::IpNet;
 
@@ -68,6 +72,10 @@ pub struct Config {
     pub cluster: crate::shards::settings::ClusterSettings,
     /// Traces over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`); `None`: no traces exported.
     pub otel: Option<crate::observability::otel::OtelSettings>,
+    /// `METRICS_ADDR`: `/metrics` is served on this address alone (not on `PORT`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -95,6 +103,11 @@ impl std::fmt::Debug for Config {
             .field("webhooks", &self.webhooks)
             .field("cluster", &self.cluster)
             .field("otel", &self.otel)
+            .field("metrics_addr", &self.metrics_addr)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -129,6 +142,8 @@ impl Default for Config {
             webhooks: crate::webhooks::WebhookSettings::default(),
             cluster: Default::default(),
             otel: None,
+            metrics_addr: None,
+            metrics_token: None,
         }
     }
 }
@@ -313,6 +328,25 @@ impl Config {
             c.database_kind() == "postgres",
         )?;
         c.otel = crate::observability::otel::settings_from(&get)?;
+        if let Some(v) = get("METRICS_ADDR") {
+            c.metrics_addr = Some(v.parse().map_err(|_| {
+                err(
+                    "METRICS_ADDR",
+                    &v,
+                    "must be an address and port, e.g. 0.0.0.0:9090",
+                )
+            })?);
+        }
+        if let Some(v) = get("METRICS_TOKEN") {
+            if v.len() < 16 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(
+                    "METRICS_TOKEN",
+                    "<hidden>",
+                    "must be at least 16 printable characters without spaces",
+                ));
+            }
+            c.metrics_token = Some(v);
+        }
         Ok(c)
     }
 
@@ -530,6 +564,8 @@ mod tests {
             ("MEDIA_MAX_BYTES", "0"),
             ("MEDIA_ALLOW_PRIVATE_URLS", "maybe"),
             ("WEBHOOK_ALLOW_PRIVATE_URLS", "maybe"),
+            ("METRICS_ADDR", "9090"),
+            ("METRICS_TOKEN", "short"),
             ("GLOBAL_API_KEY", "has space"),
         ] {
             let e = cfg(&[(k, v)])

@@ -80,10 +80,12 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router());
 
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .merge(authenticated)
-        .merge(open)
-        .route("/metrics", get(metrics))
+    let mut routes = Router::new().merge(authenticated).merge(open);
+    // With METRICS_ADDR, `/metrics` lives on its own listener only (`metrics_router`).
+    if state.config.metrics_addr.is_none() {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    routes
         .route_layer(from_fn_with_state(state.clone(), middleware::route))
         // Node to node: the cluster secret instead of API keys, never rate-limited.
         .merge(cluster::internal_router())
@@ -147,7 +149,30 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+/// `/metrics` alone, for the `METRICS_ADDR` listener.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>, headers: header::HeaderMap) -> Response {
+    if let Some(token) = &s.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            token.as_bytes(),
+        )) {
+            return ApiError::Unauthorized("metrics token required (Authorization: Bearer)")
+                .into_response();
+        }
+    }
     s.metrics.observe(s.shards.node(), &s.engine.state_counts());
     // `onwapp_database_up` is fresh at every scrape, not only when `/health` is asked.
     s.health.database_up(&*s.store).await;
@@ -159,4 +184,5 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
+        .into_response()
 }

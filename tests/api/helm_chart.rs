@@ -174,6 +174,28 @@ fn the_chart_renders_valid_objects_with_default_and_production_values() {
     let monitor = find(&objs, "ServiceMonitor", "gw-onwapp");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    assert!(monitor["spec"]["endpoints"][0]["authorization"].is_null());
+    // A metrics token from a Secret: the node requires it, the monitor sends it.
+    let mut with_token = production_values("postgres://u:p@db:5432/onwapp", 3000);
+    with_token.push("metrics.tokenSecret.name=scrape".into());
+    let yaml = render(&helm, "gw", "prod", &with_token);
+    validate(&kv, &yaml);
+    let objs_t = objects(&yaml);
+    let c = container(find(&objs_t, "StatefulSet", "gw-onwapp"));
+    let token_env = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "METRICS_TOKEN")
+        .expect("METRICS_TOKEN");
+    assert_eq!(
+        token_env["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "scrape", "key": "metrics-token"})
+    );
+    let auth =
+        &find(&objs_t, "ServiceMonitor", "gw-onwapp")["spec"]["endpoints"][0]["authorization"];
+    assert_eq!(auth["type"], "Bearer");
+    assert_eq!(auth["credentials"]["name"], "scrape");
     let wanted = monitor["spec"]["selector"]["matchLabels"]
         .as_object()
         .unwrap();

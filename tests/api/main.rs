@@ -31,6 +31,7 @@ mod helm_chart;
 mod inbound_crash;
 mod incoming_events;
 mod media;
+mod metrics_guard;
 mod newsletters;
 mod observability;
 mod openapi;
