@@ -196,23 +196,58 @@ impl App {
             tracing::info!(%addr, "metrics on their own listener");
         }
         let router = app(self.state.clone());
-        let stop = self.cancel.clone();
-        let graceful = async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            stop.cancel();
-        };
+        // Both listeners (plain and, with TLS between nodes, TLS) stop taking requests once
+        // `shutdown` resolves.
+        let serving = CancellationToken::new();
+        {
+            let (stop, serving) = (self.cancel.clone(), serving.clone());
+            tokio::spawn(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                stop.cancel();
+                serving.cancel();
+            });
+        }
         // Small answers go out at once (no Nagle delay behind an unacknowledged segment).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut TcpStream| {
+        let nodelay = |tcp: &mut TcpStream| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY");
             }
-        });
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
+        };
+        let tls = self.state.shards.tls().cloned();
+        let server = async move {
+            match tls {
+                None => {
+                    let listener = axum::serve::ListenerExt::tap_io(listener, nodelay);
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(serving.cancelled_owned())
+                    .await
+                }
+                Some(tls) => {
+                    let (plain, secure) = crate::shards::tls_listen::split(listener, tls.acceptor)?;
+                    let plain = axum::serve(
+                        axum::serve::ListenerExt::tap_io(plain, |_: &mut TcpStream| {}),
+                        router
+                            .clone()
+                            .into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(serving.clone().cancelled_owned());
+                    // What comes over TLS is marked so, for the member checks.
+                    let secure = axum::serve(
+                        axum::serve::ListenerExt::tap_io(secure, |_: &mut _| {}),
+                        router
+                            .layer(axum::Extension(crate::shards::tls::ViaTls))
+                            .into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(serving.cancelled_owned());
+                    let (a, b) = tokio::join!(plain, secure);
+                    a.and(b)
+                }
+            }
+        };
         let drained = self.cancel.clone();
         tokio::select! {
             r = server => r?,

@@ -47,6 +47,9 @@ pub struct ClusterConfig {
     /// leads and the map's next epoch is not above it, it raises it first: a map rebuilt from
     /// nothing (wiped data directories) would otherwise hand out epochs every fence refuses.
     pub epoch_floor: u64,
+    /// The client of the `/cluster/*` calls when the application brings its own (TLS between
+    /// nodes); `None`: plain HTTP through reqwest.
+    pub transport: Option<crate::network::SharedTransport>,
 }
 
 impl ClusterConfig {
@@ -80,6 +83,7 @@ impl ClusterConfig {
             snapshot_every: 1000,
             placement_enabled: true,
             epoch_floor: 0,
+            transport: None,
         }
     }
 

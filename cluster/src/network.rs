@@ -1,6 +1,6 @@
 //! Raft network over HTTP (client side): JSON posts to `{api_addr}/cluster/raft/*`.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -17,10 +17,49 @@ use crate::error::ClusterError;
 use crate::rpc::RpcKind;
 use crate::types::{ClusterNode, NodeId, TypeConfig};
 
-/// A small HTTP client for cluster endpoints (plain http, bearer secret).
+/// Why a [`Transport`] call has no answer.
+#[derive(Debug)]
+pub enum TransportFailure {
+    /// Could not connect at all (nothing was sent).
+    Unreachable(String),
+    /// Anything else on the way (timeout, a broken connection).
+    Failed(String),
+}
+
+/// What a [`Transport`] call yields: the answer's status and body.
+pub type TransportFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(u16, Vec<u8>), TransportFailure>> + Send + 'a>>;
+
+/// A client the application brings for the `/cluster/*` calls, e.g. one that speaks TLS to
+/// `https://` members with the cluster's CA. The Raft pieces stay free of TLS configuration.
+pub trait Transport: Send + Sync + 'static {
+    /// POSTs `body` (JSON) to `url` with `Authorization: Bearer <secret>` within `timeout`;
+    /// the answer's status and body.
+    fn post<'a>(
+        &'a self,
+        url: &'a str,
+        secret: &'a str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> TransportFuture<'a>;
+}
+
+/// A [`Transport`] in a [`crate::ClusterConfig`].
+#[derive(Clone)]
+pub struct SharedTransport(pub Arc<dyn Transport>);
+
+impl std::fmt::Debug for SharedTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+/// A small HTTP client for cluster endpoints (bearer secret): plain http through reqwest, or
+/// the application's [`Transport`].
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    transport: Option<SharedTransport>,
     secret: std::sync::Arc<str>,
 }
 
@@ -30,7 +69,7 @@ struct TransportError(String);
 
 enum CallError {
     /// Could not connect at all.
-    Unreachable(reqwest::Error),
+    Unreachable(String),
     /// Anything else on the way (timeout, bad status, bad body).
     Network(TransportError),
 }
@@ -45,7 +84,7 @@ impl From<CallError> for ClusterError {
 }
 
 impl HttpClient {
-    pub fn new(secret: &str) -> Result<Self, ClusterError> {
+    pub fn new(secret: &str, transport: Option<SharedTransport>) -> Result<Self, ClusterError> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -54,6 +93,7 @@ impl HttpClient {
             .map_err(|e| ClusterError::Config(format!("http client: {e}")))?;
         Ok(HttpClient {
             client,
+            transport,
             secret: secret.into(),
         })
     }
@@ -66,6 +106,25 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         let url = format!("{}{}", addr.trim_end_matches('/'), kind.path());
+        if let Some(SharedTransport(t)) = &self.transport {
+            let body = serde_json::to_vec(req)
+                .map_err(|e| CallError::Network(TransportError(e.to_string())))?;
+            let (status, body) = t
+                .post(&url, &self.secret, body, timeout)
+                .await
+                .map_err(|e| match e {
+                    TransportFailure::Unreachable(e) => CallError::Unreachable(e),
+                    TransportFailure::Failed(e) => CallError::Network(TransportError(e)),
+                })?;
+            if status != 200 {
+                let body = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+                return Err(CallError::Network(TransportError(format!(
+                    "HTTP {status}: {body}"
+                ))));
+            }
+            return serde_json::from_slice(&body)
+                .map_err(|e| CallError::Network(TransportError(e.to_string())));
+        }
         let res = self
             .client
             .post(url)
@@ -76,7 +135,7 @@ impl HttpClient {
             .await
             .map_err(|e| {
                 if e.is_connect() {
-                    CallError::Unreachable(e)
+                    CallError::Unreachable(e.to_string())
                 } else {
                     CallError::Network(TransportError(e.to_string()))
                 }
@@ -153,7 +212,9 @@ impl HttpConnection {
             .call_raw(&self.addr, kind, req, option.hard_ttl())
             .await
             .map_err(|e| match e {
-                CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+                CallError::Unreachable(e) => {
+                    RPCError::Unreachable(Unreachable::new(&TransportError(e)))
+                }
                 CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
             })?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -87,7 +87,7 @@ impl Node {
             .map_err(|e| ClusterError::Storage(e.to_string()))?;
         let db_weak = Arc::downgrade(&db);
         let log = LogStore::new(db);
-        let client = HttpClient::new(&config.secret)?;
+        let client = HttpClient::new(&config.secret, config.transport.clone())?;
         let raft_config = Arc::new(config.raft_config()?);
         let raft = Raft::new(id, raft_config, HttpNetwork::new(client.clone()), log, sm)
             .await

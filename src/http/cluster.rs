@@ -71,6 +71,9 @@ async fn rpc(State(s): State<AppState>, req: Request) -> Response {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if !s.shards.over_member_channel(req.extensions()) {
+        return ApiError::Unauthorized("cluster calls go over TLS (https://)").into_response();
+    }
     if !node.verify_secret(auth) {
         if let Some(ip) = peer {
             s.cluster_auth_failures.failed(ip);

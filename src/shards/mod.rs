@@ -7,6 +7,8 @@ pub mod driver;
 pub mod forward;
 pub mod peer;
 pub mod settings;
+pub mod tls;
+pub mod tls_listen;
 
 use std::{sync::Arc, time::Duration};
 
@@ -52,6 +54,8 @@ pub struct Shards {
     /// This node's id as forwarded requests carry it ([`FORWARDED_BY`]).
     node_id_header: HeaderValue,
     peers: peer::Peers,
+    /// TLS between nodes, when the member URLs are `https://`.
+    tls: Option<tls::ClusterTls>,
     /// Forwarding and ownership counters (`onwapp_cluster_*`).
     metrics: Arc<Metrics>,
 }
@@ -76,7 +80,23 @@ impl Shards {
             .advertise_url
             .clone()
             .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.port));
+        let tls = s
+            .tls
+            .as_ref()
+            .map(tls::load)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let peers = match &tls {
+            Some(t) => peer::Peers::with_tls(t.connector.clone()),
+            None => peer::Peers::default(),
+        };
         let mut cc = ClusterConfig::new(s.node_id, addr, &config.data_dir, secret.clone());
+        if tls.is_some() {
+            // Raft goes through the same TLS client as forwarded requests.
+            cc.transport = Some(onwapp_cluster::network::SharedTransport(Arc::new(
+                peers.clone(),
+            )));
+        }
         cc.peers = s.peers.clone();
         cc.voters = s.voters;
         cc.lease_renew = s.lease_renew;
@@ -102,7 +122,8 @@ impl Shards {
                 .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET: must be printable ASCII"))?,
             node_id: s.node_id,
             node_id_header: HeaderValue::from(s.node_id),
-            peers: peer::Peers::default(),
+            peers,
+            tls,
             metrics,
         };
         if !s.clustered() {
@@ -180,11 +201,22 @@ impl Shards {
     }
 
     /// Whether `headers` carry a valid member's proof (`X-Onwapp-Cluster-Auth`).
-    pub fn is_member_request(&self, headers: &HeaderMap) -> bool {
+    pub fn is_member_request(&self, headers: &HeaderMap, extensions: &http::Extensions) -> bool {
         headers.contains_key(FORWARDED_BY)
+            && self.over_member_channel(extensions)
             && self
                 .node
                 .verify_secret(headers.get(CLUSTER_AUTH).and_then(|v| v.to_str().ok()))
+    }
+
+    /// With TLS between nodes, a member's request counts only when it came over TLS.
+    pub fn over_member_channel(&self, extensions: &http::Extensions) -> bool {
+        self.tls.is_none() || extensions.get::<tls::ViaTls>().is_some()
+    }
+
+    /// TLS between nodes, when configured.
+    pub fn tls(&self) -> Option<&tls::ClusterTls> {
+        self.tls.as_ref()
     }
 
     /// `Bearer <secret>`, as forwarded requests carry it.

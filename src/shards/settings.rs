@@ -1,6 +1,7 @@
 //! The cluster's variables: `NODE_ID` (or `NODE_ID_FROM_HOSTNAME`), `NODE_ADVERTISE_URL`,
 //! `CLUSTER_PEERS`, `CLUSTER_SECRET`, `CLUSTER_VOTERS`, `CLUSTER_LEASE_RENEW_MS`,
-//! `CLUSTER_LEASE_TTL_MS`. With none of them set the node is a one-voter cluster of itself (the
+//! `CLUSTER_LEASE_TTL_MS`, and for TLS between nodes `CLUSTER_TLS_CERT`, `CLUSTER_TLS_KEY`,
+//! `CLUSTER_TLS_CA`, `CLUSTER_TLS_CLIENT_AUTH` (see `tls.rs`). With none of them set the node is a one-voter cluster of itself (the
 //! default single-node mode).
 //!
 //! In a Kubernetes StatefulSet every pod has the same environment; `NODE_ID_FROM_HOSTNAME=true`
@@ -27,6 +28,22 @@ pub struct ClusterSettings {
     pub voters: usize,
     pub lease_renew: Duration,
     pub lease_ttl: Duration,
+    /// TLS between nodes (`https://` member URLs).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of TLS between nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsFiles {
+    /// This node's certificate chain (`CLUSTER_TLS_CERT`), presented to members that connect
+    /// and, with client authentication, to the members it connects to.
+    pub cert: Option<std::path::PathBuf>,
+    /// Its private key (`CLUSTER_TLS_KEY`).
+    pub key: Option<std::path::PathBuf>,
+    /// The CA certificates members' certificates are checked against (`CLUSTER_TLS_CA`).
+    pub ca: std::path::PathBuf,
+    /// Members must present a certificate signed by the CA (`CLUSTER_TLS_CLIENT_AUTH`).
+    pub client_auth: bool,
 }
 
 impl Default for ClusterSettings {
@@ -39,6 +56,7 @@ impl Default for ClusterSettings {
             voters: 3,
             lease_renew: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(7),
+            tls: None,
         }
     }
 }
@@ -53,6 +71,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("voters", &self.voters)
             .field("lease_renew", &self.lease_renew)
             .field("lease_ttl", &self.lease_ttl)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -83,15 +102,89 @@ fn at_most(var: &'static str, v: &str, max: u64) -> Result<u64, ConfigError> {
 
 fn http_url(var: &'static str, v: &str) -> Result<String, ConfigError> {
     match url::Url::parse(v) {
-        Ok(u) if u.scheme() == "http" && u.host().is_some() => {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             Ok(v.trim_end_matches('/').to_string())
         }
         _ => Err(err(
             var,
             &crate::config::redact_url(v),
-            "must be an http:// URL with a host",
+            "must be an http:// or https:// URL with a host",
         )),
     }
+}
+
+/// The TLS variables, checked against the member URLs: every URL has the same scheme (the
+/// secret never goes out in the clear to one member and encrypted to another), `https://`
+/// needs the CA, an `https://` advertise URL this node's certificate and key.
+fn tls_files(
+    get: &dyn Fn(&str) -> Option<String>,
+    s: &ClusterSettings,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |k: &'static str| -> Result<Option<std::path::PathBuf>, ConfigError> {
+        match get(k) {
+            None => Ok(None),
+            Some(v) if std::path::Path::new(&v).is_file() => Ok(Some(v.into())),
+            Some(v) => Err(err(k, &v, "must name a readable PEM file")),
+        }
+    };
+    let (cert, key, ca) = (
+        path("CLUSTER_TLS_CERT")?,
+        path("CLUSTER_TLS_KEY")?,
+        path("CLUSTER_TLS_CA")?,
+    );
+    let client_auth = match get("CLUSTER_TLS_CLIENT_AUTH").as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(v) => return Err(err("CLUSTER_TLS_CLIENT_AUTH", v, "must be true or false")),
+    };
+    let urls: Vec<&str> = s
+        .advertise_url
+        .iter()
+        .map(String::as_str)
+        .chain(s.peers.iter().map(|(_, u)| u.as_str()))
+        .collect();
+    let https = urls.iter().filter(|u| u.starts_with("https://")).count();
+    if https > 0 && https < urls.len() {
+        return Err(err(
+            "CLUSTER_PEERS",
+            &v_or(get, "CLUSTER_PEERS"),
+            "NODE_ADVERTISE_URL and every member URL must all be http:// or all https://",
+        ));
+    }
+    if https == 0 {
+        if cert.is_some() || key.is_some() || ca.is_some() || client_auth {
+            return Err(err(
+                "CLUSTER_TLS_CA",
+                &v_or(get, "CLUSTER_TLS_CA"),
+                "TLS between nodes needs https:// in NODE_ADVERTISE_URL and CLUSTER_PEERS",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(ca) = ca else {
+        return Err(err(
+            "CLUSTER_TLS_CA",
+            "",
+            "is required with https:// member URLs (the CA members' certificates are checked against)",
+        ));
+    };
+    if cert.is_none() || key.is_none() {
+        return Err(err(
+            if cert.is_none() {
+                "CLUSTER_TLS_CERT"
+            } else {
+                "CLUSTER_TLS_KEY"
+            },
+            "",
+            "is required with an https:// NODE_ADVERTISE_URL (this node's certificate and key)",
+        ));
+    }
+    Ok(Some(TlsFiles {
+        cert,
+        key,
+        ca,
+        client_auth,
+    }))
 }
 
 /// The node id of a StatefulSet pod named `host` (`<name>-<ordinal>`): the ordinal plus one.
@@ -188,6 +281,7 @@ impl ClusterSettings {
         if let Some(v) = get("CLUSTER_LEASE_TTL_MS") {
             s.lease_ttl = Duration::from_millis(at_most("CLUSTER_LEASE_TTL_MS", &v, 600_000)?);
         }
+        s.tls = tls_files(get, &s)?;
         if s.lease_ttl < s.lease_renew * 5 / 2 {
             return Err(err(
                 "CLUSTER_LEASE_TTL_MS",

@@ -16,6 +16,7 @@ mod cluster_ratelimit;
 mod cluster_rpc_guard;
 mod cluster_sigstop;
 mod cluster_stream;
+mod cluster_tls;
 mod communities;
 mod contacts;
 mod device_store;

@@ -50,7 +50,11 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     let mut resp = match session {
         // Forwarded by a member: served here if this node still owns the session, never
         // forwarded again, and not rate-limited twice.
-        Some(name) if state.shards.is_member_request(req.headers()) => {
+        Some(name)
+            if state
+                .shards
+                .is_member_request(req.headers(), req.extensions()) =>
+        {
             let (outcome, mut resp) =
                 match forward::misdirected_here(&state.shards, &name, req.headers()).await {
                     Ok(epoch) => ("served", forward::serve_here(epoch, req, next).await),

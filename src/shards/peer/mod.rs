@@ -28,9 +28,10 @@ use http::{Method, Version};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
 };
+use tokio_rustls::{TlsConnector, client::TlsStream};
 
 mod wire;
 
@@ -39,8 +40,12 @@ use wire::{Decoded, Decoder, Framing, Head, encode_head, parse_head};
 /// Why a member could not be asked or did not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    #[error("bad member address '{0}' (expected http://host:port)")]
+    #[error(
+        "bad member address '{0}' (expected http://host:port, or https:// with TLS between nodes)"
+    )]
     Address(String),
+    #[error("TLS handshake")]
+    Tls(#[source] io::Error),
     #[error("connect")]
     Connect(#[source] io::Error),
     #[error("connect: timed out after {0:?}")]
@@ -66,6 +71,7 @@ impl PeerError {
             self,
             PeerError::Address(_)
                 | PeerError::Connect(_)
+                | PeerError::Tls(_)
                 | PeerError::ConnectTimeout(_)
                 | PeerError::Write(_)
                 | PeerError::RequestBody(_)
@@ -107,10 +113,82 @@ const EARLY_ANSWER: Duration = Duration::from_secs(1);
 /// How much a body read asks the socket for.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Kept-alive connections to the members, by `host:port`.
+/// Kept-alive connections to the members, by `host:port`; over TLS to `https://` members when
+/// built [`Peers::with_tls`].
 #[derive(Clone, Default)]
 pub struct Peers {
     idle: Arc<Mutex<HashMap<Arc<str>, Member>>>,
+    tls: Option<TlsConnector>,
+}
+
+/// A connection to a member: plain TCP, or TLS over it.
+enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl PeerStream {
+    /// Nothing may arrive on an idle connection: one that is readable (or closed) was closed
+    /// or broken by the member.
+    fn idle_and_open(&mut self) -> bool {
+        match self {
+            PeerStream::Plain(s) => {
+                let mut probe = [0u8; 1];
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            PeerStream::Tls(s) => {
+                // Read without waiting: pending means nothing came (the server sends no
+                // session tickets, see `tls.rs`).
+                let mut probe = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut probe);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                matches!(
+                    Pin::new(s.as_mut()).poll_read(&mut cx, &mut buf),
+                    Poll::Pending
+                )
+            }
+        }
+    }
 }
 
 /// One member's idle connections, and its address as connections hold it.
@@ -120,13 +198,13 @@ struct Member {
 }
 
 struct Idle {
-    stream: TcpStream,
+    stream: PeerStream,
     since: Instant,
 }
 
 /// A connection on loan, returned to its pool when its answer has been read.
 struct Conn {
-    stream: TcpStream,
+    stream: PeerStream,
     authority: Arc<str>,
     pool: Peers,
 }
@@ -149,6 +227,14 @@ impl Conn {
 }
 
 impl Peers {
+    /// A pool that reaches `https://` members over TLS with `connector`.
+    pub fn with_tls(connector: TlsConnector) -> Peers {
+        Peers {
+            idle: Arc::default(),
+            tls: Some(connector),
+        }
+    }
+
     /// Sends `method target` with `headers` to the member at `base` (`http://host:port`) and
     /// returns its answer, whose body streams from the connection.
     /// `headers` are written as given, but for those that frame the message (`Host`,
@@ -161,9 +247,12 @@ impl Peers {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
         payload: Payload,
     ) -> Result<http::Response<Body>, PeerError> {
-        let authority = base
-            .strip_prefix("http://")
-            .map(|a| a.trim_end_matches('/'))
+        let (authority, tls) = match (base.strip_prefix("http://"), base.strip_prefix("https://")) {
+            (Some(a), _) => (a, None),
+            (_, Some(a)) if self.tls.is_some() => (a, self.tls.as_ref()),
+            _ => return Err(PeerError::Address(base.to_string())),
+        };
+        let authority = Some(authority.trim_end_matches('/'))
             .filter(|a| !a.is_empty() && !a.contains('/'))
             .ok_or_else(|| PeerError::Address(base.to_string()))?;
         let mut out = BytesMut::with_capacity(512);
@@ -199,13 +288,13 @@ impl Peers {
                         Err(e) => return Err(e),
                     }
                 }
-                let mut conn = self.connect(authority).await?;
+                let mut conn = self.connect(authority, tls).await?;
                 let (head, sent_all) = transmit(&mut conn.stream, &out, rest, &mut buf).await?;
                 (conn, head, sent_all)
             }
             // A stream cannot be sent twice: a new connection, never one that may have closed.
             Payload::Stream(body) => {
-                let mut conn = self.connect(authority).await?;
+                let mut conn = self.connect(authority, tls).await?;
                 let (head, sent_all) =
                     exchange(&mut conn.stream, &out, Outgoing::Stream(body), &mut buf).await?;
                 (conn, head, sent_all)
@@ -218,18 +307,13 @@ impl Peers {
     fn take(&self, authority: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         let member = idle.get_mut(authority)?;
-        while let Some(c) = member.idle.pop() {
+        while let Some(mut c) = member.idle.pop() {
             if c.since.elapsed() > IDLE_FOR {
                 // The rest are older still.
                 member.idle.clear();
                 break;
             }
-            // Nothing may arrive on an idle connection: a readable one was closed (or is
-            // broken) by the member.
-            let mut probe = [0u8; 1];
-            if let Err(e) = c.stream.try_read(&mut probe)
-                && e.kind() == io::ErrorKind::WouldBlock
-            {
+            if c.stream.idle_and_open() {
                 return Some(Conn {
                     stream: c.stream,
                     authority: member.authority.clone(),
@@ -240,12 +324,32 @@ impl Peers {
         None
     }
 
-    async fn connect(&self, authority: &str) -> Result<Conn, PeerError> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
+    async fn connect(
+        &self,
+        authority: &str,
+        tls: Option<&TlsConnector>,
+    ) -> Result<Conn, PeerError> {
+        let connect = async {
+            let tcp = TcpStream::connect(authority)
+                .await
+                .map_err(PeerError::Connect)?;
+            tcp.set_nodelay(true).map_err(PeerError::Connect)?;
+            let Some(tls) = tls else {
+                return Ok(PeerStream::Plain(tcp));
+            };
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| PeerError::Address(authority.to_string()))?;
+            let stream = tls.connect(name, tcp).await.map_err(PeerError::Tls)?;
+            Ok(PeerStream::Tls(Box::new(stream)))
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| PeerError::ConnectTimeout(CONNECT_TIMEOUT))?
-            .map_err(PeerError::Connect)?;
-        stream.set_nodelay(true).map_err(PeerError::Connect)?;
+            .map_err(|_| PeerError::ConnectTimeout(CONNECT_TIMEOUT))??;
         let key = {
             let mut idle = self
                 .idle
@@ -323,7 +427,7 @@ fn answer(
 /// Sends a held request (`head`, then `rest` of its body unless it went with the head) and
 /// reads its answer's head; says whether the whole request went out.
 async fn transmit(
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     head: &[u8],
     rest: Option<Bytes>,
     buf: &mut BytesMut,
@@ -331,6 +435,7 @@ async fn transmit(
     match rest {
         None => {
             stream.write_all(head).await.map_err(PeerError::Write)?;
+            stream.flush().await.map_err(PeerError::Write)?;
             Ok((read_head(stream, buf).await?, true))
         }
         Some(body) => exchange(stream, head, Outgoing::Held(body), buf).await,
@@ -348,18 +453,38 @@ enum Outgoing {
 /// client gets, not an error about the write it cut short. Also says whether the whole request
 /// went out.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     head: &[u8],
     body: Outgoing,
     buf: &mut BytesMut,
 ) -> Result<(Head, bool), PeerError> {
-    let (mut r, mut w) = stream.split();
+    match stream {
+        PeerStream::Plain(tcp) => {
+            let (r, w) = tcp.split();
+            exchange_on(r, w, head, body, buf).await
+        }
+        PeerStream::Tls(tls) => {
+            let (r, w) = tokio::io::split(tls.as_mut());
+            exchange_on(r, w, head, body, buf).await
+        }
+    }
+}
+
+async fn exchange_on(
+    mut r: impl AsyncRead + Unpin,
+    mut w: impl AsyncWrite + Unpin,
+    head: &[u8],
+    body: Outgoing,
+    buf: &mut BytesMut,
+) -> Result<(Head, bool), PeerError> {
     let write = async {
         w.write_all(head).await.map_err(PeerError::Write)?;
         match body {
-            Outgoing::Held(b) => w.write_all(&b).await.map_err(PeerError::Write),
-            Outgoing::Stream(body) => write_chunked(&mut w, body).await,
+            Outgoing::Held(b) => w.write_all(&b).await.map_err(PeerError::Write)?,
+            Outgoing::Stream(body) => write_chunked(&mut w, body).await?,
         }
+        // TLS holds written bytes until flushed; TCP has nothing to flush.
+        w.flush().await.map_err(PeerError::Write)
     };
     let read = read_head(&mut r, buf);
     tokio::pin!(write, read);
@@ -500,6 +625,70 @@ impl http_body::Body for PeerBody {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
         }
+    }
+}
+
+/// Raft's calls go through the same pool (and TLS) as forwarded requests.
+impl onwapp_cluster::network::Transport for Peers {
+    fn post<'a>(
+        &'a self,
+        url: &'a str,
+        secret: &'a str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> onwapp_cluster::network::TransportFuture<'a> {
+        use onwapp_cluster::network::TransportFailure;
+        Box::pin(async move {
+            let after_scheme = url.find("://").map_or(0, |i| i + 3);
+            let (base, path) = match url[after_scheme..].find('/') {
+                Some(i) => url.split_at(after_scheme + i),
+                None => (url, "/"),
+            };
+            let auth = format!("Bearer {secret}");
+            let headers: [(&[u8], &[u8]); 2] = [
+                (b"authorization", auth.as_bytes()),
+                (b"content-type", b"application/json"),
+            ];
+            let call = async {
+                let answer = self
+                    .send(
+                        base,
+                        &Method::POST,
+                        path,
+                        headers,
+                        Payload::Bytes(body.into()),
+                    )
+                    .await
+                    .map_err(|e| {
+                        let text = format!("{e}: {}", e.source_text());
+                        if e.never_reached() {
+                            TransportFailure::Unreachable(text)
+                        } else {
+                            TransportFailure::Failed(text)
+                        }
+                    })?;
+                let status = answer.status().as_u16();
+                let body = http_body_util::Limited::new(answer.into_body(), MAX_ANSWER)
+                    .collect()
+                    .await
+                    .map_err(|e| TransportFailure::Failed(e.to_string()))?
+                    .to_bytes();
+                Ok((status, body.to_vec()))
+            };
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| TransportFailure::Failed(format!("timed out after {timeout:?}")))?
+        })
+    }
+}
+
+/// The largest answer to a cluster call read (snapshots of the map are well under it).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+impl PeerError {
+    /// The underlying error's text, if any.
+    fn source_text(&self) -> String {
+        std::error::Error::source(self).map_or_else(String::new, |e| e.to_string())
     }
 }
 
