@@ -107,6 +107,31 @@ async fn wrong_secrets_from_one_address_are_refused_after_twenty() {
     assert_eq!(vote(&http, &app.base, SECRET).await.status(), 429);
 }
 
+/// A wrong member proof on an API route counts as a wrong secret too: the secret cannot be
+/// guessed through the session routes instead.
+#[tokio::test]
+async fn wrong_member_proofs_on_api_routes_are_refused_after_twenty() {
+    let Some(app) = node().await else {
+        return;
+    };
+    app.create_session("guessed").await;
+    let mut codes = Vec::new();
+    for i in 0..25 {
+        let r = app
+            .get("/guessed/status")
+            .header("x-onwapp-forwarded-by", "2")
+            .header("x-onwapp-cluster-auth", format!("Bearer guess-{i:020}"))
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert!(codes[..20].iter().all(|c| *c == 200), "{codes:?}");
+    assert!(codes[20..].iter().all(|c| *c == 429), "{codes:?}");
+    // Without member headers the same client is served as before.
+    assert_eq!(app.get("/guessed/status").send().await.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn a_members_body_has_a_limit_of_its_own() {
     let Some(app) = node().await else {

@@ -12,9 +12,10 @@ use axum::{
 
 use crate::{
     app::AppState,
+    auth::FailedAttempts,
     error::ApiError,
     ratelimit::{Decision, client_ip},
-    shards::{ROUTE, forward},
+    shards::{FORWARDED_BY, ROUTE, forward},
 };
 
 /// The route template that served a response.
@@ -47,14 +48,32 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     let session = template
         .as_deref()
         .and_then(|t| forward::session_of(t, req.uri().path()));
+    // Member headers with a wrong proof count as a wrong cluster secret, as on `/cluster/*`:
+    // the secret cannot be guessed through the API routes either.
+    let member = session.is_some()
+        && state
+            .shards
+            .is_member_request(req.headers(), req.extensions());
+    if session.is_some() && !member && req.headers().contains_key(FORWARDED_BY) {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = peer {
+            if let Some(left) = state.cluster_auth_failures.refused(ip) {
+                return ApiError::RateLimited {
+                    retry_after_secs: left.as_secs().max(1),
+                    limit: FailedAttempts::LIMIT,
+                }
+                .into_response();
+            }
+            state.cluster_auth_failures.failed(ip);
+        }
+    }
     let mut resp = match session {
         // Forwarded by a member: served here if this node still owns the session, never
         // forwarded again, and not rate-limited twice.
-        Some(name)
-            if state
-                .shards
-                .is_member_request(req.headers(), req.extensions()) =>
-        {
+        Some(name) if member => {
             let (outcome, mut resp) =
                 match forward::misdirected_here(&state.shards, &name, req.headers()).await {
                     Ok(epoch) => ("served", forward::serve_here(epoch, req, next).await),
