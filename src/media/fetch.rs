@@ -168,21 +168,36 @@ pub fn is_local_target(ip: IpAddr) -> bool {
     };
     match ip {
         IpAddr::V4(v4) => local_v4(v4),
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            let compatible =
-                v6.segments()[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
-            match v6.to_ipv4_mapped() {
-                Some(v4) => local_v4(v4),
-                None if compatible => local_v4(Ipv4Addr::from_bits(v6.to_bits() as u32)),
-                None => {
-                    v6.is_loopback()
-                        || v6.is_unspecified()
-                        || v6.is_multicast()
-                        || (first & 0xffc0) == 0xfe80
-                }
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => local_v4(v4),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
             }
-        }
+        },
+    }
+}
+
+/// The IPv4 address an IPv6 one carries: mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`),
+/// NAT64 (`64:ff9b::a.b.c.d`) or 6to4 (`2002:AABB:CCDD::/48`); an address in one of these
+/// forms is judged as the IPv4 address it reaches.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let low = Ipv4Addr::from_bits(v6.to_bits() as u32);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        Some(v4)
+    } else if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+        Some(low)
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(low)
+    } else if s[0] == 0x2002 {
+        Some(Ipv4Addr::from_bits(
+            (u32::from(s[1]) << 16) | u32::from(s[2]),
+        ))
+    } else {
+        None
     }
 }
 
@@ -191,7 +206,7 @@ pub fn is_local_target(ip: IpAddr) -> bool {
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => public_v4(v4),
             None => public_v6(v6),
         },
@@ -243,6 +258,9 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "::ffff:0.0.0.0",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
         ] {
             assert!(is_local_target(ip.parse().unwrap()), "{ip} is local");
         }
@@ -279,10 +297,19 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "2002:a9fe:a9fe::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} is not public");
         }
-        for ip in ["8.8.8.8", "157.240.1.1", "2a03:2880::1", "::ffff:8.8.8.8"] {
+        for ip in [
+            "8.8.8.8",
+            "157.240.1.1",
+            "2a03:2880::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }
     }

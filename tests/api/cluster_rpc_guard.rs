@@ -129,7 +129,10 @@ async fn wrong_member_proofs_on_api_routes_are_refused_after_twenty() {
     assert!(codes[..20].iter().all(|c| *c == 200), "{codes:?}");
     assert!(codes[20..].iter().all(|c| *c == 429), "{codes:?}");
     // Without member headers the same client is served as before.
-    assert_eq!(app.get("/guessed/status").send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.get("/guessed/status").send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test]
