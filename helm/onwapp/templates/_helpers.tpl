@@ -67,7 +67,7 @@ changes no pod's environment and restarts none. */}}
 {{- $peers := include "onwapp.peers" . -}}
 {{- $out := list -}}
 {{- range $i := until (int (include "onwapp.voters" .)) -}}
-{{- $out = append $out (printf "%d=http://%s-%d.%s.%s.svc.%s:%d" (add1 $i) $full $i $peers $.Release.Namespace $.Values.cluster.clusterDomain (int $.Values.containerPort)) -}}
+{{- $out = append $out (printf "%d=%s://%s-%d.%s.%s.svc.%s:%d" (add1 $i) (include "onwapp.memberScheme" $) $full $i $peers $.Release.Namespace $.Values.cluster.clusterDomain (int $.Values.containerPort)) -}}
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
@@ -91,4 +91,9 @@ changes no pod's environment and restarts none. */}}
 
 {{- define "onwapp.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* How members reach each other: https with TLS between nodes. */}}
+{{- define "onwapp.memberScheme" -}}
+{{- if .Values.cluster.tls.existingSecret }}https{{ else }}http{{ end -}}
 {{- end -}}
