@@ -196,6 +196,37 @@ fn the_chart_renders_valid_objects_with_default_and_production_values() {
         &find(&objs_t, "ServiceMonitor", "gw-onwapp")["spec"]["endpoints"][0]["authorization"];
     assert_eq!(auth["type"], "Bearer");
     assert_eq!(auth["credentials"]["name"], "scrape");
+    // TLS between nodes from a cert-manager Secret: https:// members, the files mounted.
+    let mut with_tls = production_values("postgres://u:p@db:5432/onwapp", 3000);
+    with_tls.push("cluster.tls.existingSecret=peer-tls".into());
+    let yaml = render(&helm, "gw", "prod", &with_tls);
+    validate(&kv, &yaml);
+    let objs_tls = objects(&yaml);
+    let sts_tls = find(&objs_tls, "StatefulSet", "gw-onwapp");
+    let var = |k: &str| -> String {
+        container(sts_tls)["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == k)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("{k} missing"))
+            .to_string()
+    };
+    assert!(var("NODE_ADVERTISE_URL").starts_with("https://"));
+    let peers = var("CLUSTER_PEERS");
+    assert!(peers.split(',').all(|p| p.contains("=https://")), "{peers}");
+    assert_eq!(var("CLUSTER_TLS_CA"), "/etc/onwapp/cluster-tls/ca.crt");
+    assert_eq!(var("CLUSTER_TLS_CLIENT_AUTH"), "true");
+    let volumes = &sts_tls["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "peer-tls"),
+        "{volumes}"
+    );
     let wanted = monitor["spec"]["selector"]["matchLabels"]
         .as_object()
         .unwrap();
