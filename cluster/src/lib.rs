@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod lease;
 pub mod log_store;
 pub mod network;

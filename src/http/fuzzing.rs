@@ -43,6 +43,17 @@ pub fn parse_every_body(data: &[u8]) {
     if let Some(r) = try_parse::<WebhookRequest>(data) {
         let _ = webhooks::config(r, false);
     }
+    parse_inbound_payloads(data);
+}
+
+/// What strangers and receivers send in: Chatwoot's webhook payload, a webhook configuration
+/// and a dead-letter replay (the `inbound_webhook` fuzz target).
+pub fn parse_inbound_payloads(data: &[u8]) {
+    let _ = try_parse::<ChatwootWebhookPayload>(data);
+    let _ = try_parse::<ReplayRequest>(data);
+    if let Some(r) = try_parse::<WebhookRequest>(data) {
+        let _ = webhooks::config(r, true);
+    }
 }
 
 #[cfg(test)]
