@@ -171,4 +171,21 @@ mod tests {
         assert!(err("{nope").starts_with("invalid JSON"));
         assert!(err("[1]").starts_with("invalid request body"));
     }
+
+    /// Deep nesting costs neither stack nor a tree: an unknown field is skipped without
+    /// recursion (a byte per level), a known one refuses the first bracket it does not expect.
+    #[test]
+    fn deep_nesting_is_skipped_or_refused_never_recursed_into() {
+        let n = 100_000;
+        let deep = format!(
+            r#"{{"session":"a","x":{}{}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        assert!(parse_json::<T>(deep.as_bytes()).is_ok());
+        let unclosed = format!(r#"{{"session":"a","x":{}"#, "[".repeat(n));
+        assert!(err(&unclosed).starts_with("invalid JSON"));
+        let known = format!(r#"{{"session":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(err(&known).contains("'session'"), "{}", err(&known));
+    }
 }

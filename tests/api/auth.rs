@@ -110,6 +110,15 @@ async fn session_keys_reach_only_their_session(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The operator's routes are the global key's.
+    for (m, p) in [
+        (reqwest::Method::GET, "/admin/cluster"),
+        (reqwest::Method::POST, "/admin/drain"),
+        (reqwest::Method::POST, "/admin/undrain"),
+    ] {
+        let r = with_key(m.clone(), p).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{m} {p}");
+    }
     // After deletion the key no longer works.
     assert_eq!(app.delete("/alpha").send().await.unwrap().status(), 200);
     let r = with_key(reqwest::Method::GET, "/alpha/status")

@@ -135,6 +135,23 @@ async fn wrong_member_proofs_on_api_routes_are_refused_after_twenty() {
     );
 }
 
+/// With the right secret an unknown node-to-node path is a 404 naming it.
+#[tokio::test]
+async fn an_unknown_cluster_path_is_404() {
+    let Some(app) = node().await else {
+        return;
+    };
+    let r = reqwest::Client::new()
+        .post(format!("{}/cluster/raft/nope", app.base))
+        .header("Authorization", format!("Bearer {SECRET}"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("/cluster/raft/nope"));
+}
+
 #[tokio::test]
 async fn a_members_body_has_a_limit_of_its_own() {
     let Some(app) = node().await else {

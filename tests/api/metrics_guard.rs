@@ -34,10 +34,18 @@ async fn a_metrics_token_is_required_when_set() {
 async fn metrics_on_their_own_address_leave_the_api_port() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (mut child, base) =
-        spawn_on(dir.path(), &[("METRICS_ADDR", format!("127.0.0.1:{port}"))]).await;
-    let on_api = get(&format!("{base}/metrics"), None).await;
-    let own = get(&format!("http://127.0.0.1:{port}/metrics"), None).await;
+    let token = "scrape-token-0123456789";
+    let (mut child, base) = spawn_on(
+        dir.path(),
+        &[
+            ("METRICS_ADDR", format!("127.0.0.1:{port}")),
+            ("METRICS_TOKEN", token.to_string()),
+        ],
+    )
+    .await;
+    let on_api = get(&format!("{base}/metrics"), Some(token)).await;
+    let stranger = get(&format!("http://127.0.0.1:{port}/metrics"), None).await;
+    let own = get(&format!("http://127.0.0.1:{port}/metrics"), Some(token)).await;
     let other = get(&format!("http://127.0.0.1:{port}/sessions"), None).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -46,6 +54,7 @@ async fn metrics_on_their_own_address_leave_the_api_port() {
         on_api.0 >= 400 && !on_api.1.contains("onwapp_"),
         "the API port no longer serves /metrics: {on_api:?}"
     );
+    assert_eq!(stranger.0, 401, "the token holds on its own listener too");
     assert_eq!(own.0, 200);
     assert!(own.1.contains("onwapp_"), "{}", own.1);
     assert_eq!(other.0, 404, "the metrics port serves nothing else");

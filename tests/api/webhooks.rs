@@ -103,6 +103,18 @@ async fn webhook_input_is_validated(app: TestApp) {
             json!({"url": "https://e.com", "enabled": "yes"}),
             "'enabled'",
         ),
+        (
+            json!({"url": format!("https://e.com/{}", "a".repeat(2048))}),
+            "2048",
+        ),
+        (
+            json!({"url": "https://e.com", "secret": "s".repeat(513)}),
+            "'secret'",
+        ),
+        (
+            json!({"url": "https://e.com", "events": vec!["message.received"; 257]}),
+            "at most 256 items",
+        ),
     ] {
         for m in [reqwest::Method::POST, reqwest::Method::PUT] {
             let req = app
