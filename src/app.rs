@@ -35,6 +35,9 @@ pub struct Shared {
     pub shards: Arc<Shards>,
     /// Wrong cluster secrets by address (`/cluster/*` refuses a guesser with 429).
     pub cluster_auth_failures: crate::auth::FailedAttempts,
+    /// Wrong member proofs on API routes by address: a table of its own, so a client that
+    /// shares an address with a member cannot lock the member out of `/cluster/*`.
+    pub member_proof_failures: crate::auth::FailedAttempts,
 }
 
 impl std::ops::Deref for AppState {
@@ -163,6 +166,7 @@ impl App {
             limiter,
             metrics,
             cluster_auth_failures: Default::default(),
+            member_proof_failures: Default::default(),
         }));
         Ok(App {
             state,

@@ -1,6 +1,6 @@
 //! One entry point that throws arbitrary bytes at every decoder of what members send each other
 //! (the bodies of `/cluster/*` and a snapshot's data), for the `cargo fuzz` target
-//! (`tests/fuzz`, `raft_rpc`) and for the randomized test below. It must never panic.
+//! (`cluster/fuzz`, `raft_rpc`) and for the randomized test below. It must never panic.
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 

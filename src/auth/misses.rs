@@ -16,6 +16,8 @@ use std::{
 #[derive(Default)]
 pub struct RecentMisses {
     table: Mutex<HashMap<String, Instant>>,
+    /// Bumped whenever a key becomes valid: a miss looked up before that is not remembered.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl RecentMisses {
@@ -28,9 +30,18 @@ impl RecentMisses {
         table.get(hash).is_some_and(|at| at.elapsed() < Self::TTL)
     }
 
-    /// Remembers that the key with this hash failed.
-    pub fn insert(&self, hash: String) {
+    /// Where keys stand now; pass it to [`RecentMisses::insert`] after the lookup.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Remembers that the key with this hash failed, unless a key became valid since
+    /// `generation` was read (the lookup may predate it).
+    pub fn insert(&self, hash: String, generation: u64) {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation {
+            return;
+        }
         if table.len() >= Self::MAX_KEYS && !table.contains_key(&hash) {
             table.retain(|_, at| at.elapsed() < Self::TTL);
             if table.len() >= Self::MAX_KEYS {
@@ -43,6 +54,8 @@ impl RecentMisses {
     /// Forgets the hash of a key that is now valid.
     pub fn remove(&self, hash: &str) {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         table.remove(hash);
     }
 }
@@ -55,17 +68,26 @@ mod tests {
     fn a_miss_is_remembered_until_forgotten() {
         let m = RecentMisses::default();
         assert!(!m.contains("a"));
-        m.insert("a".into());
+        m.insert("a".into(), m.generation());
         assert!(m.contains("a") && !m.contains("b"));
         m.remove("a");
         assert!(!m.contains("a"));
     }
 
     #[test]
+    fn a_miss_looked_up_before_a_key_became_valid_is_not_kept() {
+        let m = RecentMisses::default();
+        let before = m.generation();
+        m.remove("k");
+        m.insert("k".into(), before);
+        assert!(!m.contains("k"));
+    }
+
+    #[test]
     fn the_table_never_grows_past_its_bound() {
         let m = RecentMisses::default();
         for i in 0..RecentMisses::MAX_KEYS + 500 {
-            m.insert(i.to_string());
+            m.insert(i.to_string(), m.generation());
         }
         assert!(m.table.lock().unwrap().len() <= RecentMisses::MAX_KEYS);
     }

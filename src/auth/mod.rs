@@ -102,8 +102,9 @@ impl Authenticator {
         if self.misses.contains(&hash) {
             return Err(AuthError::Invalid);
         }
+        let generation = self.misses.generation();
         let Some(rec) = self.store.session_by_key_hash(&hash).await? else {
-            self.misses.insert(hash);
+            self.misses.insert(hash, generation);
             return Err(AuthError::Invalid);
         };
         if bool::from(key.as_bytes().ct_eq(rec.api_key.as_bytes())) {

@@ -60,7 +60,9 @@ async fn failed(
             event: r.event,
             payload: r.payload.0,
             attempts: r.attempts,
-            last_status: r.last_status,
+            // The class only (`410` reads `400`): what a private service answered is not the
+            // tenant's to read; the exact status stays in the database for the operator.
+            last_status: r.last_status.map(|s| s / 100 * 100),
             last_error: r.last_error,
             created_at: r.created_at.to_rfc3339(),
             failed_at: r.dead_at.map(|t| t.to_rfc3339()),

@@ -152,10 +152,18 @@ fn tls_files(
         ));
     }
     if https == 0 {
-        if cert.is_some() || key.is_some() || ca.is_some() || client_auth {
+        let set = [
+            ("CLUSTER_TLS_CERT", cert.is_some()),
+            ("CLUSTER_TLS_KEY", key.is_some()),
+            ("CLUSTER_TLS_CA", ca.is_some()),
+            ("CLUSTER_TLS_CLIENT_AUTH", client_auth),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set);
+        if let Some((var, _)) = set {
             return Err(err(
-                "CLUSTER_TLS_CA",
-                &v_or(get, "CLUSTER_TLS_CA"),
+                var,
+                &v_or(get, var),
                 "TLS between nodes needs https:// in NODE_ADVERTISE_URL and CLUSTER_PEERS",
             ));
         }

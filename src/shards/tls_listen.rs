@@ -52,7 +52,13 @@ pub fn split(
     let (tls_tx, tls_rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            let (tcp, addr) = match listener.accept().await {
+            // Once both servers have stopped (shutdown), the port is closed, not left to take
+            // connections nobody serves.
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = async { tokio::join!(plain_tx.closed(), tls_tx.closed()); } => return,
+            };
+            let (tcp, addr) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of descriptors and the like: wait rather than spin.
@@ -61,9 +67,6 @@ pub fn split(
                     continue;
                 }
             };
-            if plain_tx.is_closed() && tls_tx.is_closed() {
-                return;
-            }
             let (plain_tx, tls_tx, acceptor) = (plain_tx.clone(), tls_tx.clone(), acceptor.clone());
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);

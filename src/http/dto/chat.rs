@@ -1,5 +1,6 @@
 //! Chat shapes (`/:session/chat/...`).
 
+use super::bounded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -31,6 +32,7 @@ pub struct MarkReadRequest {
     /// Phone number or JID of the chat.
     pub phone: String,
     /// Ids of the messages to mark as read.
+    #[serde(deserialize_with = "bounded::vec::<_, _, { bounded::IDS }>")]
     pub message_ids: Vec<String>,
 }
 

@@ -48,8 +48,8 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     let session = template
         .as_deref()
         .and_then(|t| forward::session_of(t, req.uri().path()));
-    // Member headers with a wrong proof count as a wrong cluster secret, as on `/cluster/*`:
-    // the secret cannot be guessed through the API routes either.
+    // Member headers with a wrong proof are counted like wrong secrets on `/cluster/*` (in a
+    // table of their own): the secret cannot be guessed through the API routes either.
     let member = session.is_some()
         && state
             .shards
@@ -60,14 +60,14 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         if let Some(ip) = peer {
-            if let Some(left) = state.cluster_auth_failures.refused(ip) {
+            if let Some(left) = state.member_proof_failures.refused(ip) {
                 return ApiError::RateLimited {
                     retry_after_secs: left.as_secs().max(1),
                     limit: FailedAttempts::LIMIT,
                 }
                 .into_response();
             }
-            state.cluster_auth_failures.failed(ip);
+            state.member_proof_failures.failed(ip);
         }
     }
     let mut resp = match session {

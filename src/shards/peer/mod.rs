@@ -80,11 +80,15 @@ impl PeerError {
 
     /// The connection was closed or reset under the request, before any of an answer came.
     fn closed_before_answer(&self) -> bool {
-        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
         match self {
             PeerError::Closed => true,
             PeerError::Write(e) | PeerError::Read(e) => {
-                matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
+                // A TLS connection closed without close_notify reads as an unexpected EOF.
+                matches!(
+                    e.kind(),
+                    BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+                )
             }
             _ => false,
         }
@@ -248,7 +252,9 @@ impl Peers {
         payload: Payload,
     ) -> Result<http::Response<Body>, PeerError> {
         let (authority, tls) = match (base.strip_prefix("http://"), base.strip_prefix("https://")) {
-            (Some(a), _) => (a, None),
+            // With TLS between nodes nothing goes to a member in the clear (an address from
+            // before the switch to https:// included).
+            (Some(a), _) if self.tls.is_none() => (a, None),
             (_, Some(a)) if self.tls.is_some() => (a, self.tls.as_ref()),
             _ => return Err(PeerError::Address(base.to_string())),
         };
