@@ -203,6 +203,22 @@ async fn members_talk_over_tls_with_client_certificates() {
     owners.dedup();
     assert_eq!(owners.len(), 1, "one owner: {owners:?}");
 
+    // A right member proof over plain HTTP is not a member's: a node that does not own the
+    // session forwards it as a client's request (a member's would get 421 there).
+    let owner = owners[0];
+    let other = nodes.iter().find(|n| n.id != owner).unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/tls/status", other.base))
+        .header("Authorization", GLOBAL_KEY)
+        .header("x-onwapp-forwarded-by", owner.to_string())
+        .header("x-onwapp-cluster-auth", format!("Bearer {SECRET}"))
+        .header("x-shard-epoch", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "served as a client's request");
+    assert_eq!(crate::cluster::served_by(&r), Some(owner));
+
     // The right secret over plain HTTP is not a member's call.
     let r = reqwest::Client::new()
         .post(format!("{}/cluster/raft/vote", nodes[1].base))

@@ -477,3 +477,37 @@ fn mangled_answers_are_refused_or_read_never_a_panic() {
         "read {read}, refused {refused}"
     );
 }
+
+/// With TLS between nodes nothing goes to a member in the clear, and an `https://` member needs
+/// the TLS client.
+#[tokio::test]
+async fn a_tls_pool_refuses_plain_members_and_a_plain_pool_refuses_https() {
+    let ring = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(ring)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let tls = Peers::with_tls(TlsConnector::from(Arc::new(config)));
+    let plain_member = server().await;
+    let sent = tls
+        .send(
+            &plain_member,
+            &Method::GET,
+            "/x",
+            std::iter::empty(),
+            Payload::Bytes(Bytes::new()),
+        )
+        .await;
+    assert!(matches!(sent, Err(PeerError::Address(_))), "{sent:?}");
+    let sent = Peers::default()
+        .send(
+            "https://127.0.0.1:1",
+            &Method::GET,
+            "/x",
+            std::iter::empty(),
+            Payload::Bytes(Bytes::new()),
+        )
+        .await;
+    assert!(matches!(sent, Err(PeerError::Address(_))), "{sent:?}");
+}
