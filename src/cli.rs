@@ -16,7 +16,7 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("usage: onwapp [drain [--timeout-seconds N]]: {0}")]
+    #[error("usage: onwapp [drain [--timeout-seconds N] | -version]: {0}")]
     Usage(String),
     #[error("no global API key: set GLOBAL_API_KEY or keep one in {0}")]
     NoKey(String),
@@ -32,7 +32,11 @@ pub enum CliError {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Serve,
-    Drain { timeout_seconds: u64 },
+    Drain {
+        timeout_seconds: u64,
+    },
+    /// `-version` or `-v` (as OnWapp's flags), `--version`: prints the version and exits.
+    Version,
 }
 
 impl Command {
@@ -43,6 +47,7 @@ impl Command {
         };
         match first.as_str() {
             "serve" if args.len() == 1 => Ok(Command::Serve),
+            "-version" | "-v" | "--version" | "version" if args.len() == 1 => Ok(Command::Version),
             "drain" => {
                 let mut timeout_seconds = 60;
                 let mut rest = args[1..].iter();
@@ -132,6 +137,9 @@ mod tests {
     fn commands_and_their_arguments() {
         assert_eq!(parse(&[]).unwrap(), Command::Serve);
         assert_eq!(parse(&["serve"]).unwrap(), Command::Serve);
+        for v in ["-version", "-v", "--version", "version"] {
+            assert_eq!(parse(&[v]).unwrap(), Command::Version, "{v}");
+        }
         assert_eq!(
             parse(&["drain"]).unwrap(),
             Command::Drain {
@@ -155,6 +163,7 @@ mod tests {
             &["drain", "--timeout-seconds", "601"],
             &["drain", "--force"],
             &["serve", "x"],
+            &["-v", "x"],
         ] {
             assert!(matches!(parse(bad), Err(CliError::Usage(_))), "{bad:?}");
         }

@@ -30,6 +30,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if command == Command::Version {
+        // Before the configuration: a bad variable does not hide the version.
+        println!("onwapp-rs {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

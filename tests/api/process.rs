@@ -291,6 +291,27 @@ async fn the_data_directory_and_everything_in_it_are_private() {
     }
 }
 
+/// `onwapp -version` and `-v` print the version and exit, as OnWapp's flags do, whatever the
+/// environment holds (issue 18).
+#[test]
+fn version_flags_print_the_version_and_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["-version", "-v"] {
+        let mut cmd = ServerProcess::command(&[("PORT", "not-a-port".into())], dir.path(), 1);
+        cmd.env("PORT", "not-a-port")
+            .arg(flag)
+            .stdout(Stdio::piped());
+        let out = cmd.output().expect("run onwapp");
+        assert!(out.status.success(), "{flag}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.trim(),
+            format!("onwapp-rs {}", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
+
 /// `kill -SIG pid` (TERM, STOP, CONT, ...); panics when `kill` fails.
 pub fn send_signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
