@@ -37,8 +37,19 @@ pub fn router() -> Router<AppState> {
 /// here; names are resolved, and every address checked, again at each delivery.
 pub fn config(req: WebhookRequest, allow_private: bool) -> Result<WebhookConfig, ApiError> {
     let url = req.url.map(|u| u.trim().to_string()).unwrap_or_default();
+    if url.is_empty() && req.enabled == Some(false) {
+        // `{"url": "", "enabled": false}` turns the webhook off, as in OnWapp 0.2.8.
+        return Ok(WebhookConfig {
+            url,
+            events: Vec::new(),
+            enabled: false,
+            secret: None,
+        });
+    }
     if url.is_empty() {
-        return Err(ApiError::bad_request("url is required"));
+        return Err(ApiError::bad_request(
+            "url is required (or {\"url\": \"\", \"enabled\": false} to turn the webhook off)",
+        ));
     }
     let parsed = url::Url::parse(&url).map_err(|_| {
         ApiError::bad_request("invalid webhook URL: must be a valid http or https URL")
@@ -89,7 +100,8 @@ fn response(r: WebhookRecord) -> WebhookResponse {
     WebhookResponse {
         id: Some(r.id.to_string()),
         session_id: r.session_id.to_string(),
-        url: Some(r.url),
+        // Omitted when empty (a webhook turned off), as OnWapp does.
+        url: Some(r.url).filter(|u| !u.is_empty()),
         events: Some(r.events.0),
         enabled: r.enabled,
     }

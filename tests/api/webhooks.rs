@@ -71,6 +71,22 @@ async fn webhook_crud(app: TestApp) {
         (json!("https://example.net/y"), json!(["*"]))
     );
 
+    // `{"url": "", "enabled": false}` turns it off, as in OnWapp 0.2.8 (the empty URL omitted).
+    let r = app
+        .post("/hook/webhook")
+        .json(&json!({"url": "", "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let off: Value = r.json().await.unwrap();
+    assert_eq!(
+        (off["id"].clone(), off["enabled"].clone()),
+        (id.clone(), json!(false))
+    );
+    assert!(off.get("url").is_none(), "{off}");
+    assert_eq!(app.get_json("/hook/webhook").await, off);
+
     let r = app.delete("/hook/webhook").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
