@@ -43,7 +43,8 @@ async fn profile(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiR
         }
     } else {
         let Some(phone) = rec.phone.clone().filter(|p| !p.is_empty()) else {
-            return Err(ApiError::Failed("session not authenticated".into()));
+            // Nothing to show until the session is paired: a state, not a server fault.
+            return Err(ApiError::Conflict("session not authenticated".into()));
         };
         ProfileResponse {
             jid: format!("{phone}@s.whatsapp.net"),

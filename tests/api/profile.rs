@@ -202,12 +202,13 @@ async fn bad_profile_input_is_400_naming_the_field() {
 }
 
 #[tokio::test]
+/// 409, not OnWapp's 500: the session is in the wrong state, the server is fine (issue 18).
 async fn profile_of_an_unpaired_session_is_an_error() {
     let Some((app, _wa)) = app_with_wamock().await else {
         return;
     };
     app.create_session("pu").await;
     let (code, r) = TestApp::call(app.get("/pu/profile")).await;
-    assert_eq!(code, 500, "{r}");
+    assert_eq!(code, 409, "{r}");
     assert_eq!(r["error"], "session not authenticated", "{r}");
 }
