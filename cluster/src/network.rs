@@ -33,11 +33,12 @@ pub type TransportFuture<'a> =
 /// A client the application brings for the `/cluster/*` calls, e.g. one that speaks TLS to
 /// `https://` members with the cluster's CA. The Raft pieces stay free of TLS configuration.
 pub trait Transport: Send + Sync + 'static {
-    /// POSTs `body` (JSON) to `url` with `Authorization: Bearer <secret>` within `timeout`;
-    /// the answer's status and body.
+    /// POSTs `body` (JSON) to `path` of the member at `base` (`https://host:port`) with
+    /// `Authorization: Bearer <secret>` within `timeout`; the answer's status and body.
     fn post<'a>(
         &'a self,
-        url: &'a str,
+        base: &'a str,
+        path: &'a str,
         secret: &'a str,
         body: Vec<u8>,
         timeout: Duration,
@@ -105,12 +106,17 @@ impl HttpClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
-        let url = format!("{}{}", addr.trim_end_matches('/'), kind.path());
         if let Some(SharedTransport(t)) = &self.transport {
             let body = serde_json::to_vec(req)
                 .map_err(|e| CallError::Network(TransportError(e.to_string())))?;
             let (status, body) = t
-                .post(&url, &self.secret, body, timeout)
+                .post(
+                    addr.trim_end_matches('/'),
+                    kind.path(),
+                    &self.secret,
+                    body,
+                    timeout,
+                )
                 .await
                 .map_err(|e| match e {
                     TransportFailure::Unreachable(e) => CallError::Unreachable(e),
@@ -125,6 +131,7 @@ impl HttpClient {
             return serde_json::from_slice(&body)
                 .map_err(|e| CallError::Network(TransportError(e.to_string())));
         }
+        let url = format!("{}{}", addr.trim_end_matches('/'), kind.path());
         let res = self
             .client
             .post(url)

@@ -100,6 +100,15 @@ fn at_most(var: &'static str, v: &str, max: u64) -> Result<u64, ConfigError> {
     Ok(n)
 }
 
+/// `true`/`1` or `false`/`0` (unset: false).
+fn flag(get: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).as_deref() {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(v) => Err(err(var, v, "must be true or false")),
+    }
+}
+
 fn http_url(var: &'static str, v: &str) -> Result<String, ConfigError> {
     match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
@@ -132,11 +141,7 @@ fn tls_files(
         path("CLUSTER_TLS_KEY")?,
         path("CLUSTER_TLS_CA")?,
     );
-    let client_auth = match get("CLUSTER_TLS_CLIENT_AUTH").as_deref() {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") => true,
-        Some(v) => return Err(err("CLUSTER_TLS_CLIENT_AUTH", v, "must be true or false")),
-    };
+    let client_auth = flag(get, "CLUSTER_TLS_CLIENT_AUTH")?;
     let urls: Vec<&str> = s
         .advertise_url
         .iter()
@@ -220,11 +225,7 @@ impl ClusterSettings {
         postgres: bool,
     ) -> Result<Self, ConfigError> {
         let mut s = ClusterSettings::default();
-        let from_host = match get("NODE_ID_FROM_HOSTNAME").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(v) => return Err(err("NODE_ID_FROM_HOSTNAME", v, "must be true or false")),
-        };
+        let from_host = flag(get, "NODE_ID_FROM_HOSTNAME")?;
         match (get("NODE_ID"), from_host) {
             (Some(_), true) => {
                 return Err(err(

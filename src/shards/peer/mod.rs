@@ -638,18 +638,14 @@ impl http_body::Body for PeerBody {
 impl onwapp_cluster::network::Transport for Peers {
     fn post<'a>(
         &'a self,
-        url: &'a str,
+        base: &'a str,
+        path: &'a str,
         secret: &'a str,
         body: Vec<u8>,
         timeout: Duration,
     ) -> onwapp_cluster::network::TransportFuture<'a> {
         use onwapp_cluster::network::TransportFailure;
         Box::pin(async move {
-            let after_scheme = url.find("://").map_or(0, |i| i + 3);
-            let (base, path) = match url[after_scheme..].find('/') {
-                Some(i) => url.split_at(after_scheme + i),
-                None => (url, "/"),
-            };
             let auth = format!("Bearer {secret}");
             let headers: [(&[u8], &[u8]); 2] = [
                 (b"authorization", auth.as_bytes()),

@@ -490,24 +490,14 @@ async fn a_tls_pool_refuses_plain_members_and_a_plain_pool_refuses_https() {
         .with_no_client_auth();
     let tls = Peers::with_tls(TlsConnector::from(Arc::new(config)));
     let plain_member = server().await;
-    let sent = tls
-        .send(
-            &plain_member,
-            &Method::GET,
-            "/x",
-            std::iter::empty(),
-            Payload::Bytes(Bytes::new()),
-        )
-        .await;
-    assert!(matches!(sent, Err(PeerError::Address(_))), "{sent:?}");
-    let sent = Peers::default()
-        .send(
-            "https://127.0.0.1:1",
-            &Method::GET,
-            "/x",
-            std::iter::empty(),
-            Payload::Bytes(Bytes::new()),
-        )
-        .await;
-    assert!(matches!(sent, Err(PeerError::Address(_))), "{sent:?}");
+    for (peers, base) in [
+        (&tls, plain_member.as_str()),
+        (&Peers::default(), "https://127.0.0.1:1"),
+    ] {
+        let sent = ask(peers, base, Method::GET, "/x", Payload::Bytes(Bytes::new())).await;
+        assert!(
+            matches!(sent, Err(PeerError::Address(_))),
+            "{base}: {sent:?}"
+        );
+    }
 }
