@@ -119,7 +119,7 @@ impl App {
             backends,
             EngineConfig {
                 server_url: config.whatsapp_server_url.clone(),
-                media_dir: Some(config.data_dir.join("media")),
+                media: Some(crate::engine::MediaBlobs(media_blobs(&config).await?)),
                 media_max_bytes: config.media_max_bytes,
                 ack_before_store: config.bench_ack_before_store,
             },
@@ -131,10 +131,14 @@ impl App {
         // Delivery starts once fencing is enforced: until this node holds a shard, its
         // workers claim no session (a worker started before would claim every session, and
         // its outcome records would be refused).
-        crate::webhooks::Dispatcher::with_metrics(
+        if let Some(n) = &config.nats {
+            tracing::info!(url = %crate::config::redact_url(&n.url), stream = %n.stream_prefix, "events also go to NATS JetStream");
+        }
+        crate::webhooks::Dispatcher::with_nats(
             store.clone(),
             webhook_settings(&config),
             Some(metrics.clone()),
+            config.nats.clone(),
         )
         .spawn(cancel.child_token());
         let epoch_floor = store.max_fence_epoch().await?;
@@ -299,6 +303,30 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// Where media files go: the S3 bucket of `MINIO_ENDPOINT` (ensured now, with retries); else,
+/// on Postgres (a cluster, or a node whose disk may not outlive it), the shared database: a
+/// file must outlive the node that received it; else (the embedded SQLite default)
+/// `DATA_DIR/media`.
+async fn media_blobs(config: &Config) -> anyhow::Result<Arc<dyn crate::media::BlobStore>> {
+    let blobs: Arc<dyn crate::media::BlobStore> = if let Some(s3) = &config.s3 {
+        let blobs = crate::media::S3Blobs::new(s3).map_err(|e| anyhow::anyhow!("MINIO_*: {e}"))?;
+        blobs
+            .ensure_bucket()
+            .await
+            .map_err(|e| anyhow::anyhow!("MINIO_ENDPOINT: the object store is not usable: {e}"))?;
+        Arc::new(blobs)
+    } else if config.database_kind() == "postgres" {
+        Arc::new(
+            crate::store::blobs::PgBlobs::connect_lazy(&config.effective_database_url())
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?,
+        )
+    } else {
+        Arc::new(crate::media::FsBlobs::new(config.data_dir.join("media")))
+    };
+    tracing::info!(store = %blobs.describe(), "media files");
+    Ok(blobs)
 }
 
 /// The delivery settings to run with. On Postgres a worker holds one pooled connection for

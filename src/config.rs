@@ -66,8 +66,12 @@ pub struct Config {
     /// Lets media URLs reach private, loopback and link-local addresses
     /// (`MEDIA_ALLOW_PRIVATE_URLS`; off by default: the SSRF guard).
     pub media_allow_private_urls: bool,
+    /// Media files in an S3-compatible bucket (`MINIO_*`, when `MINIO_ENDPOINT` is set).
+    pub s3: Option<crate::media::S3Settings>,
     /// Webhook delivery (`WEBHOOK_*`).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Events to NATS JetStream (`NATS_ENABLED=true`, `NATS_*`).
+    pub nats: Option<crate::webhooks::nats::NatsSettings>,
     /// The node in its cluster (`NODE_*`, `CLUSTER_*`).
     pub cluster: crate::shards::settings::ClusterSettings,
     /// Traces over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`); `None`: no traces exported.
@@ -76,6 +80,16 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// `SERVER_URL`: the public base of the URLs we hand out (a stored file's `storageUrl`
+    /// when files are served through the API); `None`: those URLs are relative.
+    pub server_url: Option<String>,
+    /// `ENABLE_SECURITY_HEADERS` (default `true`): `X-Content-Type-Options`, `X-Frame-Options`
+    /// and the rest on every answer.
+    pub security_headers: bool,
+    /// OnWapp variables that are set but have no effect here, with why (logged at start).
+    pub without_effect: Vec<(&'static str, &'static str)>,
+    /// The `.env` file the configuration was read with, if any (logged at start).
+    pub dotenv: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,7 +114,15 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("media_max_bytes", &self.media_max_bytes)
             .field("media_allow_private_urls", &self.media_allow_private_urls)
+            .field("s3", &self.s3)
             .field("webhooks", &self.webhooks)
+            .field(
+                "nats",
+                &self
+                    .nats
+                    .as_ref()
+                    .map(|n| (redact_url(&n.url), &n.stream_prefix)),
+            )
             .field("cluster", &self.cluster)
             .field("otel", &self.otel)
             .field("metrics_addr", &self.metrics_addr)
@@ -108,6 +130,8 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
             )
+            .field("server_url", &self.server_url)
+            .field("security_headers", &self.security_headers)
             .finish()
     }
 }
@@ -139,19 +163,49 @@ impl Default for Config {
             bench_ack_before_store: false,
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
             media_allow_private_urls: false,
+            s3: None,
             webhooks: crate::webhooks::WebhookSettings::default(),
+            nats: None,
             cluster: Default::default(),
             otel: None,
             metrics_addr: None,
             metrics_token: None,
+            server_url: None,
+            security_headers: true,
+            without_effect: Vec::new(),
+            dotenv: None,
         }
     }
 }
 
+/// OnWapp variables with no meaning here, and why.
+const WITHOUT_EFFECT: &[(&str, &str)] = &[
+    (
+        "GIN_MODE",
+        "OnWapp's web framework (gin) is not used; LOG_LEVEL sets the detail of logs",
+    ),
+    (
+        "DEBUG_HISTORY_SYNC",
+        "history sync is not dumped to ./history_sync_dumps/; LOG_LEVEL=debug logs each sync",
+    ),
+];
+
 impl Config {
     /// Reads the process environment.
+    /// Reads the process environment, then `.env` in the working directory for what the
+    /// environment leaves unset (`crate::dotenv`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        let path = PathBuf::from(".env");
+        let file = crate::dotenv::read(&path).map_err(|reason| ConfigError {
+            var: ".env",
+            value: path.display().to_string(),
+            reason,
+        })?;
+        let mut c = Self::from_lookup(|k| std::env::var(k).ok().or_else(|| file.get(k).cloned()))?;
+        if !file.is_empty() {
+            c.dotenv = Some(path);
+        }
+        Ok(c)
     }
 
     /// Reads configuration through `get`; empty values count as unset (as in OnWapp).
@@ -293,6 +347,7 @@ impl Config {
         if let Some(v) = get("MEDIA_ALLOW_PRIVATE_URLS") {
             c.media_allow_private_urls = parse_bool("MEDIA_ALLOW_PRIVATE_URLS", &v)?;
         }
+        c.s3 = s3_settings(&get)?;
         if let Some(v) = get("WEBHOOK_ALLOW_PRIVATE_URLS") {
             c.webhooks.allow_private_urls = parse_bool("WEBHOOK_ALLOW_PRIVATE_URLS", &v)?;
         }
@@ -323,6 +378,7 @@ impl Config {
             c.webhooks.poll_interval =
                 Duration::from_millis(parse_bounded("WEBHOOK_POLL_MS", &v, 60_000)?);
         }
+        c.nats = nats_settings(&get)?;
         c.cluster = crate::shards::settings::ClusterSettings::from_lookup(
             &get,
             c.database_kind() == "postgres",
@@ -337,6 +393,27 @@ impl Config {
                 )
             })?);
         }
+        if let Some(v) = get("SERVER_URL") {
+            let ok = url::Url::parse(&v)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return Err(err(
+                    "SERVER_URL",
+                    &v,
+                    "must be the public http(s):// URL of this server",
+                ));
+            }
+            c.server_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = get("ENABLE_SECURITY_HEADERS") {
+            // OnWapp's rule for booleans: only the exact string `true` is true.
+            c.security_headers = v == "true";
+        }
+        c.without_effect = WITHOUT_EFFECT
+            .iter()
+            .filter(|(var, _)| get(var).is_some())
+            .copied()
+            .collect();
         if let Some(v) = get("METRICS_TOKEN") {
             if v.len() < 16 || !v.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(err(
@@ -367,6 +444,184 @@ impl Config {
             _ => "sqlite",
         }
     }
+}
+
+/// `NATS_*`: JetStream publishing when `NATS_ENABLED` is `true` (OnWapp: only that exact
+/// string), with OnWapp's defaults. Durations are Go's (`5s`, `1m30s`, `500ms`).
+fn nats_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::webhooks::nats::NatsSettings>, ConfigError> {
+    if get("NATS_ENABLED").as_deref() != Some("true") {
+        return Ok(None);
+    }
+    let mut n = crate::webhooks::nats::NatsSettings::default();
+    if let Some(v) = get("NATS_URL") {
+        let ok = v.split(',').all(|u| {
+            let u = u.trim();
+            let with_scheme = if u.contains("://") {
+                u.to_string()
+            } else {
+                format!("nats://{u}")
+            };
+            url::Url::parse(&with_scheme).is_ok_and(|p| {
+                matches!(p.scheme(), "nats" | "tls" | "ws" | "wss") && p.host_str().is_some()
+            })
+        });
+        if !ok {
+            return Err(err(
+                "NATS_URL",
+                &redact_url(&v),
+                "must be nats://host:port (several separated by commas)",
+            ));
+        }
+        n.url = v;
+    }
+    if let Some(v) = get("NATS_STREAM_PREFIX") {
+        if !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(err(
+                "NATS_STREAM_PREFIX",
+                &v,
+                "must be letters, digits, '_' and '-' (it names the stream and starts every subject)",
+            ));
+        }
+        n.stream_prefix = v;
+    }
+    if let Some(v) = get("NATS_MAX_RETRIES") {
+        n.max_retries = parse_positive("NATS_MAX_RETRIES", &v)?;
+    }
+    for (var, slot) in [
+        ("NATS_RETRY_DELAY", &mut n.retry_delay),
+        ("NATS_ACK_WAIT", &mut n.ack_wait),
+        ("NATS_DUPLICATE_WINDOW", &mut n.duplicate_window),
+    ] {
+        if let Some(v) = get(var) {
+            let d = parse_go_duration(&v)
+                .filter(|d| !d.is_zero() && *d <= Duration::from_secs(DAY))
+                .ok_or_else(|| {
+                    err(
+                        var,
+                        &v,
+                        "must be a duration such as 5s, 500ms or 1m30s, at most 24h",
+                    )
+                })?;
+            *slot = d;
+        }
+    }
+    Ok(Some(n))
+}
+
+/// A Go duration (`300ms`, `5s`, `1m30s`, `2h`); a bare number is seconds.
+pub fn parse_go_duration(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = v;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&i| i > 0)?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    (total.is_finite() && total < 1e12).then(|| Duration::from_secs_f64(total))
+}
+
+/// `MINIO_*`: an object store when `MINIO_ENDPOINT` is set, with OnWapp's defaults for the
+/// rest. (OnWapp also tried `localhost:9000` when it was not set; here an unset endpoint means
+/// no object store.)
+fn s3_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::media::S3Settings>, ConfigError> {
+    let Some(endpoint) = get("MINIO_ENDPOINT") else {
+        for var in [
+            "MINIO_ACCESS_KEY",
+            "MINIO_SECRET_KEY",
+            "MINIO_BUCKET",
+            "MINIO_PUBLIC_URL",
+        ] {
+            if get(var).is_some() {
+                return Err(err(
+                    var,
+                    if var == "MINIO_SECRET_KEY" {
+                        "<hidden>"
+                    } else {
+                        "<set>"
+                    },
+                    "is set but MINIO_ENDPOINT is not: set MINIO_ENDPOINT to the object store's host:port",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let mut s = crate::media::S3Settings::with_endpoint(endpoint.clone());
+    if let Some(v) = get("MINIO_ACCESS_KEY") {
+        s.access_key = v;
+    }
+    if let Some(v) = get("MINIO_SECRET_KEY") {
+        s.secret_key = v;
+    }
+    if let Some(v) = get("MINIO_BUCKET") {
+        // S3's rule for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
+        let ok = (3..=63).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && v.as_bytes()[0].is_ascii_alphanumeric()
+            && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric();
+        if !ok {
+            return Err(err(
+                "MINIO_BUCKET",
+                &v,
+                "must be 3 to 63 lowercase letters, digits, dots and hyphens",
+            ));
+        }
+        s.bucket = v;
+    }
+    // OnWapp: only the exact string `true` turns TLS on.
+    s.use_ssl = get("MINIO_USE_SSL").is_some_and(|v| v == "true");
+    if let Some(v) = get("MINIO_REGION") {
+        s.region = v;
+    }
+    if let Some(v) = get("MINIO_PUBLIC_URL") {
+        let url = url::Url::parse(&v)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| err("MINIO_PUBLIC_URL", &v, "must be an http(s):// URL"))?;
+        s.public_url = Some(url);
+    }
+    if let Some(v) = get("MINIO_PRESIGN_EXPIRY") {
+        s.presign_expiry = Duration::from_secs(parse_positive("MINIO_PRESIGN_EXPIRY", &v)?);
+        if s.presign_expiry > crate::media::s3::MAX_PRESIGN {
+            return Err(err(
+                "MINIO_PRESIGN_EXPIRY",
+                &v,
+                "must be at most 604800 seconds (7 days, the longest a presigned URL lives)",
+            ));
+        }
+    }
+    s.endpoint_url()
+        .map_err(|reason| err("MINIO_ENDPOINT", &endpoint, &reason))?;
+    Ok(Some(s))
 }
 
 fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {

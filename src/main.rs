@@ -62,6 +62,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(file) = &config.dotenv {
+        tracing::info!(file = %file.display(), "read variables the environment does not set from .env");
+    }
+    for (var, why) in &config.without_effect {
+        tracing::warn!("{var} is set but has no effect in onwapp-rs: {why}");
+    }
     let (bind, port) = (config.bind_address, config.port);
     let app = match App::build(config).await {
         Ok(a) => a,

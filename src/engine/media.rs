@@ -268,6 +268,20 @@ impl Engine {
             None => Ok(None),
         }
     }
+
+    /// A URL serving the stored file under `key` without our API key (an object store's
+    /// public or presigned URL); `None` when files are served only through the API.
+    pub fn media_public_url(&self, key: &str) -> Option<String> {
+        self.media.as_ref()?.blobs.public_url(key)
+    }
+
+    /// Deletes every stored file of a session (its key prefix); how many.
+    pub async fn delete_media_of(&self, session_id: Uuid) -> Result<u64, BlobError> {
+        match &self.media {
+            Some(ctx) => ctx.blobs.delete_prefix(&format!("{session_id}/")).await,
+            None => Ok(0),
+        }
+    }
 }
 
 /// WhatsApp's download info of a stored row, for `Client::download`.

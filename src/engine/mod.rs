@@ -102,13 +102,23 @@ pub type BackendSource = Arc<dyn Fn(&SessionRecord) -> Arc<dyn Backend> + Send +
 pub struct EngineConfig {
     /// `ws://...` of a test server (wamock builds only); `None`: WhatsApp itself.
     pub server_url: Option<String>,
-    /// Where media files are kept (`DATA_DIR/media`); `None`: no media rows nor files.
-    pub media_dir: Option<std::path::PathBuf>,
+    /// Where media files are kept (`app::media_blobs`); `None`: no media rows nor files.
+    pub media: Option<MediaBlobs>,
     /// Largest media file sent or kept (0: the 100 MiB default).
     pub media_max_bytes: u64,
     /// Benchmarks only (`BENCH_ACK_BEFORE_STORE`, `wamock` builds): no inbound durability
     /// hook, messages acknowledged before they are stored.
     pub ack_before_store: bool,
+}
+
+/// The blob store of media files, as the engine's configuration holds it.
+#[derive(Clone)]
+pub struct MediaBlobs(pub Arc<dyn crate::media::BlobStore>);
+
+impl std::fmt::Debug for MediaBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.describe())
+    }
 }
 
 /// What `connect` found or started.
@@ -144,10 +154,10 @@ impl Engine {
             live: Mutex::new(HashMap::new()),
             gates: gate::Gates::default(),
             backends,
-            media: config.media_dir.as_ref().map(|dir| {
+            media: config.media.as_ref().map(|blobs| {
                 Arc::new(media::MediaCtx::new(
                     store.clone(),
-                    Arc::new(crate::media::FsBlobs::new(dir)),
+                    blobs.0.clone(),
                     config.max_media_bytes(),
                 ))
             }),

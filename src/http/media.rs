@@ -3,8 +3,9 @@
 //!
 //! `GET /:session/media/download?messageId=` answers the JSON record, as OnWapp does; with
 //! `&format=file` it answers the file itself (its MIME type, `Content-Disposition` with a file
-//! name). A stored record's `storageUrl` is that URL, relative to this server and
-//! authenticated like every session route.
+//! name). A stored record's `storageUrl` opens without our API key when files are in an object
+//! store (its public URL, or a URL presigned as the record is read); otherwise it is that
+//! `format=file` URL, authenticated like every session route.
 
 use std::collections::HashMap;
 
@@ -69,15 +70,24 @@ fn enabled(s: &AppState) -> ApiResult<()> {
 }
 
 /// The media record of the contract; empty values are omitted.
-fn record(session: &str, m: MediaRow) -> MediaRecord {
+fn record(s: &AppState, session: &str, m: MediaRow) -> MediaRecord {
     let b64 = |v: Option<Vec<u8>>| {
         v.filter(|b| !b.is_empty())
             .map(|b| BASE64_STANDARD.encode(b))
     };
     let text = |v: Option<String>| v.filter(|s| !s.is_empty());
     let positive = |v: Option<i64>| v.filter(|n| *n > 0);
-    let storage_url =
-        (m.downloaded && m.storage_key.is_some()).then(|| file_url(session, &m.msg_id));
+    let storage_url = match (&m.storage_key, m.downloaded) {
+        (Some(key), true) => Some(s.engine.media_public_url(key).unwrap_or_else(|| {
+            // Relative to this server, or under its public base (`SERVER_URL`).
+            let path = file_url(session, &m.msg_id);
+            match &s.config.server_url {
+                Some(base) => format!("{base}{path}"),
+                None => path,
+            }
+        })),
+        _ => None,
+    };
     MediaRecord {
         id: m.id.to_string(),
         session_id: m.session_id.to_string(),
@@ -131,7 +141,7 @@ async fn list(
         ));
     }
     let rows = s.store.list_media(rec.id, limit, offset).await?;
-    let media: Vec<MediaRecord> = rows.into_iter().map(|m| record(&rec.name, m)).collect();
+    let media: Vec<MediaRecord> = rows.into_iter().map(|m| record(&s, &rec.name, m)).collect();
     Ok(Json(MediaListResponse {
         count: media.len() as i64,
         limit,
@@ -148,7 +158,7 @@ async fn pending(
     enabled(&s)?;
     let limit = limit(&q, "limit", 100, 10_000)?;
     let rows = s.store.pending_media(rec.id, limit).await?;
-    let media: Vec<MediaRecord> = rows.into_iter().map(|m| record(&rec.name, m)).collect();
+    let media: Vec<MediaRecord> = rows.into_iter().map(|m| record(&s, &rec.name, m)).collect();
     Ok(Json(MediaPendingResponse {
         count: media.len() as i64,
         media,
@@ -216,7 +226,7 @@ async fn download(
         .await?
         .ok_or_else(|| ApiError::NotFound("media not found".into()))?;
     if !as_file {
-        return Ok(Json(record(&rec.name, row)).into_response());
+        return Ok(Json(record(&s, &rec.name, row)).into_response());
     }
     let key = match (&row.storage_key, row.downloaded) {
         (Some(k), true) => k.clone(),

@@ -144,6 +144,16 @@ async fn remove(
 ) -> ApiResult<Json<MessageResponse>> {
     // A connected device is logged out of WhatsApp first; its keys go with the session rows.
     s.engine.logout(&rec).await;
+    // Its media files go before its rows: when the media store cannot delete them, the
+    // session stays, and deleting it again tries again (no file is left without its session).
+    let files = s.engine.delete_media_of(rec.id).await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "cannot delete the session's media files, nothing was deleted: {e}"
+        ))
+    })?;
+    if files > 0 {
+        tracing::info!(session = %rec.name, files, "session media files deleted");
+    }
     if !s.store.delete_session(&rec.name).await? {
         return Err(ApiError::session_not_found(&rec.name));
     }

@@ -1,6 +1,8 @@
-//! Where media files live. A single node keeps them under `DATA_DIR/media`
-//! ([`FsBlobs`]); a cluster will put an S3-compatible or shared-volume store behind the same
-//! trait.
+//! Where media files live, chosen at start (`app::media_blobs`):
+//! - an S3-compatible bucket when `MINIO_ENDPOINT` is set (`media::s3`), on one node or many;
+//! - else, on Postgres (every cluster), the shared database (`store::blobs`): a file must
+//!   outlive the node that received it, and any node may serve it after a failover;
+//! - else, on the embedded SQLite default, files under `DATA_DIR/media` ([`FsBlobs`]).
 //!
 //! Keys are `<session id>/<sent|received>/<YYYY>/<MM>/<DD>/<message id>_<media type><ext>`:
 //! always the session's id (OnWapp mixed the name and the id), the date of storing.
@@ -22,6 +24,9 @@ pub enum BlobError {
     Key(String),
     #[error("media store I/O on {0}: {1}")]
     Io(String, std::io::Error),
+    /// An object store or database answered with an error, or did not answer.
+    #[error("{0}")]
+    Remote(String),
 }
 
 #[async_trait]
@@ -30,6 +35,15 @@ pub trait BlobStore: Send + Sync {
     /// `None` when nothing is stored under `key`.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// Deletes every file whose key starts with `prefix` (a session's `<id>/`); how many.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, BlobError>;
+    /// A URL that serves the file without our API key (an object store's public or presigned
+    /// URL); `None` when files are only served through the API.
+    fn public_url(&self, _key: &str) -> Option<String> {
+        None
+    }
+    /// Where files go, for the start-up log.
+    fn describe(&self) -> String;
 }
 
 /// The key of a media file.
@@ -130,6 +144,37 @@ impl BlobStore for FsBlobs {
             Err(e) => Err(io(&path, e)),
         }
     }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, BlobError> {
+        // Prefixes are whole directories (`<session id>/`).
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let mut count = 0;
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let mut entries = match tokio::fs::read_dir(&d).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&d, e)),
+            };
+            while let Some(entry) = entries.next_entry().await.map_err(|e| io(&d, e))? {
+                let is_dir = entry.file_type().await.map_err(|e| io(&d, e))?.is_dir();
+                if is_dir {
+                    stack.push(entry.path());
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(count),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&dir, e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("files under {}", self.root.display())
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +212,13 @@ mod tests {
         assert_eq!(blobs.get("a/b.bin").await.unwrap().unwrap(), b"hello");
         blobs.delete("a/b.bin").await.unwrap();
         assert!(blobs.get("a/b.bin").await.unwrap().is_none());
+        blobs.put("s1/x/1.bin", b"1").await.unwrap();
+        blobs.put("s1/y/2.bin", b"2").await.unwrap();
+        blobs.put("s2/x/3.bin", b"3").await.unwrap();
+        assert_eq!(blobs.delete_prefix("s1/").await.unwrap(), 2);
+        assert!(blobs.get("s1/x/1.bin").await.unwrap().is_none());
+        assert_eq!(blobs.get("s2/x/3.bin").await.unwrap().unwrap(), b"3");
+        assert_eq!(blobs.delete_prefix("s1/").await.unwrap(), 0);
         assert!(matches!(
             blobs.put("../escape", b"x").await,
             Err(BlobError::Key(_))

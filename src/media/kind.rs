@@ -91,9 +91,51 @@ pub fn extension(mime: &str) -> &'static str {
     }
 }
 
+/// The MIME type a stored file's name stands for (its extension, as [`extension`] makes it);
+/// `application/octet-stream` when unknown.
+pub fn mime_of_name(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+    match ext.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "mp4" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "webm" => "video/webm",
+        "mov" => "video/quicktime",
+        "ogg" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        "aac" => "audio/aac",
+        "m4a" => "audio/mp4",
+        "amr" => "audio/amr",
+        "wav" => "audio/wav",
+        "flac" => "audio/flac",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "txt" => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_give_their_mime_type_back() {
+        for mime in [
+            "image/jpeg",
+            "video/mp4",
+            "audio/ogg",
+            "application/pdf",
+            "text/plain",
+        ] {
+            assert_eq!(mime_of_name(&format!("a/b_x{}", extension(mime))), mime);
+        }
+        assert_eq!(mime_of_name("a/b_document"), "application/octet-stream");
+    }
 
     #[test]
     fn extensions() {

@@ -4,6 +4,7 @@
 //! [`connect`] picks the implementation from the URL, once, at start-up. [`device`] holds
 //! whatsapp-rust's storage backend, on the same pool.
 
+pub mod blobs;
 mod cache;
 pub mod chat;
 pub mod chat_state;

@@ -26,6 +26,8 @@ pub struct QueuedEvent {
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
+    /// JetStream acknowledged it already (it stayed pending for its webhook).
+    pub published: bool,
 }
 
 /// A dead letter: an event that will not be retried until it is replayed.
@@ -59,6 +61,12 @@ pub enum Outcome {
     },
     /// No enabled webhook, or its `events` list leaves this event out.
     Skipped,
+    /// Not attempted: another sink it goes to first (NATS) is unavailable. Tried again at `at`
+    /// without counting an attempt; the session's later events wait behind it.
+    Held {
+        error: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Some sessions' queues, owned by one worker until [`OutboxClaim::release`] (or drop).
@@ -101,6 +109,8 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Vec<QueuedEvent>> {
         queues_one_by_one(self, session_ids, limit).await
     }
+    /// Marks events as published to NATS (they stay pending for their webhook).
+    async fn mark_published(&self, ids: &[Uuid]) -> StoreResult<()>;
     /// Records the outcomes of attempts, in one transaction: (event id, its session, outcome).
     async fn record_outcomes(&self, outcomes: &[(Uuid, Uuid, Outcome)]) -> StoreResult<()>;
     /// Records the outcome of an attempt on event `id` of `session_id`.
@@ -213,8 +223,8 @@ macro_rules! impl_outbox_store {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::outbox::QueuedEvent>> {
                 sqlx::query_as::<$db, $crate::store::outbox::QueuedEvent>(concat!(
-                    "SELECT id, session_id, event, payload, attempts, created_at, next_attempt_at \
-                     FROM webhook_outbox WHERE session_id = $1 AND state = 'pending' ORDER BY ",
+                    "SELECT id, session_id, event, payload, attempts, created_at, next_attempt_at, \
+                     published FROM webhook_outbox WHERE session_id = $1 AND state = 'pending' ORDER BY ",
                     $seq,
                     " LIMIT $2"
                 ))
@@ -231,6 +241,27 @@ macro_rules! impl_outbox_store {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::outbox::QueuedEvent>> {
                 self.queued_events_many(session_ids, limit).await
+            }
+
+            async fn mark_published(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> $crate::store::StoreResult<()> {
+                for chunk in ids.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE webhook_outbox SET published = TRUE WHERE id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build()
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| $crate::store::StoreError::from_sqlx(e, String::new))?;
+                }
+                Ok(())
             }
 
             async fn record_outcomes(
@@ -268,6 +299,13 @@ macro_rules! impl_outbox_store {
                         )
                         .bind(*id)
                         .bind(*status)
+                        .bind(error.as_str())
+                        .bind(*next),
+                        Outcome::Held { error, at: next } => sqlx::query::<$db>(
+                            "UPDATE webhook_outbox SET last_error = $2, next_attempt_at = $3 \
+                             WHERE id = $1",
+                        )
+                        .bind(*id)
                         .bind(error.as_str())
                         .bind(*next),
                         Outcome::Dead { status, error } => sqlx::query::<$db>(
@@ -448,6 +486,10 @@ impl OutboxStore for super::CachedStore {
         limit: i64,
     ) -> StoreResult<Vec<QueuedEvent>> {
         self.inner().queued_events_of(session_ids, limit).await
+    }
+
+    async fn mark_published(&self, ids: &[Uuid]) -> StoreResult<()> {
+        self.inner().mark_published(ids).await
     }
 
     async fn record_outcomes(&self, outcomes: &[(Uuid, Uuid, Outcome)]) -> StoreResult<()> {

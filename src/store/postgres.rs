@@ -127,7 +127,8 @@ impl PgStore {
         limit: i64,
     ) -> super::StoreResult<Vec<super::outbox::QueuedEvent>> {
         sqlx::query_as::<_, super::outbox::QueuedEvent>(
-            "SELECT o.id, o.session_id, o.event, o.payload, o.attempts, o.created_at, o.next_attempt_at \
+            "SELECT o.id, o.session_id, o.event, o.payload, o.attempts, o.created_at, o.next_attempt_at, \
+             o.published \
              FROM unnest($1::uuid[]) WITH ORDINALITY AS s(id, n) \
              CROSS JOIN LATERAL (SELECT * FROM webhook_outbox w \
                WHERE w.session_id = s.id AND w.state = 'pending' ORDER BY w.seq LIMIT $2) o \

@@ -3,6 +3,7 @@
 //! signatures and dead letters.
 
 pub mod deliver;
+pub mod nats;
 pub mod retry;
 pub mod sign;
 pub mod worker;

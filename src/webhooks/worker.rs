@@ -78,6 +78,8 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     client: deliver::Client,
     metrics: Option<Arc<Metrics>>,
+    /// Every event also goes to NATS JetStream, before its webhook (`NATS_ENABLED`).
+    nats: Option<Arc<super::nats::Publisher>>,
 }
 
 /// What one pass did for one session.
@@ -87,6 +89,8 @@ pub struct Pass {
     pub retried: usize,
     pub dead: usize,
     pub skipped: usize,
+    /// Not attempted: NATS, where they go first, is unavailable.
+    pub held: usize,
 }
 
 impl Dispatcher {
@@ -106,6 +110,24 @@ impl Dispatcher {
             client: deliver::Client::new(settings.allow_private_urls),
             settings,
             metrics,
+            nats: None,
+        })
+    }
+
+    /// [`Dispatcher::with_metrics`] that also publishes every event to NATS JetStream.
+    pub fn with_nats(
+        store: Arc<dyn Store>,
+        settings: WebhookSettings,
+        metrics: Option<Arc<Metrics>>,
+        nats: Option<super::nats::NatsSettings>,
+    ) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            wake: store.outbox_signal(),
+            store,
+            client: deliver::Client::new(settings.allow_private_urls),
+            settings,
+            metrics,
+            nats: nats.map(|n| Arc::new(super::nats::Publisher::new(n))),
         })
     }
 
@@ -190,6 +212,7 @@ impl Dispatcher {
             total.retried += pass.retried;
             total.dead += pass.dead;
             total.skipped += pass.skipped;
+            total.held += pass.held;
         }
         Ok(total)
     }
@@ -207,14 +230,28 @@ impl Dispatcher {
             if ev.next_attempt_at > now {
                 break;
             }
+            let published = match self.publish(ev).await {
+                Ok(published) => published,
+                Err(held) => {
+                    self.observe(ev, &held);
+                    pass.held += 1;
+                    unrecorded.push(ev.id, ev.session_id, held);
+                    break;
+                }
+            };
             let outcome = self.attempt(webhook, ev).await;
             self.observe(ev, &outcome);
-            let stop = matches!(outcome, Outcome::Retry { .. });
+            // Published now and not finished: not published again when tried again.
+            if published && matches!(outcome, Outcome::Retry { .. } | Outcome::Dead { .. }) {
+                self.store.mark_published(&[ev.id]).await?;
+            }
+            let stop = matches!(outcome, Outcome::Retry { .. } | Outcome::Held { .. });
             match outcome {
                 Outcome::Delivered { .. } => pass.delivered += 1,
                 Outcome::Skipped => pass.skipped += 1,
                 Outcome::Dead { .. } => pass.dead += 1,
                 Outcome::Retry { .. } => pass.retried += 1,
+                Outcome::Held { .. } => pass.held += 1,
             }
             unrecorded.push(ev.id, ev.session_id, outcome);
             if stop {
@@ -224,6 +261,35 @@ impl Dispatcher {
             self.store.record_outcomes(&due).await?;
         }
         Ok(pass)
+    }
+
+    /// Publishes the event to NATS first when NATS is on and it is not published yet:
+    /// `Ok(true)` published now, `Ok(false)` nothing to do, `Err` the outcome that holds it
+    /// (and the session's later events) until NATS is back.
+    async fn publish(&self, ev: &QueuedEvent) -> Result<bool, Outcome> {
+        let Some(nats) = &self.nats else {
+            return Ok(false);
+        };
+        if ev.published {
+            return Ok(false);
+        }
+        let session = ev.payload.0["sessionId"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| ev.session_id.to_string());
+        let body = Bytes::from(serde_json::to_vec(&payload(ev)).unwrap_or_default());
+        match nats
+            .publish(nats.subject(&session, &ev.event), &ev.id.to_string(), body)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) => Err(Outcome::Held {
+                error: e.to_string(),
+                at: Utc::now()
+                    + chrono::Duration::from_std(nats.settings().retry_delay)
+                        .unwrap_or(chrono::Duration::MAX),
+            }),
+        }
     }
 
     fn observe(&self, ev: &QueuedEvent, outcome: &Outcome) {
@@ -237,6 +303,7 @@ impl Dispatcher {
             Outcome::Retry { .. } => "retried",
             Outcome::Dead { .. } => "dead",
             Outcome::Skipped => "skipped",
+            Outcome::Held { .. } => "held",
         };
         m.webhook_attempts.with_label_values(&[label]).inc();
     }

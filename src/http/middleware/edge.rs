@@ -28,7 +28,9 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
             Err(_) => ApiError::Timeout.into_response(),
         }
     };
-    security_headers(resp.headers_mut(), api);
+    if state.config.security_headers {
+        security_headers(resp.headers_mut(), api);
+    }
     if resp.extensions().get::<MemberRequest>().is_some() {
         return resp;
     }
