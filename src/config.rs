@@ -740,6 +740,120 @@ mod tests {
     }
 
     #[test]
+    fn onwapp_object_store_variables() {
+        assert!(cfg(&[]).unwrap().s3.is_none());
+        let c = cfg(&[("MINIO_ENDPOINT", "minio:9000")]).unwrap();
+        let s = c.s3.expect("an object store");
+        assert_eq!(
+            (
+                s.access_key.as_str(),
+                s.secret_key.as_str(),
+                s.bucket.as_str()
+            ),
+            ("onwapp", "postgres", "onwapp-media"),
+            "OnWapp's defaults"
+        );
+        assert!(!s.use_ssl);
+        let c = cfg(&[
+            ("MINIO_ENDPOINT", "s3.example.com"),
+            ("MINIO_USE_SSL", "true"),
+            ("MINIO_BUCKET", "media.prod-1"),
+            ("MINIO_PUBLIC_URL", "https://cdn.example.com"),
+        ])
+        .unwrap();
+        let s = c.s3.unwrap();
+        assert_eq!(
+            s.endpoint_url().unwrap().as_str(),
+            "https://s3.example.com/"
+        );
+        assert_eq!(s.public_url.unwrap().as_str(), "https://cdn.example.com/");
+        // Only the exact string `true` turns TLS on, as in OnWapp.
+        let c = cfg(&[("MINIO_ENDPOINT", "m:9000"), ("MINIO_USE_SSL", "TRUE")]).unwrap();
+        assert!(!c.s3.unwrap().use_ssl);
+        for (pairs, var) in [
+            (vec![("MINIO_BUCKET", "x")], "MINIO_BUCKET"),
+            (
+                vec![("MINIO_ENDPOINT", "m:9000"), ("MINIO_BUCKET", "Upper")],
+                "MINIO_BUCKET",
+            ),
+            (
+                vec![("MINIO_ENDPOINT", "m:9000"), ("MINIO_PUBLIC_URL", "cdn")],
+                "MINIO_PUBLIC_URL",
+            ),
+            (
+                vec![
+                    ("MINIO_ENDPOINT", "m:9000"),
+                    ("MINIO_PRESIGN_EXPIRY", "604801"),
+                ],
+                "MINIO_PRESIGN_EXPIRY",
+            ),
+            (vec![("MINIO_ENDPOINT", "ftp://m")], "MINIO_ENDPOINT"),
+        ] {
+            assert_eq!(cfg(&pairs).unwrap_err().var, var, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn onwapp_nats_variables() {
+        assert!(
+            cfg(&[("NATS_URL", "nats://n:4222")])
+                .unwrap()
+                .nats
+                .is_none()
+        );
+        assert!(cfg(&[("NATS_ENABLED", "1")]).unwrap().nats.is_none());
+        let n = cfg(&[("NATS_ENABLED", "true")]).unwrap().nats.unwrap();
+        assert_eq!(n, crate::webhooks::nats::NatsSettings::default());
+        let n = cfg(&[
+            ("NATS_ENABLED", "true"),
+            ("NATS_URL", "nats://a:4222,nats://b:4222"),
+            ("NATS_STREAM_PREFIX", "EVENTS"),
+            ("NATS_MAX_RETRIES", "3"),
+            ("NATS_RETRY_DELAY", "1m30s"),
+            ("NATS_ACK_WAIT", "500ms"),
+        ])
+        .unwrap()
+        .nats
+        .unwrap();
+        assert_eq!(n.stream_prefix, "EVENTS");
+        assert_eq!(n.max_retries, 3);
+        assert_eq!(n.retry_delay, Duration::from_secs(90));
+        assert_eq!(n.ack_wait, Duration::from_millis(500));
+        for (var, value) in [
+            ("NATS_STREAM_PREFIX", "A.B"),
+            ("NATS_RETRY_DELAY", "soon"),
+            ("NATS_ACK_WAIT", "0s"),
+            ("NATS_URL", "http://x"),
+        ] {
+            let e = cfg(&[("NATS_ENABLED", "true"), (var, value)]).unwrap_err();
+            assert_eq!(e.var, var);
+        }
+        assert_eq!(parse_go_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("5x"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn onwapp_variables_without_effect_and_server_url() {
+        let c = cfg(&[
+            ("GIN_MODE", "release"),
+            ("SERVER_URL", "https://api.example.com/"),
+            ("ENABLE_SECURITY_HEADERS", "false"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.without_effect.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            ["GIN_MODE"]
+        );
+        assert_eq!(c.server_url.as_deref(), Some("https://api.example.com"));
+        assert!(!c.security_headers);
+        assert!(cfg(&[]).unwrap().security_headers);
+        assert_eq!(cfg(&[("SERVER_URL", "api")]).unwrap_err().var, "SERVER_URL");
+    }
+
+    #[test]
     fn defaults() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.port, 3000);

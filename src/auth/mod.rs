@@ -119,6 +119,15 @@ impl Authenticator {
 }
 
 impl Authenticator {
+    /// Whether the `Authorization` header carries the global key (constant time, no lookup).
+    pub fn is_global(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(key) = header.and_then(|h| h.to_str().ok()).map(str::trim) else {
+            return false;
+        };
+        let key = key.strip_prefix("Bearer ").map(str::trim).unwrap_or(key);
+        bool::from(key.as_bytes().ct_eq(self.global_key.as_bytes()))
+    }
+
     /// The global key (to refuse it as a session key).
     pub fn global_key(&self) -> &str {
         &self.global_key

@@ -144,7 +144,14 @@ impl S3Blobs {
     async fn ensure_once(&self) -> Result<(), BlobError> {
         let head = self.bucket.head_bucket(Some(&self.credentials));
         let r = self
-            .call(Method::HEAD, head.sign(SIGNED_FOR), &[], Bytes::new(), 0)
+            // A HEAD answer declares the length of a body it does not send.
+            .call(
+                Method::HEAD,
+                head.sign(SIGNED_FOR),
+                &[],
+                Bytes::new(),
+                u64::MAX,
+            )
             .await?;
         match r.status {
             200 => Ok(()),
@@ -267,7 +274,7 @@ impl BlobStore for S3Blobs {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, BlobError> {
-        let mut deleted = 0;
+        let mut deleted = std::collections::HashSet::new();
         loop {
             // Listed again from the start each time: what was deleted is gone from the list.
             let mut list: ListObjectsV2<'_> = self.bucket.list_objects_v2(Some(&self.credentials));
@@ -285,16 +292,26 @@ impl BlobStore for S3Blobs {
             if r.status != 200 {
                 return Err(answer_error("ListObjectsV2", prefix, &r));
             }
-            let listed = ListObjectsV2::parse_response(&r.body)
-                .map_err(|e| s3_error("ListObjectsV2", prefix, e.to_string()))?;
-            if listed.contents.is_empty() {
-                return Ok(deleted);
+            // The keys only: servers differ in the other fields they list (s3s-fs sends no
+            // ETag, which rusty-s3's parser requires).
+            let keys = listed_keys(&r.body).map_err(|e| s3_error("ListObjectsV2", prefix, e))?;
+            if keys.is_empty() {
+                return Ok(deleted.len() as u64);
             }
-            for object in &listed.contents {
+            let mut progress = false;
+            for key in &keys {
                 // `encoding-type=url`: keys come percent-encoded.
-                let key = percent_decode(&object.key);
+                let key = percent_decode(key);
                 self.delete(&key).await?;
-                deleted += 1;
+                progress |= deleted.insert(key);
+            }
+            // A store that lists what it said it deleted would keep this loop going.
+            if !progress {
+                return Err(s3_error(
+                    "DeleteObject",
+                    prefix,
+                    "objects are still listed after their deletion",
+                ));
             }
         }
     }
@@ -322,6 +339,32 @@ impl BlobStore for S3Blobs {
             self.bucket.base_url()
         )
     }
+}
+
+/// The `<Key>` of each `<Contents>` of a ListObjectsV2 answer.
+fn listed_keys(body: &[u8]) -> Result<Vec<String>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the listing is not UTF-8".to_string())?;
+    if !text.contains("<ListBucketResult") {
+        return Err("not a ListBucketResult".into());
+    }
+    let mut keys = Vec::new();
+    for contents in text.split("<Contents>").skip(1) {
+        let Some(start) = contents.find("<Key>").map(|i| i + "<Key>".len()) else {
+            continue;
+        };
+        let Some(len) = contents[start..].find("</Key>") else {
+            continue;
+        };
+        let key = &contents[start..start + len];
+        keys.push(
+            key.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+    }
+    Ok(keys)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -394,5 +437,13 @@ mod tests {
         assert_eq!(error_code(body), Some("SignatureDoesNotMatch"));
         assert_eq!(error_code(b"nope"), None);
         assert_eq!(percent_decode("a%2Fb%20c+d"), "a/b c+d");
+        let listing = b"<?xml version=\"1.0\"?><ListBucketResult><Name>b</Name>\
+            <Contents><Key>s%2Fa_image.jpg</Key><Size>3</Size></Contents>\
+            <Contents><Key>s/b&amp;c</Key></Contents></ListBucketResult>";
+        assert_eq!(
+            listed_keys(listing).unwrap(),
+            vec!["s%2Fa_image.jpg".to_string(), "s/b&c".to_string()]
+        );
+        assert!(listed_keys(b"<Error><Code>AccessDenied</Code></Error>").is_err());
     }
 }

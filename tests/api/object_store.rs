@@ -238,7 +238,7 @@ async fn received_media_goes_to_the_bucket_and_its_url_needs_no_key() {
     assert_eq!(sha(&r.bytes().await.unwrap()), sha(&photo));
 
     // Deleting the session deletes its objects.
-    let (code, b) = TestApp::call(app.delete("/sessions/s3")).await;
+    let (code, b) = TestApp::call(app.delete("/s3")).await;
     assert_eq!(code, 200, "{b}");
     assert!(
         s3.client().get(&key).await.expect("GetObject").is_none(),

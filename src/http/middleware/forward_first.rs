@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{Request, State},
-    http::Method,
+    http::{Method, header::AUTHORIZATION},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -24,14 +24,26 @@ use crate::{
     error::ApiError,
     http::sessions::RESERVED_NAMES,
     ratelimit::Decision,
-    shards::{FORWARDED_BY, Route, forward},
+    shards::{FORWARDED_BY, Route, SERVED_EPOCH, forward},
 };
 
-pub async fn forward_first(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// The outermost session layer: [`forward_or_continue`], then the served epoch
+/// (`x-onwapp-served-epoch`) is taken off answers to clients. Members read it (a relayed
+/// answer carries it back) and so do operators (the global key): it says which ownership of
+/// the shard served the request, which only matters to the cluster and whoever runs it.
+pub async fn forward_first(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let shows_epoch = state.auth.is_global(req.headers().get(AUTHORIZATION))
+        || state
+            .shards
+            .is_member_request(req.headers(), req.extensions());
+    let mut resp = forward_or_continue(state, req, next).await;
+    if !shows_epoch {
+        resp.headers_mut().remove(SERVED_EPOCH);
+    }
+    resp
+}
+
+async fn forward_or_continue(state: AppState, mut req: Request, next: Next) -> Response {
     let Some(name) = remote_session(&state, &req) else {
         return next.run(req).await;
     };
