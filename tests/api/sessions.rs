@@ -150,7 +150,25 @@ async fn content_type_is_not_required(app: TestApp) {
     assert_eq!(r.status(), 201);
 }
 
+/// The shard epoch that served a request is the cluster's business: a session's own key does
+/// not see it, the global key (an operator) does.
+async fn the_served_epoch_is_not_for_clients(app: TestApp) {
+    let created = app.create_session("epoch").await;
+    let key = created["apiKey"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .get(app.url("/epoch/status"))
+        .header("Authorization", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-onwapp-served-epoch").is_none(), "{:?}", r.headers());
+    let r = app.get("/epoch/status").send().await.unwrap();
+    assert!(r.headers().get("x-onwapp-served-epoch").is_some(), "operators see it");
+}
+
 crate::on_both_databases!(
+    the_served_epoch_is_not_for_clients,
     session_lifecycle,
     duplicate_session_is_409,
     bad_create_bodies_are_400_naming_the_field,
