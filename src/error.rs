@@ -150,7 +150,9 @@ impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
         use crate::engine::EngineError as E;
         match e {
-            E::NotConnected(_) | E::AlreadyPaired(_) => ApiError::Conflict(e.to_string()),
+            E::NotConnected(_) | E::AlreadyPaired(_) | E::NotReady(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             E::Start(_) => ApiError::Internal(anyhow::anyhow!(e.to_string())),
             E::Fenced(m) => ApiError::Misdirected(m),
             E::Pair(_) | E::Send(_) | E::Action(_) => ApiError::Upstream(e.to_string()),

@@ -55,6 +55,9 @@ pub enum EngineError {
     Fenced(String),
     #[error("failed to pair phone: {0}")]
     Pair(String),
+    /// The client runs but WhatsApp has not answered it yet: nothing can be asked of it.
+    #[error("{0}")]
+    NotReady(String),
     #[error("failed to send message: {0}")]
     Send(String),
     /// A chat, presence or app-state action WhatsApp (or the client) refused; the text
@@ -140,6 +143,9 @@ pub struct Engine {
     /// Deletes the journal rows of finished sends (`engine::outgoing`).
     journal: Arc<outgoing::Journal>,
 }
+
+/// How long `pairphone` waits for a client it just started to reach WhatsApp.
+const PAIR_READY: Duration = Duration::from_secs(15);
 
 /// How long a graceful client shutdown may take before it is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -293,6 +299,19 @@ impl Engine {
             .ok_or_else(|| EngineError::NotConnected(name.into()))?;
         if live.client().pn().is_some() {
             return Err(EngineError::AlreadyPaired(name.into()));
+        }
+        // A client started just now (`pairphone` connects a disconnected session) takes a
+        // pairing request once WhatsApp has answered it, which its first QR shows.
+        let ready = tokio::time::Instant::now() + PAIR_READY;
+        while live.qr().is_none() {
+            if tokio::time::Instant::now() >= ready || live.state() == State::Disconnected {
+                return Err(EngineError::NotReady(format!(
+                    "session {name} has not reached WhatsApp yet (still connecting after {} s); \
+                     ask for a pairing code again once GET /{name}/qr shows a QR code",
+                    PAIR_READY.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         live.pair_with_code(phone)
             .await

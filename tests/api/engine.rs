@@ -306,6 +306,31 @@ async fn pairphone_validates_the_phone() {
     assert_eq!(code, 404);
 }
 
+/// `pairphone` on a session that was never connected connects it first; when WhatsApp does not
+/// answer (here: nothing listens where it should be), the answer is a 409 that says so, not a
+/// 502 from a pairing request sent to a socket that never opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairphone_while_whatsapp_is_unreachable_is_a_clear_409() {
+    let port = crate::process::free_port();
+    let Some(app) = spawn_with(Db::Sqlite, move |c| {
+        c.whatsapp_server_url = Some(format!("ws://127.0.0.1:{port}/ws/chat"));
+    })
+    .await
+    else {
+        return;
+    };
+    app.create_session("far").await;
+    let (code, e) = TestApp::call(
+        app.post("/far/pairphone")
+            .json(&json!({"phone": "5511999990000"})),
+    )
+    .await;
+    assert_eq!(code, 409, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(msg.contains("has not reached WhatsApp"), "{msg}");
+    assert!(msg.contains("/far/qr"), "{msg}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_and_sent_messages_are_stored_and_queued_as_events_on_sqlite() {
     messages_flow(Db::Sqlite).await;
