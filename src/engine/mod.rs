@@ -186,6 +186,23 @@ impl Engine {
         self.get(name).map_or(State::Disconnected, |l| l.state())
     }
 
+    /// Why a connecting session is not connected yet, once its client has failed to reach
+    /// WhatsApp (it keeps trying, with WhatsApp Web's backoff up to 15 minutes).
+    pub fn connect_trouble(&self, name: &str) -> Option<String> {
+        let live = self.get(name)?;
+        if live.state() != State::Connecting {
+            return None;
+        }
+        let failed = live.client().stats().reconnect_errors;
+        (failed > 0).then(|| {
+            format!(
+                "cannot reach WhatsApp: {failed} connection attempt{} failed, still trying \
+                 (check this node's network and DNS to web.whatsapp.com)",
+                if failed == 1 { "" } else { "s" }
+            )
+        })
+    }
+
     /// How many sessions run a client here, by state (`connecting`, `connected`,
     /// `disconnected`).
     pub fn state_counts(&self) -> [(State, usize); 3] {

@@ -72,12 +72,14 @@ fn validate_api_key(key: &str, global: &str) -> Result<(), ApiError> {
 /// The API's view of a session: stored fields, and the live state from the engine.
 pub fn session_response(s: &AppState, r: SessionRecord) -> SessionResponse {
     let status = s.engine.state(&r.name).as_str().to_string();
+    let status_reason = s.engine.connect_trouble(&r.name);
     SessionResponse {
         id: r.id.to_string(),
         session: r.name,
         device_jid: r.device_jid,
         phone: r.phone,
         status,
+        status_reason,
         api_key: Some(r.api_key),
         push_name: r.push_name,
         profile_picture: None,

@@ -329,6 +329,14 @@ async fn pairphone_while_whatsapp_is_unreachable_is_a_clear_409() {
     let msg = e["error"].as_str().unwrap();
     assert!(msg.contains("has not reached WhatsApp"), "{msg}");
     assert!(msg.contains("/far/qr"), "{msg}");
+    // The status says why it is not connecting, instead of `connecting` and nothing else.
+    let st = crate::wa::poll(&app, "/far/status", Duration::from_secs(30), |b| {
+        b.get("statusReason").is_some()
+    })
+    .await;
+    assert_eq!(st["status"], "connecting", "{st}");
+    let why = st["statusReason"].as_str().unwrap();
+    assert!(why.starts_with("cannot reach WhatsApp: "), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

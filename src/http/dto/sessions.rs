@@ -72,6 +72,10 @@ pub struct SessionResponse {
     pub phone: Option<String>,
     /// `disconnected`, `connecting` or `connected`.
     pub status: String,
+    /// Why a `connecting` session is not connected yet (WhatsApp unreachable); absent
+    /// otherwise. Not in OnWapp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     /// Session-scoped API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
