@@ -65,6 +65,16 @@ impl Fetcher {
             .map_err(|_| FetchError::Timeout)?
     }
 
+    /// The checks [`Fetcher::fetch`] makes before it connects (scheme, host, addresses), without
+    /// connecting: a forbidden URL is refused as soon as a request names it.
+    pub async fn check(&self, raw: &str) -> Result<(), FetchError> {
+        let url = Url::parse(raw.trim()).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        tokio::time::timeout(TIMEOUT, self.target(&url))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+            .map(|_| ())
+    }
+
     async fn follow(&self, raw: &str) -> Result<Fetched, FetchError> {
         let mut url = Url::parse(raw.trim()).map_err(|e| FetchError::Invalid(e.to_string()))?;
         let headers = [

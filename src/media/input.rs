@@ -58,6 +58,26 @@ pub async fn load(
     mimetype: Option<&str>,
     fetcher: &Fetcher,
 ) -> Result<MediaFile, InputError> {
+    let pending = prepare(kind, value, mimetype, fetcher).await?;
+    finish(kind, pending, mimetype, fetcher).await
+}
+
+/// A media value checked as far as it can be without downloading anything: decoded when it
+/// is base64 or a data URL, a URL that passed the scheme and address checks otherwise.
+#[derive(Debug)]
+pub enum Pending {
+    Ready(MediaFile),
+    Fetch(String),
+}
+
+/// Everything about `value` that can be wrong without a download, checked now: a request
+/// with a bad value is told so before anything else (the session's state included).
+pub async fn prepare(
+    kind: MediaKind,
+    value: &str,
+    mimetype: Option<&str>,
+    fetcher: &Fetcher,
+) -> Result<Pending, InputError> {
     let field = kind.as_str();
     let value = value.trim();
     if value.is_empty() {
@@ -71,18 +91,46 @@ pub async fn load(
         let bytes = decode(field, data, fetcher.max_bytes)?;
         (bytes, Some(mime.to_string()).filter(|m| !m.is_empty()))
     } else if has_scheme(value) {
-        let got = fetcher
-            .fetch(value)
+        fetcher
+            .check(value)
             .await
             .map_err(|e| InputError::Fetch(field, e))?;
-        (got.bytes, got.content_type)
+        return Ok(Pending::Fetch(value.to_string()));
     } else {
         (decode(field, value, fetcher.max_bytes)?, None)
     };
-    if bytes.is_empty() {
-        return Err(InputError::Empty(field));
+    ready(kind, bytes, mimetype, announced.as_deref()).map(Pending::Ready)
+}
+
+/// Downloads what [`prepare`] left to fetch.
+pub async fn finish(
+    kind: MediaKind,
+    pending: Pending,
+    mimetype: Option<&str>,
+    fetcher: &Fetcher,
+) -> Result<MediaFile, InputError> {
+    match pending {
+        Pending::Ready(file) => Ok(file),
+        Pending::Fetch(url) => {
+            let got = fetcher
+                .fetch(&url)
+                .await
+                .map_err(|e| InputError::Fetch(kind.as_str(), e))?;
+            ready(kind, got.bytes, mimetype, got.content_type.as_deref())
+        }
     }
-    let mimetype = choose_mime(kind, mimetype, announced.as_deref(), &bytes);
+}
+
+fn ready(
+    kind: MediaKind,
+    bytes: Vec<u8>,
+    mimetype: Option<&str>,
+    announced: Option<&str>,
+) -> Result<MediaFile, InputError> {
+    if bytes.is_empty() {
+        return Err(InputError::Empty(kind.as_str()));
+    }
+    let mimetype = choose_mime(kind, mimetype, announced, &bytes);
     Ok(MediaFile { bytes, mimetype })
 }
 

@@ -470,6 +470,51 @@ async fn private_urls_are_refused_by_default() {
     assert_eq!(user_inbox(&wa, to).await, json!([]));
 }
 
+/// A send with a bad file is told what is wrong with it even when the session is not
+/// connected: invalid base64, a data URL that is not base64, a forbidden URL. A good file to a
+/// disconnected session is the 409.
+#[tokio::test]
+async fn bad_media_input_is_named_before_the_session_state() {
+    let Some(app) = spawn_with(Db::Sqlite, |_| {}).await else {
+        return;
+    };
+    app.create_session("off").await;
+    for (body, says) in [
+        (
+            json!({"phone": "5511999990000", "image": "***not base64***"}),
+            "invalid base64 image",
+        ),
+        (
+            json!({"phone": "5511999990000", "image": "data:image/png,abc"}),
+            "data URLs must be base64",
+        ),
+        (
+            json!({"phone": "5511999990000", "image": "http://127.0.0.1:9/x.png"}),
+            "image",
+        ),
+        (
+            json!({"phone": "5511999990000", "image": "http://169.254.169.254/latest"}),
+            "image",
+        ),
+        (
+            json!({"phone": "5511999990000", "image": "ftp://example.com/x.png"}),
+            "image",
+        ),
+    ] {
+        let (code, e) = TestApp::call(app.post("/off/message/send/image").json(&body)).await;
+        assert_eq!(code, 400, "{body} -> {e}");
+        let msg = e["error"].as_str().unwrap();
+        assert!(msg.contains(says), "{body} -> {msg}");
+    }
+    let png = BASE64_STANDARD.encode(png());
+    let (code, e) = TestApp::call(
+        app.post("/off/message/send/image")
+            .json(&json!({"phone": "5511999990000", "image": png})),
+    )
+    .await;
+    assert_eq!(code, 409, "{e}");
+}
+
 /// A simulated user sends the session an image: it is listed, downloaded in the background
 /// and served back with the same bytes. A file over the limit stays pending and
 /// `media/process` records another failed attempt.

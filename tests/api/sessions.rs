@@ -162,9 +162,16 @@ async fn the_served_epoch_is_not_for_clients(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("x-onwapp-served-epoch").is_none(), "{:?}", r.headers());
+    assert!(
+        r.headers().get("x-onwapp-served-epoch").is_none(),
+        "{:?}",
+        r.headers()
+    );
     let r = app.get("/epoch/status").send().await.unwrap();
-    assert!(r.headers().get("x-onwapp-served-epoch").is_some(), "operators see it");
+    assert!(
+        r.headers().get("x-onwapp-served-epoch").is_some(),
+        "operators see it"
+    );
 }
 
 crate::on_both_databases!(

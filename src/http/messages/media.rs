@@ -52,22 +52,27 @@ async fn send(
         required(m.kind.as_str(), v)?;
     }
     let context = m.quoted.map(|q| quote(q, &to)).transpose()?;
+    // What is wrong with the file is said before anything else (a session that is not
+    // connected included); only a URL's download waits until the session can send it.
+    let max = s.config.media_max_bytes;
+    let fetcher = Fetcher {
+        max_bytes: max,
+        allow_private: s.config.media_allow_private_urls,
+    };
+    let pending = match m.source {
+        Source::Value(v) => input::prepare(m.kind, v, m.mimetype, &fetcher).await?,
+        Source::File(f) => input::Pending::Ready(input::from_bytes(
+            m.kind,
+            f.bytes,
+            m.mimetype,
+            f.content_type.as_deref(),
+            max,
+        )?),
+    };
     if s.engine.state(&rec.name) != Live::Connected {
         return Err(EngineError::NotConnected(rec.name.clone()).into());
     }
-    let max = s.config.media_max_bytes;
-    let file = match m.source {
-        Source::Value(v) => {
-            let fetcher = Fetcher {
-                max_bytes: max,
-                allow_private: s.config.media_allow_private_urls,
-            };
-            input::load(m.kind, v, m.mimetype, &fetcher).await?
-        }
-        Source::File(f) => {
-            input::from_bytes(m.kind, f.bytes, m.mimetype, f.content_type.as_deref(), max)?
-        }
-    };
+    let file = input::finish(m.kind, pending, m.mimetype, &fetcher).await?;
     let media = OutgoingMedia {
         kind: m.kind,
         bytes: file.bytes,
