@@ -18,5 +18,9 @@ async fn list() -> Json<EventsResponse> {
     Json(EventsResponse {
         categories,
         all: events::all().map(str::to_string).collect(),
+        not_emitted: events::NOT_EMITTED
+            .iter()
+            .map(|(n, why)| (n.to_string(), why.to_string()))
+            .collect(),
     })
 }

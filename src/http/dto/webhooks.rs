@@ -52,6 +52,9 @@ pub struct EventsResponse {
     pub categories: BTreeMap<String, Vec<String>>,
     /// All event names.
     pub all: Vec<String>,
+    /// Names listed above that this server never emits, with why (whatsapp-rust does not
+    /// report them); subscribing to them is accepted. Not in OnWapp.
+    pub not_emitted: BTreeMap<String, String>,
 }
 
 /// One dead letter in `GET /:session/webhook/failed` (extension).
