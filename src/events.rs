@@ -109,15 +109,39 @@ pub const CATEGORIES: &[(&str, &[&str])] = &[
 /// them (OnWapp's whatsmeow did). They stay subscribable, so an OnWapp client's `events` lists
 /// are accepted as they are; `GET /events` lists them under `notEmitted`.
 pub const NOT_EMITTED: &[(&str, &str)] = &[
-    ("session.keepalive_timeout", "whatsapp-rust reports no keepalive events"),
-    ("session.keepalive_restored", "whatsapp-rust reports no keepalive events"),
-    ("message.media_retry", "whatsapp-rust reports no media retry receipts"),
-    ("sync.app_state_complete", "whatsapp-rust reports no end of app state sync"),
-    ("privacy.settings", "whatsapp-rust reports no privacy setting changes"),
-    ("privacy.blocklist", "whatsapp-rust reports no blocklist changes"),
+    (
+        "session.keepalive_timeout",
+        "whatsapp-rust reports no keepalive events",
+    ),
+    (
+        "session.keepalive_restored",
+        "whatsapp-rust reports no keepalive events",
+    ),
+    (
+        "message.media_retry",
+        "whatsapp-rust reports no media retry receipts",
+    ),
+    (
+        "sync.app_state_complete",
+        "whatsapp-rust reports no end of app state sync",
+    ),
+    (
+        "privacy.settings",
+        "whatsapp-rust reports no privacy setting changes",
+    ),
+    (
+        "privacy.blocklist",
+        "whatsapp-rust reports no blocklist changes",
+    ),
     ("newsletter.join", "whatsapp-rust reports no channel joins"),
-    ("newsletter.leave", "whatsapp-rust reports no channel leaves"),
-    ("newsletter.mute_change", "whatsapp-rust reports no channel mute changes"),
+    (
+        "newsletter.leave",
+        "whatsapp-rust reports no channel leaves",
+    ),
+    (
+        "newsletter.mute_change",
+        "whatsapp-rust reports no channel mute changes",
+    ),
 ];
 
 /// Every event name, in order.

@@ -63,6 +63,20 @@ async fn openapi_covers_every_contract_route_and_swagger_ui_is_served() {
             .starts_with("text/html")
     );
     assert!(r.text().await.unwrap().contains("swagger"));
+    // The page's configuration turns swagger.io's online validator off: no outside call.
+    let init = app
+        .client
+        .get(app.url("/swagger/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let js = init.text().await.unwrap();
+    assert!(
+        js.contains(r#""validatorUrl": "none""#) || js.contains(r#""validatorUrl":"none""#),
+        "{js}"
+    );
+    assert!(!js.contains("validator.swagger.io"), "{js}");
 }
 
 #[tokio::test]
