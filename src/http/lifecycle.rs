@@ -14,7 +14,7 @@ use crate::{
     engine::{State as Live, qr},
     error::{ApiError, ApiResult},
     http::{
-        dto::{PairPhoneRequest, QrQuery},
+        dto::{PairPhoneRequest, QrQuery, QrResponse},
         extract::{JsonBody, SessionCtx},
     },
 };
@@ -49,14 +49,24 @@ async fn qr_code(
 ) -> ApiResult<Response> {
     let state = s.engine.state(&rec.name).as_str();
     let Some(code) = s.engine.qr(&rec.name) else {
-        return Ok(Json(json!({ "status": state })).into_response());
+        return Ok(Json(QrResponse {
+            qr: None,
+            code: None,
+            status: state.into(),
+        })
+        .into_response());
     };
     if q.format.as_deref() == Some("image") {
         let png = qr::png(&code).map_err(|e| ApiError::Internal(e.into()))?;
         return Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response());
     }
     let url = qr::data_url(&code).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(json!({ "qr": url, "code": code, "status": state })).into_response())
+    Ok(Json(QrResponse {
+        qr: Some(url),
+        code: Some(code),
+        status: state.into(),
+    })
+    .into_response())
 }
 
 /// Digits with country code; a leading `+`, spaces, dashes and parentheses are tolerated.

@@ -5,7 +5,6 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
-use serde_json::{Value, json};
 
 use crate::{
     app::AppState,
@@ -13,7 +12,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{
-            EmptyResponse, PictureIdResponse, ProfileResponse, SetProfilePictureRequest,
+            EmptyResponse, OwnProfile, PictureIdResponse, ProfileResponse, SetProfilePictureRequest,
             SetPushNameRequest, SetPushNameResponse, SetStatusRequest, SetStatusResponse,
         },
         extract::{JsonBody, SessionCtx},
@@ -32,10 +31,13 @@ pub fn router() -> Router<AppState> {
 
 /// `{"profile": {jid, pushName, status?, pictureUrl?}}`: live from the client when connected, else
 /// what the session row remembers (no picture then).
-async fn profile(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiResult<Json<Value>> {
+async fn profile(
+    State(s): State<AppState>,
+    SessionCtx(rec): SessionCtx,
+) -> ApiResult<Json<ProfileResponse>> {
     let profile = if s.engine.state(&rec.name) == Live::Connected {
         let own = s.engine.own_profile(&rec.name).await?;
-        ProfileResponse {
+        OwnProfile {
             jid: own.jid,
             push_name: own.push_name,
             status: own.status,
@@ -46,14 +48,14 @@ async fn profile(State(s): State<AppState>, SessionCtx(rec): SessionCtx) -> ApiR
             // Nothing to show until the session is paired: a state, not a server fault.
             return Err(ApiError::Conflict("session not authenticated".into()));
         };
-        ProfileResponse {
+        OwnProfile {
             jid: format!("{phone}@s.whatsapp.net"),
             push_name: rec.push_name.clone().unwrap_or_default(),
             status: None,
             picture_url: None,
         }
     };
-    Ok(Json(json!({ "profile": profile })))
+    Ok(Json(ProfileResponse { profile }))
 }
 
 async fn set_status(

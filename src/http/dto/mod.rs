@@ -75,7 +75,7 @@ fn register_all(out: &mut Vec<NamedSchema>) {
         HealthResponse, SessionStats, SessionResponse, SessionListResponse, CreateSessionRequest,
         ConnectResponse, QrResponse, QrQuery, PairPhoneRequest, PairPhoneResponse,
         // profile
-        ProfileResponse, SetStatusRequest, SetStatusResponse, SetPushNameRequest,
+        ProfileResponse, OwnProfile, SetStatusRequest, SetStatusResponse, SetPushNameRequest,
         SetPushNameResponse, SetProfilePictureRequest,
         // settings
         SettingsResponse, UpdateSettingsRequest,

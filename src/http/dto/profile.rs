@@ -3,10 +3,17 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Own profile returned by `GET /:session/profile`.
+/// Result of `GET /:session/profile`: the profile under `profile`, as OnWapp answers.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileResponse {
+    pub profile: OwnProfile,
+}
+
+/// The session's own profile.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnProfile {
     /// Own JID.
     pub jid: String,
     /// Own display name.

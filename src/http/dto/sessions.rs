@@ -130,6 +130,9 @@ pub struct QrResponse {
     /// QR code as a `data:image/png;base64,...` URL; absent when no QR is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr: Option<String>,
+    /// The QR's text (what the image encodes), to render it elsewhere; absent with `qr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// Session status.
     pub status: String,
 }
