@@ -122,6 +122,7 @@ impl App {
                 media: Some(crate::engine::MediaBlobs(media_blobs(&config).await?)),
                 media_max_bytes: config.media_max_bytes,
                 ack_before_store: config.bench_ack_before_store,
+                qr_in_log: config.log_format == crate::config::LogFormat::Console,
             },
         ));
         // The node joins its cluster (a cluster of one by default); sessions follow their

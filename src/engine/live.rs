@@ -40,6 +40,8 @@ pub struct Live {
     client: Arc<Client>,
     state: Mutex<State>,
     qr: Mutex<Option<String>>,
+    /// Draw each QR in the log (`EngineConfig::qr_in_log`).
+    qr_in_log: bool,
     handle: AsyncMutex<Option<BotHandle>>,
     /// What the session keeps of its messages (also the inbound durability hook's); its
     /// store serves work started from events too (the settings sync at connect).
@@ -52,6 +54,19 @@ pub struct Live {
     wind_down: tokio::sync::watch::Sender<bool>,
 }
 
+/// A QR drawn with Unicode half blocks, two modules per character cell, for a terminal.
+fn terminal_qr(code: &str) -> String {
+    match qrcode::QrCode::new(code.as_bytes()) {
+        Ok(qr) => qr
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+        Err(e) => format!("(cannot draw the QR: {e}; GET /<session>/qr?format=image serves it)"),
+    }
+}
+
 /// How often the send journal is swept (`engine::outgoing`).
 const SWEEP_SENDS_EVERY: Duration = Duration::from_secs(60);
 
@@ -59,8 +74,14 @@ const SWEEP_SENDS_EVERY: Duration = Duration::from_secs(60);
 const ALWAYS_ONLINE_EVERY: Duration = Duration::from_secs(240);
 
 impl Live {
-    pub(super) fn new(rec: &SessionRecord, client: Arc<Client>, recorder: Arc<Recorder>) -> Self {
+    pub(super) fn new(
+        rec: &SessionRecord,
+        client: Arc<Client>,
+        recorder: Arc<Recorder>,
+        qr_in_log: bool,
+    ) -> Self {
         Live {
+            qr_in_log,
             name: rec.name.clone(),
             id: rec.id,
             client,
@@ -216,6 +237,13 @@ impl Live {
                 return false;
             }
             Event::PairingQrCode(q) => {
+                if self.qr_in_log {
+                    tracing::info!(
+                        session = %self.name,
+                        "scan with WhatsApp on the phone (Settings > Linked devices > Link a device):\n{}",
+                        terminal_qr(&q.code)
+                    );
+                }
                 self.set_qr(Some(q.code.clone()));
                 self.set_state(State::Connecting);
             }

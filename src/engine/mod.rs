@@ -112,6 +112,9 @@ pub struct EngineConfig {
     /// Benchmarks only (`BENCH_ACK_BEFORE_STORE`, `wamock` builds): no inbound durability
     /// hook, messages acknowledged before they are stored.
     pub ack_before_store: bool,
+    /// Each pairing QR is also drawn in the log (`LOG_FORMAT=console`), to scan from the
+    /// terminal.
+    pub qr_in_log: bool,
 }
 
 /// The blob store of media files, as the engine's configuration holds it.
@@ -293,7 +296,7 @@ impl Engine {
         let needs_pairing = client.pn().is_none();
         let (handler, events) = ChannelEventHandler::new();
         client.subscribe_handler(handler).detach();
-        let live = Arc::new(Live::new(rec, client, recorder));
+        let live = Arc::new(Live::new(rec, client, recorder, self.config.qr_in_log));
         if let Ok(mut m) = self.live.lock() {
             m.insert(rec.name.clone(), live.clone());
         }

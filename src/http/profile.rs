@@ -12,8 +12,9 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{
-            EmptyResponse, OwnProfile, PictureIdResponse, ProfileResponse, SetProfilePictureRequest,
-            SetPushNameRequest, SetPushNameResponse, SetStatusRequest, SetStatusResponse,
+            EmptyResponse, OwnProfile, PictureIdResponse, ProfileResponse,
+            SetProfilePictureRequest, SetPushNameRequest, SetPushNameResponse, SetStatusRequest,
+            SetStatusResponse,
         },
         extract::{JsonBody, SessionCtx},
         form::{MediaBody, Picture},
