@@ -3,17 +3,13 @@
 
 use std::collections::HashMap;
 
-use axum::{
-    Json, Router,
-    extract::{Query, State},
-    routing::get,
-};
+use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Map, Value, json};
 
 use crate::{
     app::AppState,
     error::{ApiError, ApiResult},
-    http::extract::SessionCtx,
+    http::extract::{Query, SessionCtx},
     store::chat::{ChatRow, MessageRow},
 };
 

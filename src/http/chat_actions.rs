@@ -220,7 +220,7 @@ pub(crate) async fn delete_for_me(
     stored: Option<MessageRow>,
 ) -> Result<(), ApiError> {
     let Some(m) = stored else {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::NotFound(format!(
             "messageId: message {id} is not known in this chat (deleting for me needs its sender)"
         )));
     };

@@ -2,7 +2,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 
@@ -13,7 +13,7 @@ use crate::{
         dto::{
             CommunityGroupsResponse, CommunityIdQuery, EmptyResponse, LinkGroupRequest, group_info,
         },
-        extract::{JsonBody, SessionCtx},
+        extract::{JsonBody, Query, SessionCtx},
         groups::group_jid,
     },
 };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 use whatsapp_rust::Jid;
@@ -23,7 +23,7 @@ use crate::{
             ContactListResponse, ContactQrLinkResponse, ContactUserInfo, PhoneQuery,
             PictureUrlResponse, UpdateBlocklistRequest, UpdateBlocklistResponse,
         },
-        extract::{JsonBody, SessionCtx, parse_json},
+        extract::{JsonBody, Query, SessionCtx, parse_json},
     },
 };
 

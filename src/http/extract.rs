@@ -142,6 +142,29 @@ pub async fn load_session(state: &AppState, name: &str) -> Result<SessionRecord,
         .ok_or_else(|| ApiError::session_not_found(name))
 }
 
+/// axum's `Query` whose refusal is the contract's 400 `{"error": ...}` naming the parameter
+/// (axum answers in plain text).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => {
+                let text = e.body_text();
+                let why = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                Err(ApiError::bad_request(format!(
+                    "invalid query parameter {why}"
+                )))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 use whatsapp_rust::{Jid, wacore::proto_helpers::MessageBuilderExt, waproto::whatsapp as wa};
@@ -27,7 +27,7 @@ use crate::{
             SendGroupTextRequest, SendResponse, SetGroupPhotoRequest, UpdateGroupNameRequest,
             UpdateGroupTopicRequest, group_info,
         },
-        extract::{JsonBody, SessionCtx},
+        extract::{JsonBody, Query, SessionCtx},
         form::{MediaBody, Picture},
         messages::{quote, sent},
     },
@@ -401,7 +401,11 @@ async fn invite_info(
     SessionCtx(rec): SessionCtx,
     Query(q): Query<InviteInfoQuery>,
 ) -> ApiResult<Json<GroupInfoResponse>> {
-    let raw = q.invite_link.as_deref().map(str::trim).unwrap_or_default();
+    let raw = [&q.invite_link, &q.link]
+        .into_iter()
+        .filter_map(|v| v.as_deref().map(str::trim))
+        .find(|v| !v.is_empty())
+        .unwrap_or_default();
     if raw.is_empty() {
         return Err(ApiError::bad_request(
             "inviteLink query parameter is required",

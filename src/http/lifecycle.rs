@@ -2,7 +2,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     http::header,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -15,7 +15,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{PairPhoneRequest, QrQuery, QrResponse},
-        extract::{JsonBody, SessionCtx},
+        extract::{JsonBody, Query, SessionCtx},
     },
 };
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use axum::{
     Json, Router,
     body::Body,
-    extract::{Query, State},
+    extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -25,7 +25,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::{MediaListResponse, MediaPendingResponse, MediaProcessResponse, MediaRecord},
-        extract::SessionCtx,
+        extract::{Query, SessionCtx},
     },
     media::kind::extension,
     store::{SessionRecord, media::MediaRow},

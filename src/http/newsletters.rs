@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 use whatsapp_rust::{Jid, Server};
@@ -19,7 +19,7 @@ use crate::{
             NewsletterMessagesResponse, NewsletterMuteRequest, NewsletterReactRequest,
             NewsletterResponse, NewsletterViewedRequest,
         },
-        extract::{JsonBody, SessionCtx},
+        extract::{JsonBody, Query, SessionCtx},
     },
 };
 
@@ -58,7 +58,7 @@ fn newsletter_jid(raw: &str) -> Result<Jid, ApiError> {
 }
 
 fn query_jid(q: &NewsletterIdQuery) -> Result<Jid, ApiError> {
-    match q.newsletter_id.as_deref() {
+    match q.id() {
         Some(raw) if !raw.trim().is_empty() => newsletter_jid(raw),
         _ => Err(ApiError::bad_request(
             "newsletterId query parameter is required",

@@ -7,7 +7,7 @@ use utoipa::openapi::{
     ResponseBuilder, ResponsesBuilder,
     path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn},
     request_body::RequestBodyBuilder,
-    schema::{Object, Type},
+    schema::{ArrayItems, Object, Schema, SchemaType, Type},
     security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme},
 };
 use utoipa_swagger_ui::SwaggerUi;
@@ -48,6 +48,12 @@ pub fn document() -> OpenApi {
     }
     let mut components = Components::new();
     components.schemas.extend(dto::schemas());
+    // Request shapes only (and what they refer to): answers are described as they are.
+    for name in request_schemas(&components) {
+        if let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(&name) {
+            constrain(&name, obj);
+        }
+    }
     components.add_security_scheme(
         SECURITY,
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
@@ -71,9 +77,220 @@ pub fn document() -> OpenApi {
         .build()
 }
 
+/// A phone number with country code, or a person's JID (`engine::jid::parse_recipient`
+/// takes these and more).
+const PHONE: &str = r"^(\+?[1-9][0-9]{6,14}|[1-9][0-9]{6,14}@(s\.whatsapp\.net|lid))$";
+/// [`PHONE`] or a group's JID: a chat.
+const CHAT: &str = r"^(\+?[1-9][0-9]{6,14}|[1-9][0-9]{6,14}@(s\.whatsapp\.net|lid)|[0-9]{1,30}(-[0-9]{1,30})?@g\.us)$";
+/// A media value: base64, a base64 data URL, or an http(s) URL (`media::input`).
+const MEDIA: &str = r"^(([A-Za-z0-9+/]{4})+|data:[a-z]+/[a-z0-9.+-]+;base64,([A-Za-z0-9+/]{4})+|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?)$";
+
+/// What the handlers check of a request field, by `Schema.field` or by the field's name: a
+/// client generated from the document sends only what is accepted. Every rule is narrower
+/// than, or equal to, the handler's check.
+fn pattern_for(schema: &str, name: &str) -> Option<&'static str> {
+    Some(match (schema, name) {
+        ("ChatPresenceRequest", "state") => "^(composing|recording|paused)$",
+        ("DisappearingTimerRequest", "timer") => "^(24h|7d|90d|off)$",
+        ("UpdateBlocklistRequest", "action") => "^(block|unblock)$",
+        ("GroupMemberAddModeRequest", "mode") => "^(admin_add|all_member_add)$",
+        ("GroupRequestActionRequest", "action") => "^(approve|reject)$",
+        ("UpdateSettingsRequest", "lastSeen" | "profilePhoto" | "status") => {
+            "^(all|contacts|contact_blacklist|none)$"
+        }
+        ("UpdateSettingsRequest", "online") => "^(all|match_last_seen)$",
+        ("UpdateSettingsRequest", "readReceipts") => "^(all|none)$",
+        ("UpdateSettingsRequest", "groupAdd") => "^(all|contacts|contact_blacklist)$",
+        ("UpdateSettingsRequest", "callAdd") => "^(all|known)$",
+        ("UpdateSettingsRequest", "defaultDisappearingTimer") => "^(off|24h|7d|90d)$",
+        ("ChatPresenceRequest", "media") => "^(audio)?$",
+        ("CreateSessionRequest", "session") => "^[A-Za-z0-9_-]{1,64}$",
+        // Query parameters, by the operation's path.
+        ("/:session/media/download", "format") => "^(json|file)$",
+        ("/:session/qr", "format") => "^(json|image)$",
+        // Empty turns the webhook off (with `enabled: false`).
+        ("WebhookRequest", "url") => r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?)?$",
+        (_, "phone" | "phones" | "participants" | "participant" | "contactPhone" | "callFrom") => {
+            PHONE
+        }
+        (_, "chatJid" | "senderJid") => CHAT,
+        (_, "image" | "video" | "audio" | "document" | "sticker") => MEDIA,
+        // `groups::group_jid`.
+        (_, "groupId" | "communityId" | "childGroupId" | "linkedGroupId" | "parentGroupId") => {
+            r"^[0-9]{1,30}(-[0-9]{1,30})?(@g\.us)?$"
+        }
+        // `newsletters::newsletter_jid`.
+        (_, "newsletterId") => r"^[0-9]{1,30}@newsletter$",
+        // `groups::invite_code`.
+        (_, "inviteLink") => r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9]{1,64}$",
+        (_, "messageIds" | "ids" | "messageId" | "pollMessageId" | "options") => r"\S",
+        _ => return None,
+    })
+}
+
+/// How many items a request array must have (`(min, max)`), where the handler checks it.
+fn items_for(schema: &str, name: &str) -> Option<(usize, Option<usize>)> {
+    Some(match (schema, name) {
+        ("SendButtonsRequest", "buttons") => (1, Some(3)),
+        (_, "buttons" | "rows" | "sections") => (1, None),
+        (_, "cards") => (1, Some(10)),
+        (_, "options") => (2, Some(12)),
+        (_, "serverIds") => (1, None),
+        _ => return None,
+    })
+}
+
+/// A required string must not be blank (the handlers answer `<field> is required`); fields
+/// with a rule get it, in arrays too; integers named like offsets and ids are not negative.
+fn constrain(schema: &str, obj: &mut Object) {
+    let required: Vec<String> = obj.required.clone();
+    for (name, prop) in obj.properties.iter_mut() {
+        let RefOr::T(prop) = prop else { continue };
+        match prop {
+            Schema::Object(field) if is_string(&field.schema_type) => {
+                if let Some(p) = pattern_for(schema, name) {
+                    field.pattern = Some(p.to_string());
+                    field.min_length = Some(1);
+                } else if required.contains(name) && field.enum_values.is_none() {
+                    field.min_length = Some(1);
+                    field.pattern.get_or_insert_with(|| r"\S".to_string());
+                }
+            }
+            Schema::Object(field) if is_integer(&field.schema_type) => {
+                if matches!(name.as_str(), "offset" | "limit" | "serverId") {
+                    field.minimum = Some(if name == "serverId" { 1 } else { 0 }.into());
+                }
+            }
+            Schema::Object(field) if matches!(name.as_str(), "latitude" | "longitude") => {
+                let bound = if name == "latitude" { 90 } else { 180 };
+                field.minimum = Some((-bound).into());
+                field.maximum = Some(bound.into());
+            }
+            Schema::Array(list) => {
+                if let Some((min, max)) = items_for(schema, name) {
+                    list.min_items = Some(min);
+                    list.max_items = max;
+                }
+                // The handlers refuse repeated poll options.
+                if name == "options" {
+                    list.unique_items = true;
+                }
+                if let ArrayItems::RefOrSchema(item) = &mut list.items
+                    && let RefOr::T(Schema::Object(item)) = item.as_mut()
+                {
+                    if is_string(&item.schema_type)
+                        && let Some(p) = pattern_for(schema, name)
+                    {
+                        item.pattern = Some(p.to_string());
+                        item.min_length = Some(1);
+                        if required.contains(name) {
+                            list.min_items.get_or_insert(1);
+                        }
+                    } else if is_integer(&item.schema_type) && name == "serverIds" {
+                        item.minimum = Some(1.into());
+                    }
+                }
+            }
+            Schema::Object(inner) => constrain(schema, inner),
+            _ => {}
+        }
+    }
+}
+
+fn is_integer(t: &SchemaType) -> bool {
+    match t {
+        SchemaType::Type(Type::Integer) => true,
+        SchemaType::Array(types) => types.contains(&Type::Integer),
+        _ => false,
+    }
+}
+
+/// The request bodies' schemas and every schema they refer to.
+fn request_schemas(components: &Components) -> Vec<String> {
+    let mut names: Vec<String> = ENDPOINTS
+        .iter()
+        .filter_map(|e| e.request_body.map(str::to_string))
+        .collect();
+    let mut i = 0;
+    while i < names.len() {
+        if let Some(RefOr::T(schema)) = components.schemas.get(&names[i]) {
+            let mut refs = Vec::new();
+            collect_refs(schema, &mut refs);
+            for r in refs {
+                if !names.contains(&r) {
+                    names.push(r);
+                }
+            }
+        }
+        i += 1;
+    }
+    names
+}
+
+fn collect_refs(schema: &Schema, out: &mut Vec<String>) {
+    let mut take = |r: &RefOr<Schema>| match r {
+        RefOr::Ref(r) => {
+            if let Some(name) = r.ref_location.rsplit('/').next() {
+                out.push(name.to_string());
+            }
+        }
+        RefOr::T(inner) => collect_refs(inner, out),
+    };
+    match schema {
+        Schema::Object(o) => o.properties.values().for_each(&mut take),
+        Schema::Array(a) => {
+            if let ArrayItems::RefOrSchema(item) = &a.items {
+                take(item);
+            }
+        }
+        Schema::OneOf(o) => o.items.iter().for_each(&mut take),
+        Schema::AllOf(o) => o.items.iter().for_each(&mut take),
+        Schema::AnyOf(o) => o.items.iter().for_each(&mut take),
+        _ => {}
+    }
+}
+
+/// A string, or a string or null (an optional field): a pattern applies to the string.
+fn is_string(t: &SchemaType) -> bool {
+    match t {
+        SchemaType::Type(Type::String) => true,
+        SchemaType::Array(types) => types.contains(&Type::String),
+        _ => false,
+    }
+}
+
 /// OpenAPI's `{param}` path spelling (the same as axum's).
 fn openapi_path(contract: &str) -> String {
     axum_path(contract)
+}
+
+/// A query parameter's schema: a string, with the rules of [`pattern_for`] or, when
+/// required, not blank; paging numbers are integers, `revoke` and `reset` booleans.
+fn query_schema(path: &str, name: &str, required: bool) -> Object {
+    // Paging: a limit of 0 or less means the default; an offset is not negative.
+    if matches!(name, "limit" | "batchSize") {
+        let mut o = Object::with_type(Type::Integer);
+        o.minimum = Some(i64::MIN.into());
+        o.maximum = Some(i64::MAX.into());
+        return o;
+    }
+    if name == "offset" {
+        let mut o = Object::with_type(Type::Integer);
+        o.minimum = Some(0.into());
+        return o;
+    }
+    if matches!(name, "revoke" | "reset") {
+        return Object::with_type(Type::Boolean);
+    }
+    let mut o = Object::with_type(Type::String);
+    if let Some(p) = pattern_for(path, name) {
+        o.pattern = Some(p.to_string());
+        o.min_length = Some(1);
+    } else if required {
+        o.pattern = Some(r"\S".to_string());
+        o.min_length = Some(1);
+    }
+    o
 }
 
 fn schema_ref(name: &str) -> RefOr<utoipa::openapi::schema::Schema> {
@@ -127,7 +344,7 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
                     Required::False
                 })
                 .description(Some(q.description))
-                .schema(Some(Object::with_type(Type::String))),
+                .schema(Some(query_schema(e.path, q.name, q.required))),
         );
     }
     if let Some(body) = e.request_body {
@@ -183,8 +400,22 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
                 }),
             );
     }
+    if e.method == "POST" && e.path == "/sessions" {
+        responses = responses.response(
+            "409",
+            error_response("A session with this name (or this apiKey) exists already"),
+        );
+    }
     if e.path.contains(":session") {
-        responses = responses.response("404", error_response("Session not found"));
+        responses = responses
+            .response("404", error_response("Session not found"))
+            .response(
+                "409",
+                error_response(
+                    "The session is not in a state that allows this (not connected, not paired, \
+                     already paired, ...); the message says which",
+                ),
+            );
     }
     if e.status == Status::NotImplemented {
         responses = responses.response("501", error_response("Not implemented yet"));

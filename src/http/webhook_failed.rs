@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         dto::webhooks::{FailedEvent, FailedEventsResponse, ReplayRequest, ReplayResponse},
-        extract::{JsonBody, SessionCtx},
+        extract::{JsonBody, Query, SessionCtx},
     },
 };
 

@@ -67,12 +67,13 @@ impl Fetcher {
 
     /// The checks [`Fetcher::fetch`] makes before it connects (scheme, host, addresses), without
     /// connecting: a forbidden URL is refused as soon as a request names it.
+    /// A name that does not resolve now is left to the download, which tries again.
     pub async fn check(&self, raw: &str) -> Result<(), FetchError> {
         let url = Url::parse(raw.trim()).map_err(|e| FetchError::Invalid(e.to_string()))?;
-        tokio::time::timeout(TIMEOUT, self.target(&url))
-            .await
-            .map_err(|_| FetchError::Timeout)?
-            .map(|_| ())
+        match tokio::time::timeout(TIMEOUT, self.target(&url)).await {
+            Err(_) | Ok(Err(FetchError::Transport(_))) | Ok(Ok(_)) => Ok(()),
+            Ok(Err(refused)) => Err(refused),
+        }
     }
 
     async fn follow(&self, raw: &str) -> Result<Fetched, FetchError> {

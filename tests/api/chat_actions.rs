@@ -251,7 +251,7 @@ async fn archive_unread_and_delete_for_me_reach_the_accounts_app_state() {
         json!({"phone": "5511988881002", "messageId": "NOPE", "forMe": true}),
     )
     .await;
-    assert_eq!(code, 400, "{e}");
+    assert_eq!(code, 404, "an unknown message: {e}");
     assert!(e["error"].as_str().unwrap().contains("messageId"), "{e}");
     app.stop().await;
     wa.stop().await;

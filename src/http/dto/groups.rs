@@ -74,9 +74,12 @@ pub struct GroupIdQuery {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InviteInfoQuery {
-    /// Invite URL or code (0.2.8 spelling: `link`).
-    #[serde(default, alias = "link")]
+    /// Invite URL or code.
+    #[serde(default)]
     pub invite_link: Option<String>,
+    /// The same, under OnWapp 0.2.8's name; `inviteLink` wins when both are given.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// Body carrying only a group id (leave, photo/remove).

@@ -11,8 +11,21 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase")]
 pub struct NewsletterIdQuery {
     /// Newsletter JID (`...@newsletter`).
-    #[serde(default, alias = "newsletterJid")]
+    #[serde(default)]
     pub newsletter_id: Option<String>,
+    /// The same, under OnWapp 0.2.8's name; `newsletterId` wins when both are given.
+    #[serde(default)]
+    pub newsletter_jid: Option<String>,
+}
+
+impl NewsletterIdQuery {
+    /// `newsletterId`, else `newsletterJid`: the first that is not blank.
+    pub fn id(&self) -> Option<&str> {
+        [&self.newsletter_id, &self.newsletter_jid]
+            .into_iter()
+            .filter_map(|v| v.as_deref())
+            .find(|v| !v.trim().is_empty())
+    }
 }
 
 /// Body of `POST /:session/newsletter/create`.

@@ -115,7 +115,7 @@ pub(super) async fn vote(
         .get_poll(rec.id, &chat.to_non_ad().to_string(), id)
         .await?
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
+            ApiError::NotFound(format!(
                 "pollMessageId: no poll {id} is known in the chat with {}",
                 req.phone
             ))
