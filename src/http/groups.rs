@@ -401,11 +401,7 @@ async fn invite_info(
     SessionCtx(rec): SessionCtx,
     Query(q): Query<InviteInfoQuery>,
 ) -> ApiResult<Json<GroupInfoResponse>> {
-    let raw = [&q.invite_link, &q.link]
-        .into_iter()
-        .filter_map(|v| v.as_deref().map(str::trim))
-        .find(|v| !v.is_empty())
-        .unwrap_or_default();
+    let raw = q.link().unwrap_or_default();
     if raw.is_empty() {
         return Err(ApiError::bad_request(
             "inviteLink query parameter is required",

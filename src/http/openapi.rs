@@ -7,7 +7,9 @@ use utoipa::openapi::{
     ResponseBuilder, ResponsesBuilder,
     path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn},
     request_body::RequestBodyBuilder,
-    schema::{ArrayItems, Object, Schema, SchemaType, Type},
+    schema::{
+        ArrayItems, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+    },
     security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme},
 };
 use utoipa_swagger_ui::SwaggerUi;
@@ -205,6 +207,48 @@ fn is_integer(t: &SchemaType) -> bool {
     }
 }
 
+/// The multipart form a file-carrying route also takes (OnWapp 0.2.8's upload): the file in
+/// `file`, the rest as text fields (`http::form`).
+fn multipart_form(body: &str) -> Option<(&'static str, utoipa::openapi::Content)> {
+    let (required, optional): (&[&str], &[&str]) = match body {
+        "SendImageRequest" | "SendVideoRequest" => (&["phone"], &["caption", "mimeType"]),
+        "SendAudioRequest" => (&["phone"], &["ptt", "mimeType"]),
+        "SendDocumentRequest" => (&["phone", "filename"], &["mimeType"]),
+        "SendStickerRequest" => (&["phone"], &["mimeType"]),
+        "SetProfilePictureRequest" => (&[], &[]),
+        "SetGroupPhotoRequest" => (&["groupId"], &[]),
+        _ => return None,
+    };
+    let file = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .description(Some("The file's bytes, with its Content-Type"));
+    let mut form = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("file", file)
+        .required("file");
+    for name in required.iter().chain(optional) {
+        let mut field = Object::with_type(Type::String);
+        if let Some(p) = pattern_for(body, name) {
+            field.pattern = Some(p.to_string());
+        }
+        if required.contains(name) {
+            field.min_length = Some(1);
+            field.pattern.get_or_insert_with(|| r"\S".to_string());
+        }
+        form = form.property(*name, field);
+    }
+    for name in required {
+        form = form.required(*name);
+    }
+    Some((
+        "multipart/form-data",
+        ContentBuilder::new()
+            .schema(Some(Schema::Object(form.build())))
+            .build(),
+    ))
+}
+
 /// The request bodies' schemas and every schema they refer to.
 fn request_schemas(components: &Components) -> Vec<String> {
     let mut names: Vec<String> = ENDPOINTS
@@ -348,8 +392,12 @@ fn operation(e: &Endpoint) -> utoipa::openapi::path::Operation {
         );
     }
     if let Some(body) = e.request_body {
+        let mut request = RequestBodyBuilder::new();
+        if let Some((media_type, form)) = multipart_form(body) {
+            request = request.content(media_type, form);
+        }
         op = op.request_body(Some(
-            RequestBodyBuilder::new()
+            request
                 .required(Some(if e.body_optional {
                     Required::False
                 } else {

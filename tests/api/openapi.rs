@@ -39,6 +39,37 @@ async fn openapi_covers_every_contract_route_and_swagger_ui_is_served() {
         operations += 1;
     }
     assert!(operations >= 116);
+    // What the wire does, the document says: the profile under `profile`, the QR's `code`,
+    // file uploads as multipart forms, fields with the rules the handlers check.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["ProfileResponse"]["properties"]["profile"]["$ref"],
+        "#/components/schemas/OwnProfile"
+    );
+    assert!(schemas["QrResponse"]["properties"]["code"].is_object());
+    let form = &paths["/{session}/message/send/image"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        ["schema"];
+    assert_eq!(form["properties"]["file"]["format"], "binary", "{form}");
+    assert_eq!(
+        form["required"],
+        serde_json::json!(["file", "phone"]),
+        "{form}"
+    );
+    let send = &schemas["SendTextRequest"];
+    assert!(send["properties"]["phone"]["pattern"].is_string(), "{send}");
+    assert_eq!(send["properties"]["text"]["minLength"], 1, "{send}");
+    let group = &paths["/{session}/group/info"]["get"]["parameters"];
+    assert!(
+        group
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "groupId"
+                && p["schema"]["pattern"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("g\\.us"))),
+        "{group}"
+    );
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for s in [
         "CreateSessionRequest",

@@ -82,6 +82,16 @@ pub struct InviteInfoQuery {
     pub link: Option<String>,
 }
 
+impl InviteInfoQuery {
+    /// `inviteLink`, else `link`: the first that is not blank.
+    pub fn link(&self) -> Option<&str> {
+        [&self.invite_link, &self.link]
+            .into_iter()
+            .filter_map(|v| v.as_deref().map(str::trim))
+            .find(|v| !v.is_empty())
+    }
+}
+
 /// Body carrying only a group id (leave, photo/remove).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

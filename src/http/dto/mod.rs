@@ -217,7 +217,15 @@ mod tests {
         .unwrap();
         assert_eq!((c.base_url.as_str(), c.account_id), ("https://cw", 3));
         let q: groups::InviteInfoQuery = serde_json::from_value(json!({"link": "abc"})).unwrap();
-        assert_eq!(q.invite_link.as_deref(), Some("abc"));
+        assert_eq!(q.link(), Some("abc"));
+        // Both spellings at once: no duplicate-field error, the contract's name wins.
+        let q: groups::InviteInfoQuery =
+            serde_json::from_value(json!({"inviteLink": "new", "link": "old"})).unwrap();
+        assert_eq!(q.link(), Some("new"));
+        let n: newsletters::NewsletterIdQuery =
+            serde_json::from_value(json!({"newsletterId": "", "newsletterJid": "1@newsletter"}))
+                .unwrap();
+        assert_eq!(n.id(), Some("1@newsletter"));
     }
 
     #[test]
