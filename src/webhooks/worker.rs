@@ -104,14 +104,7 @@ impl Dispatcher {
         settings: WebhookSettings,
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
-        Arc::new(Dispatcher {
-            wake: store.outbox_signal(),
-            store,
-            client: deliver::Client::new(settings.allow_private_urls),
-            settings,
-            metrics,
-            nats: None,
-        })
+        Self::with_nats(store, settings, metrics, None)
     }
 
     /// [`Dispatcher::with_metrics`] that also publishes every event to NATS JetStream.

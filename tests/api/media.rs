@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{Db, TestApp, spawn_with};
-use crate::wa::{pair, poll, user, user_inbox};
+use crate::wa::{pair, poll, user, user_inbox, user_sends_image};
 
 const LIMIT: u64 = 256 * 1024;
 
@@ -527,18 +527,7 @@ async fn received_media_is_kept(db: Db) {
     let from = "5511988880303";
     user(&wa, from).await;
     let photo = file(&[0xFF, 0xD8, 0xFF, 0xE0], 50_000, 9);
-    let sent: Value = reqwest::Client::new()
-        .post(format!("{}/admin/users/{from}/send", wa.http_url()))
-        .json(&json!({"to": "5511999990303", "media": {
-            "type": "image", "data": BASE64_STANDARD.encode(&photo),
-            "mimetype": "image/jpeg", "caption": "from the phone"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = sent["id"].as_str().expect("id").to_string();
+    let id = user_sends_image(&wa, from, "5511999990303", &photo, "from the phone").await;
 
     let list = poll(&app, "/md/media/list", Duration::from_secs(20), |b| {
         b["media"][0]["downloaded"] == true

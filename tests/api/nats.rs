@@ -4,7 +4,7 @@
 //! losing, duplicating or reordering any.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -102,11 +102,6 @@ impl NatsServer {
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
-
-    #[allow(dead_code)]
-    fn dir(&self) -> &Path {
-        self.store.path()
-    }
 }
 
 /// The stream's messages in order: (subject, Nats-Msg-Id, payload).
@@ -171,27 +166,32 @@ async fn until_stream_has(url: &str, n: usize, limit: Duration) -> Vec<(String, 
     }
 }
 
+/// The app on `db` with `workers` delivery workers polling every 50 ms and NATS at `url`.
+async fn app_with_nats(db: Db, workers: usize, nats: NatsSettings) -> Option<TestApp> {
+    spawn_with(db, |c| {
+        c.webhooks = WebhookSettings {
+            workers,
+            poll_interval: Duration::from_millis(50),
+            allow_private_urls: true,
+            ..WebhookSettings::default()
+        };
+        c.nats = Some(nats);
+    })
+    .await
+}
+
 async fn outage_in_the_middle_of_a_stream(db: Db) {
     let Some(mut nats) = NatsServer::start().await else {
         return;
     };
     let url = nats.url();
-    let Some(app) = spawn_with(db, |c| {
-        c.webhooks = WebhookSettings {
-            workers: 2,
-            poll_interval: Duration::from_millis(50),
-            allow_private_urls: true,
-            ..WebhookSettings::default()
-        };
-        c.nats = Some(NatsSettings {
-            url: url.clone(),
-            retry_delay: Duration::from_millis(200),
-            ack_wait: Duration::from_secs(2),
-            ..NatsSettings::default()
-        });
-    })
-    .await
-    else {
+    let nats_settings = NatsSettings {
+        url: url.clone(),
+        retry_delay: Duration::from_millis(200),
+        ack_wait: Duration::from_secs(2),
+        ..NatsSettings::default()
+    };
+    let Some(app) = app_with_nats(db, 2, nats_settings).await else {
         return;
     };
     app.create_session("nt").await;
@@ -253,19 +253,11 @@ async fn the_stream_deduplicates_on_the_event_id() {
         return;
     };
     let url = nats.url();
-    let Some(app) = spawn_with(Db::Sqlite, |c| {
-        c.webhooks = WebhookSettings {
-            workers: 1,
-            poll_interval: Duration::from_millis(50),
-            ..WebhookSettings::default()
-        };
-        c.nats = Some(NatsSettings {
-            url: url.clone(),
-            ..NatsSettings::default()
-        });
-    })
-    .await
-    else {
+    let nats_settings = NatsSettings {
+        url: url.clone(),
+        ..NatsSettings::default()
+    };
+    let Some(app) = app_with_nats(Db::Sqlite, 1, nats_settings).await else {
         return;
     };
     app.create_session("nt").await;

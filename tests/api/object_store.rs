@@ -11,9 +11,7 @@ use std::{
     time::Duration,
 };
 
-use base64::{Engine as _, prelude::BASE64_STANDARD};
 use onwapp::media::{BlobStore, S3Blobs, S3Settings};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::{Member, get, paired_session, services, three_nodes_with, wait_for};
@@ -129,18 +127,7 @@ fn sha(bytes: &[u8]) -> String {
 
 /// A simulated user `from` sends `to` an image through wamock; its message id.
 async fn send_image(wa: &wamock::Server, from: &str, to: &str, photo: &[u8]) -> String {
-    let sent: Value = reqwest::Client::new()
-        .post(format!("{}/admin/users/{from}/send", wa.http_url()))
-        .json(&json!({"to": to, "media": {
-            "type": "image", "data": BASE64_STANDARD.encode(photo),
-            "mimetype": "image/jpeg", "caption": "to the bucket"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    sent["id"].as_str().expect("id").to_string()
+    crate::wa::user_sends_image(wa, from, to, photo, "to the bucket").await
 }
 
 /// `GET url` without any API key: status, content type, bytes.

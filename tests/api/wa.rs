@@ -140,3 +140,27 @@ pub async fn wait_admin(wa: &wamock::Server, path: &str, done: impl Fn(&Value) -
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The simulated user `from` sends `to` a JPEG image with `caption` through wamock; the
+/// message id.
+pub async fn user_sends_image(
+    wa: &wamock::Server,
+    from: &str,
+    to: &str,
+    jpeg: &[u8],
+    caption: &str,
+) -> String {
+    use base64::{Engine as _, prelude::BASE64_STANDARD};
+    let sent: Value = reqwest::Client::new()
+        .post(format!("{}/admin/users/{from}/send", wa.http_url()))
+        .json(&json!({"to": to, "media": {
+            "type": "image", "data": BASE64_STANDARD.encode(jpeg),
+            "mimetype": "image/jpeg", "caption": caption}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    sent["id"].as_str().expect("id").to_string()
+}
