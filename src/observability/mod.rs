@@ -13,12 +13,23 @@ use std::io::IsTerminal;
 use crate::config::{Config, LogFormat};
 use tracing_subscriber::{EnvFilter, Layer, filter::Targets, fmt, prelude::*};
 
+/// The log filter of a `LOG_LEVEL`: sqlx and hyper at `warn`; openraft's state dumps (its
+/// `info` lines print whole Raft states) only at `debug` and `trace`, where they help.
+pub fn default_filter(level: &str) -> String {
+    let raft = if matches!(level, "debug" | "trace") {
+        level
+    } else {
+        "warn"
+    };
+    format!("{level},sqlx=warn,hyper=warn,openraft={raft}")
+}
+
 /// Installs the global subscriber: logs filtered by `LOG_LEVEL` (`RUST_LOG`, when set, refines
 /// it) and, when an OTLP endpoint is configured, the server's own spans exported whatever the
 /// log level. Keep the answer for the life of the process: dropping it flushes the traces.
 pub fn init_tracing(cfg: &Config) -> Result<Traces, String> {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", cfg.log_level)));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter(&cfg.log_level)));
     let logs = match cfg.log_format {
         LogFormat::Json => fmt::layer()
             .json()
@@ -53,4 +64,21 @@ pub fn init_tracing(cfg: &Config) -> Result<Traces, String> {
         .with(traces)
         .try_init();
     Ok(Traces::new(provider))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_filter;
+
+    #[test]
+    fn raft_state_dumps_only_when_debugging() {
+        assert_eq!(
+            default_filter("info"),
+            "info,sqlx=warn,hyper=warn,openraft=warn"
+        );
+        assert_eq!(
+            default_filter("debug"),
+            "debug,sqlx=warn,hyper=warn,openraft=debug"
+        );
+    }
 }
