@@ -311,7 +311,14 @@ fn openapi_path(contract: &str) -> String {
 /// A query parameter's schema: a string, with the rules of [`pattern_for`] or, when
 /// required, not blank; paging numbers are integers, `revoke` and `reset` booleans.
 fn query_schema(path: &str, name: &str, required: bool) -> Object {
-    // Paging: a limit of 0 or less means the default; an offset is not negative.
+    // Paging: a limit of 0 or less means the default; an offset is not negative. The dead
+    // letters page takes a limit from 0 to 500.
+    if path == "/:session/webhook/failed" && name == "limit" {
+        let mut o = Object::with_type(Type::Integer);
+        o.minimum = Some(0.into());
+        o.maximum = Some(500.into());
+        return o;
+    }
     if matches!(name, "limit" | "batchSize") {
         let mut o = Object::with_type(Type::Integer);
         o.minimum = Some(i64::MIN.into());
