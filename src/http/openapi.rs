@@ -222,7 +222,8 @@ fn multipart_form(body: &str) -> Option<(&'static str, utoipa::openapi::Content)
     let file = ObjectBuilder::new()
         .schema_type(Type::String)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-        .description(Some("The file's bytes, with its Content-Type"));
+        .min_length(Some(1))
+        .description(Some("The file's bytes (not empty), with its Content-Type"));
     let mut form = ObjectBuilder::new()
         .schema_type(Type::Object)
         .property("file", file)
@@ -328,6 +329,7 @@ fn query_schema(path: &str, name: &str, required: bool) -> Object {
     if name == "offset" {
         let mut o = Object::with_type(Type::Integer);
         o.minimum = Some(0.into());
+        o.maximum = Some(i64::MAX.into());
         return o;
     }
     if matches!(name, "revoke" | "reset") {
