@@ -291,6 +291,69 @@ async fn the_data_directory_and_everything_in_it_are_private() {
     }
 }
 
+/// A `.env` file in the working directory configures the server, as OnWapp's godotenv did;
+/// a variable set in the environment wins over the file (issue 18).
+#[tokio::test]
+async fn a_dotenv_file_in_the_working_directory_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file_key = "dotenv-global-key-0123456789";
+    std::fs::write(
+        dir.path().join(".env"),
+        format!(
+            "# OnWapp's settings\nexport PORT={port}\nGLOBAL_API_KEY=\"{file_key}\"\n\
+             DATA_DIR=./data # beside the file\nRATE_LIMIT_BURST=7\nGIN_MODE=release\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onwapp"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // The environment wins over the file.
+        .env("RATE_LIMIT_BURST", "1000")
+        .env("LOG_LEVEL", "warn")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn onwapp");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = eventually(Duration::from_secs(30), || async {
+        client
+            .get(format!("{base}/sessions"))
+            .header("Authorization", file_key)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // More requests than the file's burst of 7: the environment's 1000 applies.
+    let mut limited = false;
+    for _ in 0..20 {
+        let r = client.get(format!("{base}/health")).send().await.unwrap();
+        limited |= r.status() == 429;
+    }
+    let wrong = client
+        .get(format!("{base}/sessions"))
+        .header("Authorization", GLOBAL_KEY)
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "the port and the key of .env were not used");
+    assert!(
+        !limited,
+        "the file's RATE_LIMIT_BURST won over the environment's"
+    );
+    assert_eq!(wrong.ok(), Some(401), "another key is refused");
+    assert!(
+        dir.path().join("data").is_dir(),
+        "DATA_DIR from .env, relative to it"
+    );
+}
+
 /// `onwapp -version` and `-v` print the version and exit, as OnWapp's flags do, whatever the
 /// environment holds (issue 18).
 #[test]
