@@ -90,12 +90,11 @@ impl Authenticator {
     /// Resolves the `Authorization` header (a raw key; a `Bearer ` prefix is tolerated).
     pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<Principal, AuthError> {
         let raw = header.ok_or(AuthError::Missing)?;
-        let key = raw.to_str().map_err(|_| AuthError::Invalid)?.trim();
-        let key = key.strip_prefix("Bearer ").map(str::trim).unwrap_or(key);
+        let key = bare_key(raw.to_str().map_err(|_| AuthError::Invalid)?);
         if key.is_empty() {
             return Err(AuthError::Missing);
         }
-        if bool::from(key.as_bytes().ct_eq(self.global_key.as_bytes())) {
+        if self.is_global_key(key) {
             return Ok(Principal::Global);
         }
         let hash = hash_key(key);
@@ -118,13 +117,21 @@ impl Authenticator {
     }
 }
 
+/// The key an `Authorization` value carries: trimmed, a `Bearer ` prefix tolerated.
+fn bare_key(raw: &str) -> &str {
+    let key = raw.trim();
+    key.strip_prefix("Bearer ").map(str::trim).unwrap_or(key)
+}
+
 impl Authenticator {
     /// Whether the `Authorization` header carries the global key (constant time, no lookup).
     pub fn is_global(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(key) = header.and_then(|h| h.to_str().ok()).map(str::trim) else {
-            return false;
-        };
-        let key = key.strip_prefix("Bearer ").map(str::trim).unwrap_or(key);
+        header
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|raw| self.is_global_key(bare_key(raw)))
+    }
+
+    fn is_global_key(&self, key: &str) -> bool {
         bool::from(key.as_bytes().ct_eq(self.global_key.as_bytes()))
     }
 
