@@ -223,16 +223,11 @@ impl Dispatcher {
             if ev.next_attempt_at > now {
                 break;
             }
-            let published = match self.publish(ev).await {
-                Ok(published) => published,
-                Err(held) => {
-                    self.observe(ev, &held);
-                    pass.held += 1;
-                    unrecorded.push(ev.id, ev.session_id, held);
-                    break;
-                }
+            // NATS first (when on); a webhook attempt only once it has the event.
+            let (published, outcome) = match self.publish(ev).await {
+                Ok(published) => (published, self.attempt(webhook, ev).await),
+                Err(held) => (false, held),
             };
-            let outcome = self.attempt(webhook, ev).await;
             self.observe(ev, &outcome);
             // Published now and not finished: not published again when tried again.
             if published && matches!(outcome, Outcome::Retry { .. } | Outcome::Dead { .. }) {
