@@ -142,6 +142,18 @@ fn items_for(schema: &str, name: &str) -> Option<(usize, Option<usize>)> {
     })
 }
 
+/// A string field's rule: its pattern when it has one; otherwise, when a blank value is
+/// refused (`<field> is required`), at least one character that is not a space.
+fn string_rule(field: &mut Object, pattern: Option<&str>, blank_refused: bool) {
+    if let Some(p) = pattern {
+        field.pattern = Some(p.to_string());
+        field.min_length = Some(1);
+    } else if blank_refused {
+        field.min_length = Some(1);
+        field.pattern.get_or_insert_with(|| r"\S".to_string());
+    }
+}
+
 /// A required string must not be blank (the handlers answer `<field> is required`); fields
 /// with a rule get it, in arrays too; integers named like offsets and ids are not negative.
 fn constrain(schema: &str, obj: &mut Object) {
@@ -150,13 +162,8 @@ fn constrain(schema: &str, obj: &mut Object) {
         let RefOr::T(prop) = prop else { continue };
         match prop {
             Schema::Object(field) if is_string(&field.schema_type) => {
-                if let Some(p) = pattern_for(schema, name) {
-                    field.pattern = Some(p.to_string());
-                    field.min_length = Some(1);
-                } else if required.contains(name) && field.enum_values.is_none() {
-                    field.min_length = Some(1);
-                    field.pattern.get_or_insert_with(|| r"\S".to_string());
-                }
+                let blank_refused = required.contains(name) && field.enum_values.is_none();
+                string_rule(field, pattern_for(schema, name), blank_refused);
             }
             Schema::Object(field) if is_integer(&field.schema_type) => {
                 if matches!(name.as_str(), "offset" | "limit" | "serverId") {
@@ -230,13 +237,7 @@ fn multipart_form(body: &str) -> Option<(&'static str, utoipa::openapi::Content)
         .required("file");
     for name in required.iter().chain(optional) {
         let mut field = Object::with_type(Type::String);
-        if let Some(p) = pattern_for(body, name) {
-            field.pattern = Some(p.to_string());
-        }
-        if required.contains(name) {
-            field.min_length = Some(1);
-            field.pattern.get_or_insert_with(|| r"\S".to_string());
-        }
+        string_rule(&mut field, pattern_for(body, name), required.contains(name));
         form = form.property(*name, field);
     }
     for name in required {
@@ -336,13 +337,7 @@ fn query_schema(path: &str, name: &str, required: bool) -> Object {
         return Object::with_type(Type::Boolean);
     }
     let mut o = Object::with_type(Type::String);
-    if let Some(p) = pattern_for(path, name) {
-        o.pattern = Some(p.to_string());
-        o.min_length = Some(1);
-    } else if required {
-        o.pattern = Some(r"\S".to_string());
-        o.min_length = Some(1);
-    }
+    string_rule(&mut o, pattern_for(path, name), required);
     o
 }
 
