@@ -26,23 +26,27 @@ pub fn decode_every_rpc(data: &[u8]) {
     }
 }
 
+/// A small xorshift for the randomized tests that stand in for fuzzing in `cargo test`
+/// (here and in the application's `http::fuzzing`): deterministic, without a dependency.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small xorshift so the test is deterministic without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
 
     /// Bodies as members send them, to mutate.
     const SEEDS: &[&str] = &[
@@ -63,7 +67,7 @@ mod tests {
 
     #[test]
     fn random_member_bodies_never_panic() {
-        let mut rng = Rng(0x5eed_c1a5_7e12_0001);
+        let mut rng = XorShift(0x5eed_c1a5_7e12_0001);
         let seeds = seeds();
         for round in 0..4000 {
             let mut b = seeds[round % seeds.len()].clone();
@@ -85,7 +89,7 @@ mod tests {
                     let depth = rng.below(3000);
                     b = [vec![b'['; depth], vec![b']'; depth]].concat();
                 }
-                _ => b = (0..rng.below(256)).map(|_| rng.next() as u8).collect(),
+                _ => b = (0..rng.below(256)).map(|_| rng.next_u64() as u8).collect(),
             }
             decode_every_rpc(&b);
         }

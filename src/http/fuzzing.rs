@@ -60,17 +60,6 @@ pub fn parse_inbound_payloads(data: &[u8]) {
 mod tests {
     use super::parse_every_body;
 
-    /// A small xorshift so the test is deterministic without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     const SEEDS: &[&str] = &[
         r#"{"session":"a","apiKey":"0123456789abcdef"}"#,
         r#"{"url":"https://e.com/h","events":["*","message.received"],"enabled":true,"secret":"x"}"#,
@@ -85,30 +74,34 @@ mod tests {
     /// parser: nothing may panic.
     #[test]
     fn random_bodies_never_panic() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = onwapp_cluster::fuzzing::XorShift(0x9e37_79b9_7f4a_7c15);
         for round in 0..5_000 {
             let seed = SEEDS[round % SEEDS.len()].as_bytes();
             let mut b = seed.to_vec();
-            match rng.next() % 5 {
+            match rng.next_u64() % 5 {
                 0 => {
-                    for _ in 0..(rng.next() % 8 + 1) {
-                        let i = (rng.next() as usize) % b.len();
-                        b[i] ^= 1 << (rng.next() % 8);
+                    for _ in 0..(rng.next_u64() % 8 + 1) {
+                        let i = (rng.next_u64() as usize) % b.len();
+                        b[i] ^= 1 << (rng.next_u64() % 8);
                     }
                 }
-                1 => b.truncate((rng.next() as usize) % b.len()),
+                1 => b.truncate((rng.next_u64() as usize) % b.len()),
                 2 => {
-                    let other = SEEDS[(rng.next() as usize) % SEEDS.len()].as_bytes();
-                    let cut = (rng.next() as usize) % other.len();
-                    let at = (rng.next() as usize) % b.len();
+                    let other = SEEDS[(rng.next_u64() as usize) % SEEDS.len()].as_bytes();
+                    let cut = (rng.next_u64() as usize) % other.len();
+                    let at = (rng.next_u64() as usize) % b.len();
                     b.splice(at..at, other[cut..].iter().copied());
                 }
                 3 => {
-                    let depth = (rng.next() % 5000) as usize;
+                    let depth = (rng.next_u64() % 5000) as usize;
                     b = format!("{{\"phone\":{}1{}}}", "[".repeat(depth), "]".repeat(depth))
                         .into_bytes();
                 }
-                _ => b = (0..(rng.next() % 64)).map(|_| rng.next() as u8).collect(),
+                _ => {
+                    b = (0..(rng.next_u64() % 64))
+                        .map(|_| rng.next_u64() as u8)
+                        .collect()
+                }
             }
             parse_every_body(&b);
         }
