@@ -312,7 +312,9 @@ pub async fn shutdown_signal() {
 /// `DATA_DIR/media`.
 async fn media_blobs(config: &Config) -> anyhow::Result<Arc<dyn crate::media::BlobStore>> {
     let blobs: Arc<dyn crate::media::BlobStore> = if let Some(s3) = &config.s3 {
-        let blobs = crate::media::S3Blobs::new(s3).map_err(|e| anyhow::anyhow!("MINIO_*: {e}"))?;
+        let blobs = crate::media::S3Blobs::new(s3)
+            .map_err(|e| anyhow::anyhow!("MINIO_*: {e}"))?
+            .max_object(config.media_max_bytes);
         blobs
             .ensure_bucket()
             .await

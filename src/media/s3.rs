@@ -105,6 +105,9 @@ pub struct S3Blobs {
     credentials: Credentials,
     public_base: Option<Url>,
     presign_expiry: Duration,
+    /// The largest object read back: nothing stored here is larger (`MEDIA_MAX_BYTES`), and
+    /// an object put there by someone else is not read past it.
+    max_object: u64,
 }
 
 impl S3Blobs {
@@ -119,7 +122,14 @@ impl S3Blobs {
             credentials: Credentials::new(s.access_key.clone(), s.secret_key.clone()),
             public_base: s.public_url.clone(),
             presign_expiry: s.presign_expiry.min(MAX_PRESIGN),
+            max_object: super::DEFAULT_MAX_BYTES,
         })
+    }
+
+    /// Reads objects up to `max` bytes (the media limit in effect).
+    pub fn max_object(mut self, max: u64) -> Self {
+        self.max_object = max;
+        self
     }
 
     /// Makes sure the bucket exists (creates it if not), trying up to 5 times 2, 4, 6 and 8 s
@@ -246,7 +256,7 @@ impl BlobStore for S3Blobs {
                 get.sign(SIGNED_FOR),
                 &[],
                 Bytes::new(),
-                u64::MAX,
+                self.max_object,
             )
             .await?;
         match r.status {
